@@ -1,0 +1,1 @@
+//! TICKscript lambda expressions (being written).

@@ -1,0 +1,49 @@
+//! The seam between a session and a node, after Kapacitor's Go agent
+//! (`udf/agent`): the session owns bytes, framing, keepalives, snapshots and
+//! the writer; a [`Handler`] owns what points mean and never sees a socket.
+
+use crate::alert::Event;
+use crate::proto::{BeginBatch, EdgeType, EndBatch, InfoResponse, InitRequest, Point, Response};
+
+/// What one data message produced: responses to write (emitted points or
+/// batches, in order) and events to hand to delivery.
+#[derive(Debug, Default)]
+pub struct Output {
+    pub responses: Vec<Response>,
+    pub events: Vec<Event>,
+}
+
+impl Output {
+    pub fn is_empty(&self) -> bool {
+        self.responses.is_empty() && self.events.is_empty()
+    }
+}
+
+/// Identifies one session for logs, metrics and restart bookkeeping.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct NodeKey {
+    pub task: String,
+    pub node: String,
+}
+
+/// Creates handlers: one per connection, at a successful Init.
+pub trait HandlerFactory: Send + Sync + 'static {
+    /// The answer to `InfoRequest` on a socket of this edge type.
+    fn info(&self, edge: EdgeType) -> InfoResponse;
+
+    /// Validates the Init options and builds the node. The error text is what
+    /// the user reads in `kapacitor show`: it names the option and the reason.
+    fn init(&self, edge: EdgeType, req: &InitRequest) -> Result<Box<dyn Handler>, String>;
+}
+
+/// One initialized node. Methods never block on I/O: they compute and fill `out`.
+pub trait Handler: Send {
+    /// A stream point, or a point inside an open batch.
+    fn point(&mut self, point: Point, out: &mut Output);
+    /// Opens a batch (only on batch connections; the session checks nesting).
+    fn begin_batch(&mut self, begin: BeginBatch, out: &mut Output);
+    /// Closes the open batch.
+    fn end_batch(&mut self, end: EndBatch, out: &mut Output);
+    /// The session is ending (normally or not); the handler may release shared state.
+    fn stop(&mut self) {}
+}
