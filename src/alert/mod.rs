@@ -171,3 +171,19 @@ pub struct Event {
     pub data: Series,
     pub route: Arc<Route>,
 }
+
+/// Kapacitor's `ServerInfo`, as templates see it (`.ServerInfo.Hostname` …).
+/// Resolved once per agent (README, *Configuration*, `[kapacitor]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerInfo {
+    pub hostname: String,
+    pub cluster_id: String,
+    pub server_id: String,
+}
+
+impl Default for ServerInfo {
+    /// Kapacitor's own defaults: `localhost` and empty ids.
+    fn default() -> Self {
+        Self { hostname: "localhost".into(), cluster_id: String::new(), server_id: String::new() }
+    }
+}
