@@ -504,7 +504,10 @@ mod tests {
             (f64::INFINITY, "+Inf"),
             (f64::NEG_INFINITY, "-Inf"),
             (-1.5, "-1.5"),
-            (f64::from_bits(0x430a_5f5d_646d_bd62), "9.279005144984762e+14"),
+            (
+                f64::from_bits(0x430a_5f5d_646d_bd62),
+                "9.279005144984762e+14",
+            ),
         ];
         for (f, want) in cases {
             assert_eq!(format_float_v(*f), *want, "{f:?}");
