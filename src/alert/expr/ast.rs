@@ -138,9 +138,19 @@ pub enum Node {
     /// A bare identifier that is not a function call. It parses (Kapacitor's
     /// parser accepts it) but does not compile.
     Ident(String),
-    Unary { op: Op, node: Box<Node> },
-    Binary { op: Op, left: Box<Node>, right: Box<Node> },
-    Call { name: String, args: Vec<Node> },
+    Unary {
+        op: Op,
+        node: Box<Node>,
+    },
+    Binary {
+        op: Op,
+        left: Box<Node>,
+        right: Box<Node>,
+    },
+    Call {
+        name: String,
+        args: Vec<Node>,
+    },
     /// A nested lambda: its stateful functions keep their own state. There is
     /// no TICKscript spelling for it inside a lambda; trees built by hand only.
     Lambda(Box<Node>),
@@ -149,12 +159,19 @@ pub enum Node {
 impl Node {
     /// Shorthand for tests and tools.
     pub fn binary(op: Op, left: Node, right: Node) -> Node {
-        Node::Binary { op, left: Box::new(left), right: Box::new(right) }
+        Node::Binary {
+            op,
+            left: Box::new(left),
+            right: Box::new(right),
+        }
     }
 
     /// Shorthand for tests and tools.
     pub fn unary(op: Op, node: Node) -> Node {
-        Node::Unary { op, node: Box::new(node) }
+        Node::Unary {
+            op,
+            node: Box::new(node),
+        }
     }
 
     /// Every field/tag name the tree references, first occurrence first.
@@ -251,9 +268,17 @@ impl Node {
     /// Writes `child` of a binary node with operator `parent`, in parentheses
     /// when the parser would otherwise group it differently (Kapacitor's
     /// operators are left-associative).
-    fn fmt_operand(child: &Node, parent: Op, right: bool, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    fn fmt_operand(
+        child: &Node,
+        parent: Op,
+        right: bool,
+        f: &mut fmt::Formatter<'_>,
+    ) -> fmt::Result {
         if let Node::Binary { op, .. } = child {
-            let (cp, pp) = (op.precedence().unwrap_or(0), parent.precedence().unwrap_or(0));
+            let (cp, pp) = (
+                op.precedence().unwrap_or(0),
+                parent.precedence().unwrap_or(0),
+            );
             if cp < pp || (right && cp == pp) {
                 return write!(f, "({child})");
             }

@@ -36,11 +36,26 @@ pub(crate) enum CNode {
     Lit(Lit),
     Ref(String),
     /// `op` is `Minus` or `Not`.
-    Unary { op: Op, node: Box<CNode> },
-    Binary { op: Op, left: Box<CNode>, right: Box<CNode>, has_call: bool },
-    Call { func: Func, args: Vec<CNode>, args_have_calls: bool },
+    Unary {
+        op: Op,
+        node: Box<CNode>,
+    },
+    Binary {
+        op: Op,
+        left: Box<CNode>,
+        right: Box<CNode>,
+        has_call: bool,
+    },
+    Call {
+        func: Func,
+        args: Vec<CNode>,
+        args_have_calls: bool,
+    },
     /// A nested lambda with its own function state (index into the states).
-    Lambda { node: Box<CNode>, state: usize },
+    Lambda {
+        node: Box<CNode>,
+        state: usize,
+    },
 }
 
 impl CNode {
@@ -60,7 +75,9 @@ impl CNode {
             CNode::Ref(_) | CNode::Call { .. } => None,
             CNode::Unary { op: Op::Not, .. } => Some(Type::Bool),
             CNode::Unary { node, .. } | CNode::Lambda { node, .. } => node.const_type(),
-            CNode::Binary { op, left, right, .. } => {
+            CNode::Binary {
+                op, left, right, ..
+            } => {
                 if op.is_comparison() || op.is_logical() {
                     Some(Type::Bool)
                 } else {
@@ -124,16 +141,61 @@ fn type_has_op(t: Type, op: Op) -> bool {
     use Type::*;
     match t {
         Bool => matches!(op, Op::And | Op::Or | Op::Eq | Op::Ne),
-        Float => matches!(op, Op::Lt | Op::Le | Op::Gt | Op::Ge | Op::Eq | Op::Ne | Op::Plus | Op::Minus | Op::Mult | Op::Div),
+        Float => matches!(
+            op,
+            Op::Lt
+                | Op::Le
+                | Op::Gt
+                | Op::Ge
+                | Op::Eq
+                | Op::Ne
+                | Op::Plus
+                | Op::Minus
+                | Op::Mult
+                | Op::Div
+        ),
         Int => matches!(
             op,
-            Op::Lt | Op::Le | Op::Gt | Op::Ge | Op::Eq | Op::Ne | Op::Plus | Op::Minus | Op::Mult | Op::Div | Op::Mod
+            Op::Lt
+                | Op::Le
+                | Op::Gt
+                | Op::Ge
+                | Op::Eq
+                | Op::Ne
+                | Op::Plus
+                | Op::Minus
+                | Op::Mult
+                | Op::Div
+                | Op::Mod
         ),
         String => {
-            matches!(op, Op::Lt | Op::Le | Op::Gt | Op::Ge | Op::Eq | Op::Ne | Op::RegexEq | Op::RegexNe | Op::Plus)
+            matches!(
+                op,
+                Op::Lt
+                    | Op::Le
+                    | Op::Gt
+                    | Op::Ge
+                    | Op::Eq
+                    | Op::Ne
+                    | Op::RegexEq
+                    | Op::RegexNe
+                    | Op::Plus
+            )
         }
         Regex => matches!(op, Op::RegexEq | Op::RegexNe),
-        Duration => matches!(op, Op::Lt | Op::Le | Op::Gt | Op::Ge | Op::Eq | Op::Ne | Op::Plus | Op::Minus | Op::Mult | Op::Div),
+        Duration => matches!(
+            op,
+            Op::Lt
+                | Op::Le
+                | Op::Gt
+                | Op::Ge
+                | Op::Eq
+                | Op::Ne
+                | Op::Plus
+                | Op::Minus
+                | Op::Mult
+                | Op::Div
+        ),
         Time | Missing => false,
     }
 }
@@ -160,10 +222,16 @@ fn ref_name(n: &CNode) -> &str {
 /// Kapacitor's `determineError` for a combination the table lacks.
 fn type_error(op: Op, lt: Option<Type>, rt: Option<Type>, left: &CNode, right: &CNode) -> String {
     if lt == Some(Type::Missing) {
-        return format!("left reference value \"{}\" is missing value", ref_name(left));
+        return format!(
+            "left reference value \"{}\" is missing value",
+            ref_name(left)
+        );
     }
     if rt == Some(Type::Missing) {
-        return format!("right reference value \"{}\" is missing value", ref_name(right));
+        return format!(
+            "right reference value \"{}\" is missing value",
+            ref_name(right)
+        );
     }
     let name = |t: Option<Type>| t.map_or("invalid type".to_string(), |t| t.to_string());
     if let Some(l) = lt
@@ -200,7 +268,10 @@ pub(crate) fn compile(node: &Node, lambdas: &mut usize) -> Result<CNode, String>
             if !matches!(op, Op::Minus | Op::Not) {
                 return Err(format!("Invalid unary operator: \"{op}\""));
             }
-            CNode::Unary { op: *op, node: Box::new(compile(node, lambdas)?) }
+            CNode::Unary {
+                op: *op,
+                node: Box::new(compile(node, lambdas)?),
+            }
         }
         Node::Binary { op, left, right } => {
             if *op == Op::Not {
@@ -215,21 +286,39 @@ pub(crate) fn compile(node: &Node, lambdas: &mut usize) -> Result<CNode, String>
                 }
             }
             let has_call = l.has_call() || r.has_call();
-            CNode::Binary { op: *op, left: Box::new(l), right: Box::new(r), has_call }
+            CNode::Binary {
+                op: *op,
+                left: Box::new(l),
+                right: Box::new(r),
+                has_call,
+            }
         }
         Node::Call { name, args } => {
-            let func = Func::lookup(name).ok_or_else(|| format!("undefined function: \"{name}\""))?;
+            let func =
+                Func::lookup(name).ok_or_else(|| format!("undefined function: \"{name}\""))?;
             if args.len() > MAX_ARGS {
-                return Err(format!("too many arguments to {name}: at most {MAX_ARGS} are allowed"));
+                return Err(format!(
+                    "too many arguments to {name}: at most {MAX_ARGS} are allowed"
+                ));
             }
-            let args = args.iter().map(|a| compile(a, lambdas)).collect::<Result<Vec<_>, _>>()?;
+            let args = args
+                .iter()
+                .map(|a| compile(a, lambdas))
+                .collect::<Result<Vec<_>, _>>()?;
             let args_have_calls = args.iter().any(CNode::has_call);
-            CNode::Call { func, args, args_have_calls }
+            CNode::Call {
+                func,
+                args,
+                args_have_calls,
+            }
         }
         Node::Lambda(node) => {
             *lambdas += 1;
             let state = *lambdas;
-            CNode::Lambda { node: Box::new(compile(node, lambdas)?), state }
+            CNode::Lambda {
+                node: Box::new(compile(node, lambdas)?),
+                state,
+            }
         }
     })
 }
@@ -252,9 +341,15 @@ fn lookup<'a>(name: &str, scope: &'a dyn Scope) -> Result<Val<'a>, EvalError> {
         Some(ValueRef::Float(f)) => Val::Float(f),
         Some(ValueRef::Str(s)) => Val::Str(Cow::Borrowed(s)),
         Some(ValueRef::Bool(b)) => Val::Bool(b),
-        Some(ValueRef::Nil) => return Err(EvalError::new(format!("referenced value \"{name}\" is nil."))),
+        Some(ValueRef::Nil) => {
+            return Err(EvalError::new(format!(
+                "referenced value \"{name}\" is nil."
+            )));
+        }
         Some(ValueRef::Ambiguous) => {
-            return Err(EvalError::new(format!("cannot have field and tags with same name \"{name}\"")));
+            return Err(EvalError::new(format!(
+                "cannot have field and tags with same name \"{name}\""
+            )));
         }
     })
 }
@@ -267,7 +362,11 @@ fn signature_error(func: &Func, types: &[Type], args: &[CNode]) -> EvalError {
         .map(|(_, a)| format!("\"{}\"", ref_name(a)))
         .collect();
     if !missing.is_empty() {
-        let (noun, verb) = if missing.len() > 1 { ("arguments", "are") } else { ("argument", "is") };
+        let (noun, verb) = if missing.len() > 1 {
+            ("arguments", "are")
+        } else {
+            ("argument", "is")
+        };
         return EvalError::new(format!(
             "Cannot call function \"{}\" {noun} {} {verb} missing",
             func.name,
@@ -275,7 +374,11 @@ fn signature_error(func: &Func, types: &[Type], args: &[CNode]) -> EvalError {
         ));
     }
     let list: Vec<String> = types.iter().map(Type::to_string).collect();
-    EvalError::new(format!("Cannot call function \"{}\" with args ({})", func.name, list.join(",")))
+    EvalError::new(format!(
+        "Cannot call function \"{}\" with args ({})",
+        func.name,
+        list.join(",")
+    ))
 }
 
 /// Kapacitor's `Type(scope)`: the type a node will produce, computed without
@@ -285,27 +388,36 @@ pub(crate) fn type_of(n: &CNode, scope: &dyn Scope) -> Result<Type, EvalError> {
         CNode::Lit(l) => lit_type(l),
         CNode::Ref(name) => match lookup(name, scope)?.typ() {
             Some(t) => t,
-            None => return Err(EvalError::new(format!("referenced value \"{name}\" is nil."))),
+            None => {
+                return Err(EvalError::new(format!(
+                    "referenced value \"{name}\" is nil."
+                )));
+            }
         },
         CNode::Unary { op: Op::Not, .. } => Type::Bool,
         CNode::Unary { node, .. } | CNode::Lambda { node, .. } => type_of(node, scope)?,
-        CNode::Binary { op, left, right, .. } => {
+        CNode::Binary {
+            op, left, right, ..
+        } => {
             if op.is_comparison() || op.is_logical() {
                 Type::Bool
             } else {
                 let (lt, rt) = (type_of(left, scope)?, type_of(right, scope)?);
-                binary_type(*op, lt, rt)
-                    .ok_or_else(|| EvalError::new(type_error(*op, Some(lt), Some(rt), left, right)))?
+                binary_type(*op, lt, rt).ok_or_else(|| {
+                    EvalError::new(type_error(*op, Some(lt), Some(rt), left, right))
+                })?
             }
         }
         CNode::Call { func, args, .. } => {
             let mut types = [Type::Missing; MAX_ARGS];
             for (i, a) in args.iter().enumerate() {
-                types[i] = type_of(a, scope)
-                    .map_err(|e| EvalError::new(format!("Failed to handle {} argument: {e}", i + 1)))?;
+                types[i] = type_of(a, scope).map_err(|e| {
+                    EvalError::new(format!("Failed to handle {} argument: {e}", i + 1))
+                })?;
             }
             let types = &types[..args.len()];
-            func.signature(types).ok_or_else(|| signature_error(func, types, args))?
+            func.signature(types)
+                .ok_or_else(|| signature_error(func, types, args))?
         }
     })
 }
@@ -365,7 +477,9 @@ fn apply<'a>(op: Op, l: &Val<'a>, r: &Val<'a>) -> Result<Option<Val<'a>>, EvalEr
             Op::Div => Some(Int(x.wrapping_div(*y))),
             _ => None,
         }),
-        (Duration(d), Int(i)) | (Int(i), Duration(d)) if op == Op::Mult => Ok(Some(Duration(d.wrapping_mul(*i)))),
+        (Duration(d), Int(i)) | (Int(i), Duration(d)) if op == Op::Mult => {
+            Ok(Some(Duration(d.wrapping_mul(*i))))
+        }
         (Duration(d), Float(f)) | (Float(f), Duration(d)) if op == Op::Mult => {
             Ok(Some(Duration(go_f64_to_i64(*d as f64 * f))))
         }
@@ -375,7 +489,9 @@ fn apply<'a>(op: Op, l: &Val<'a>, r: &Val<'a>) -> Result<Option<Val<'a>>, EvalEr
             }
             Ok(Some(Duration(d.wrapping_div(*i))))
         }
-        (Duration(d), Float(f)) if op == Op::Div => Ok(Some(Duration(go_f64_to_i64(*d as f64 / f)))),
+        (Duration(d), Float(f)) if op == Op::Div => {
+            Ok(Some(Duration(go_f64_to_i64(*d as f64 / f))))
+        }
         (Str(x), Str(y)) if op == Op::Plus => {
             let mut s = String::with_capacity(x.len() + y.len());
             s.push_str(x);
@@ -387,12 +503,20 @@ fn apply<'a>(op: Op, l: &Val<'a>, r: &Val<'a>) -> Result<Option<Val<'a>>, EvalEr
 }
 
 fn guard(want: Type, got: &Val<'_>) -> EvalError {
-    let got = got.typ().map_or("invalid type".to_string(), |t| t.to_string());
-    EvalError::new(format!("TypeGuard: expression returned unexpected type {got}, expected {want}"))
+    let got = got
+        .typ()
+        .map_or("invalid type".to_string(), |t| t.to_string());
+    EvalError::new(format!(
+        "TypeGuard: expression returned unexpected type {got}, expected {want}"
+    ))
 }
 
 /// Evaluates `n` against the scope in `ctx`, with the function state `state`.
-pub(crate) fn eval<'a>(n: &'a CNode, ctx: &mut Ctx<'_, 'a>, state: usize) -> Result<Val<'a>, EvalError> {
+pub(crate) fn eval<'a>(
+    n: &'a CNode,
+    ctx: &mut Ctx<'_, 'a>,
+    state: usize,
+) -> Result<Val<'a>, EvalError> {
     match n {
         CNode::Lit(l) => Ok(match l {
             Lit::Int(i) => Val::Int(*i),
@@ -413,30 +537,57 @@ pub(crate) fn eval<'a>(n: &'a CNode, ctx: &mut Ctx<'_, 'a>, state: usize) -> Res
                 (_, Val::Duration(d)) => Ok(Val::Duration(d.wrapping_neg())),
                 // Kapacitor's unary node negates a boolean under `-` too.
                 (_, Val::Bool(b)) => Ok(Val::Bool(!b)),
-                (_, Val::Missing) => Err(EvalError::new(format!("reference \"{}\" is missing value", ref_name(node)))),
+                (_, Val::Missing) => Err(EvalError::new(format!(
+                    "reference \"{}\" is missing value",
+                    ref_name(node)
+                ))),
                 (_, v) => Err(EvalError::new(format!(
                     "invalid unary operator - for type {}",
-                    v.typ().map_or("invalid type".to_string(), |t| t.to_string())
+                    v.typ()
+                        .map_or("invalid type".to_string(), |t| t.to_string())
                 ))),
             }
         }
-        CNode::Binary { op, left, right, has_call } => {
+        CNode::Binary {
+            op,
+            left,
+            right,
+            has_call,
+        } => {
             let scope = ctx.scope;
             if *has_call {
                 // Kapacitor types both sides before evaluating either.
                 let (lt, rt) = (type_of(left, scope)?, type_of(right, scope)?);
                 if binary_type(*op, lt, rt).is_none() {
-                    return Err(EvalError::new(type_error(*op, Some(lt), Some(rt), left, right)));
+                    return Err(EvalError::new(type_error(
+                        *op,
+                        Some(lt),
+                        Some(rt),
+                        left,
+                        right,
+                    )));
                 }
             }
             let l = eval(left, ctx, state)?;
             if op.is_logical() {
                 let rt = type_of(right, scope)?;
                 let Val::Bool(lb) = l else {
-                    return Err(EvalError::new(type_error(*op, l.typ(), Some(rt), left, right)));
+                    return Err(EvalError::new(type_error(
+                        *op,
+                        l.typ(),
+                        Some(rt),
+                        left,
+                        right,
+                    )));
                 };
                 if rt != Type::Bool {
-                    return Err(EvalError::new(type_error(*op, Some(Type::Bool), Some(rt), left, right)));
+                    return Err(EvalError::new(type_error(
+                        *op,
+                        Some(Type::Bool),
+                        Some(rt),
+                        left,
+                        right,
+                    )));
                 }
                 if (*op == Op::And) != lb {
                     return Ok(Val::Bool(lb));
@@ -449,17 +600,28 @@ pub(crate) fn eval<'a>(n: &'a CNode, ctx: &mut Ctx<'_, 'a>, state: usize) -> Res
             let r = eval(right, ctx, state)?;
             match apply(*op, &l, &r)? {
                 Some(v) => Ok(v),
-                None => Err(EvalError::new(type_error(*op, l.typ(), r.typ(), left, right))),
+                None => Err(EvalError::new(type_error(
+                    *op,
+                    l.typ(),
+                    r.typ(),
+                    left,
+                    right,
+                ))),
             }
         }
-        CNode::Call { func, args, args_have_calls } => {
+        CNode::Call {
+            func,
+            args,
+            args_have_calls,
+        } => {
             if *args_have_calls {
                 type_of(n, ctx.scope)?;
             }
             let mut vals: [Val<'a>; MAX_ARGS] = [Val::Nil, Val::Nil, Val::Nil, Val::Nil];
             for (i, a) in args.iter().enumerate() {
-                vals[i] =
-                    eval(a, ctx, state).map_err(|e| EvalError::new(format!("Failed to handle {} argument: {e}", i + 1)))?;
+                vals[i] = eval(a, ctx, state).map_err(|e| {
+                    EvalError::new(format!("Failed to handle {} argument: {e}", i + 1))
+                })?;
             }
             let vals = &mut vals[..args.len()];
             if !*args_have_calls {
@@ -473,8 +635,12 @@ pub(crate) fn eval<'a>(n: &'a CNode, ctx: &mut Ctx<'_, 'a>, state: usize) -> Res
                     return Err(signature_error(func, types, args));
                 }
             }
-            let st = ctx.states.get_mut(state).ok_or_else(|| EvalError::new("function state out of range"))?;
-            func.call(vals, st, ctx.now).map_err(|e| EvalError::new(format!("error calling \"{}\": {e}", func.name)))
+            let st = ctx
+                .states
+                .get_mut(state)
+                .ok_or_else(|| EvalError::new("function state out of range"))?;
+            func.call(vals, st, ctx.now)
+                .map_err(|e| EvalError::new(format!("error calling \"{}\": {e}", func.name)))
         }
         CNode::Lambda { node, state } => eval(node, ctx, *state),
     }

@@ -13,7 +13,8 @@ use std::borrow::Cow;
 use rand::{Rng, SeedableRng};
 
 use super::value::{
-    Type, Val, format_float_f, go_f64_to_i64, parse_bool, parse_float, parse_influx_duration, parse_int,
+    Type, Val, format_float_f, go_f64_to_i64, parse_bool, parse_float, parse_influx_duration,
+    parse_int,
 };
 use crate::alert::expr::ast::format_duration;
 
@@ -135,8 +136,11 @@ fn yn(n: i64, x: f64) -> f64 {
 fn map_runes(s: &str, upper: bool) -> String {
     s.chars()
         .map(|c| {
-            let mut m: Box<dyn Iterator<Item = char>> =
-                if upper { Box::new(c.to_uppercase()) } else { Box::new(c.to_lowercase()) };
+            let mut m: Box<dyn Iterator<Item = char>> = if upper {
+                Box::new(c.to_uppercase())
+            } else {
+                Box::new(c.to_lowercase())
+            };
             match (m.next(), m.next()) {
                 (Some(one), None) => one,
                 _ => c,
@@ -198,25 +202,58 @@ const FUNCS: &[(&str, Kind)] = &[
     ("y1", Kind::Math1(libm::y1)),
     ("yn", Kind::MathIF(yn)),
     ("strContains", Kind::Str2Bool(|s, t| s.contains(t))),
-    ("strContainsAny", Kind::Str2Bool(|s, t| s.chars().any(|c| t.contains(c)))),
-    ("strCount", Kind::Str2Int(|s, t| if t.is_empty() { s.chars().count() as i64 + 1 } else { s.matches(t).count() as i64 })),
+    (
+        "strContainsAny",
+        Kind::Str2Bool(|s, t| s.chars().any(|c| t.contains(c))),
+    ),
+    (
+        "strCount",
+        Kind::Str2Int(|s, t| {
+            if t.is_empty() {
+                s.chars().count() as i64 + 1
+            } else {
+                s.matches(t).count() as i64
+            }
+        }),
+    ),
     ("strHasPrefix", Kind::Str2Bool(|s, t| s.starts_with(t))),
     ("strHasSuffix", Kind::Str2Bool(|s, t| s.ends_with(t))),
     ("strIndex", Kind::Str2Int(|s, t| byte_index(s.find(t)))),
-    ("strIndexAny", Kind::Str2Int(|s, t| byte_index(s.find(|c| t.contains(c))))),
+    (
+        "strIndexAny",
+        Kind::Str2Int(|s, t| byte_index(s.find(|c| t.contains(c)))),
+    ),
     ("strLastIndex", Kind::Str2Int(|s, t| byte_index(s.rfind(t)))),
-    ("strLastIndexAny", Kind::Str2Int(|s, t| byte_index(s.rfind(|c| t.contains(c))))),
+    (
+        "strLastIndexAny",
+        Kind::Str2Int(|s, t| byte_index(s.rfind(|c| t.contains(c)))),
+    ),
     ("strLength", Kind::StrLength),
     ("strReplace", Kind::StrReplace),
     ("strSubstring", Kind::StrSubstring),
     ("strToLower", Kind::Str1Str(|s| map_runes(s, false))),
     ("strToUpper", Kind::Str1Str(|s| map_runes(s, true))),
-    ("strTrim", Kind::Str2Str(|s, t| s.trim_matches(|c| t.contains(c)).to_string())),
-    ("strTrimLeft", Kind::Str2Str(|s, t| s.trim_start_matches(|c| t.contains(c)).to_string())),
-    ("strTrimPrefix", Kind::Str2Str(|s, t| s.strip_prefix(t).unwrap_or(s).to_string())),
-    ("strTrimRight", Kind::Str2Str(|s, t| s.trim_end_matches(|c| t.contains(c)).to_string())),
+    (
+        "strTrim",
+        Kind::Str2Str(|s, t| s.trim_matches(|c| t.contains(c)).to_string()),
+    ),
+    (
+        "strTrimLeft",
+        Kind::Str2Str(|s, t| s.trim_start_matches(|c| t.contains(c)).to_string()),
+    ),
+    (
+        "strTrimPrefix",
+        Kind::Str2Str(|s, t| s.strip_prefix(t).unwrap_or(s).to_string()),
+    ),
+    (
+        "strTrimRight",
+        Kind::Str2Str(|s, t| s.trim_end_matches(|c| t.contains(c)).to_string()),
+    ),
     ("strTrimSpace", Kind::Str1Str(|s| s.trim().to_string())),
-    ("strTrimSuffix", Kind::Str2Str(|s, t| s.strip_suffix(t).unwrap_or(s).to_string())),
+    (
+        "strTrimSuffix",
+        Kind::Str2Str(|s, t| s.strip_suffix(t).unwrap_or(s).to_string()),
+    ),
     ("regexReplace", Kind::RegexReplace),
     ("isPresent", Kind::IsPresent),
     ("unixNano", Kind::UnixNano),
@@ -261,7 +298,13 @@ struct Sigma {
 
 impl Default for FuncState {
     fn default() -> Self {
-        FuncState { sigma: Sigma::default(), count: 0, spread_min: f64::INFINITY, spread_max: f64::NEG_INFINITY, rand: None }
+        FuncState {
+            sigma: Sigma::default(),
+            count: 0,
+            spread_min: f64::INFINITY,
+            spread_max: f64::NEG_INFINITY,
+            rand: None,
+        }
     }
 }
 
@@ -269,7 +312,10 @@ impl FuncState {
     /// Kapacitor's `Reset` of each function (`rand`'s is a no-op).
     pub(crate) fn reset(&mut self) {
         let rand = self.rand.take();
-        *self = FuncState { rand, ..FuncState::default() };
+        *self = FuncState {
+            rand,
+            ..FuncState::default()
+        };
     }
 }
 
@@ -297,7 +343,11 @@ fn human_bytes(s: u64) -> String {
     let e = ((s as f64).ln() / 1000f64.ln()).floor();
     let suffix = SIZES[(e as usize).min(SIZES.len() - 1)];
     let val = ((s as f64) / 1000f64.powf(e) * 10.0 + 0.5).floor() / 10.0;
-    if val < 10.0 { format!("{val:.1} {suffix}") } else { format!("{val:.0} {suffix}") }
+    if val < 10.0 {
+        format!("{val:.1} {suffix}")
+    } else {
+        format!("{val:.0} {suffix}")
+    }
 }
 
 const ORDINALS: [&str; 4] = ["first", "second", "third", "fourth"];
@@ -305,28 +355,41 @@ const ORDINALS: [&str; 4] = ["first", "second", "third", "fourth"];
 fn arg_str<'v, 'a>(args: &'v [Val<'a>], i: usize, name: &str) -> Result<&'v str, String> {
     match &args[i] {
         Val::Str(s) => Ok(s),
-        other => Err(format!("cannot pass {} as {} arg to {name}, must be string", other.go_type(), ORDINALS[i])),
+        other => Err(format!(
+            "cannot pass {} as {} arg to {name}, must be string",
+            other.go_type(),
+            ORDINALS[i]
+        )),
     }
 }
 
 fn arg_int(args: &[Val<'_>], i: usize, name: &str) -> Result<i64, String> {
     match &args[i] {
         Val::Int(n) => Ok(*n),
-        other => Err(format!("cannot pass {} as {} arg to {name}, must be int", other.go_type(), ORDINALS[i])),
+        other => Err(format!(
+            "cannot pass {} as {} arg to {name}, must be int",
+            other.go_type(),
+            ORDINALS[i]
+        )),
     }
 }
 
 impl Func {
     /// The built-in function called `name`.
     pub(crate) fn lookup(name: &str) -> Option<Func> {
-        FUNCS.iter().find(|(n, _)| *n == name).map(|&(name, kind)| Func { name, kind })
+        FUNCS
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|&(name, kind)| Func { name, kind })
     }
 
     /// The result type for these argument types, if the signature allows them
     /// (Kapacitor's `Signature()` maps).
     pub(crate) fn signature(&self, args: &[Type]) -> Option<Type> {
         use Type::*;
-        let one = |allowed: &[Type], ret: Type| (args.len() == 1 && allowed.contains(&args[0])).then_some(ret);
+        let one = |allowed: &[Type], ret: Type| {
+            (args.len() == 1 && allowed.contains(&args[0])).then_some(ret)
+        };
         match self.kind {
             Kind::Bool => one(&[Bool, String, Int, Float], Bool),
             Kind::Int => one(&[Bool, String, Int, Float], Int),
@@ -349,9 +412,13 @@ impl Func {
             Kind::StrSubstring => (args == [String, Int, Int]).then_some(String),
             Kind::RegexReplace => (args == [Regex, String, String]).then_some(String),
             Kind::IsPresent => one(&[Missing, Bool, String, Int, Float], Bool),
-            Kind::UnixNano | Kind::Minute | Kind::Hour | Kind::Weekday | Kind::Day | Kind::Month | Kind::Year => {
-                one(&[Time], Int)
-            }
+            Kind::UnixNano
+            | Kind::Minute
+            | Kind::Hour
+            | Kind::Weekday
+            | Kind::Day
+            | Kind::Month
+            | Kind::Year => one(&[Time], Int),
             Kind::Now => args.is_empty().then_some(Time),
             Kind::HumanBytes => one(&[Float, Int], String),
             Kind::If => match args {
@@ -365,10 +432,19 @@ impl Func {
 
     /// Calls the function as Kapacitor's `Call` does: no signature check,
     /// Go's own argument checks and messages. `now` is the wall clock in ns.
-    pub(crate) fn call<'a>(&self, args: &mut [Val<'a>], st: &mut FuncState, now: i64) -> Result<Val<'a>, String> {
+    pub(crate) fn call<'a>(
+        &self,
+        args: &mut [Val<'a>],
+        st: &mut FuncState,
+        now: i64,
+    ) -> Result<Val<'a>, String> {
         let name = self.name;
         let exactly = |n: usize, word: &str| -> Result<(), String> {
-            if args.len() != n { Err(format!("{name} expects exactly {word}")) } else { Ok(()) }
+            if args.len() != n {
+                Err(format!("{name} expects exactly {word}"))
+            } else {
+                Ok(())
+            }
         };
         let time_arg = |args: &[Val<'_>]| -> Result<i64, String> {
             exactly(1, "one argument")?;
@@ -377,7 +453,8 @@ impl Func {
                 other => Err(format!("cannot convert {} to time.Time", other.go_type())),
             }
         };
-        let local = |t: i64| local_time(t).ok_or_else(|| format!("{name}: time {t} is out of range"));
+        let local =
+            |t: i64| local_time(t).ok_or_else(|| format!("{name}: time {t} is out of range"));
         Ok(match self.kind {
             Kind::Bool => {
                 exactly(1, "one argument")?;
@@ -389,7 +466,9 @@ impl Func {
                     Val::Int(i) => return Err(format!("cannot convert {i} to boolean")),
                     Val::Float(f) if *f == 0.0 => Val::Bool(false),
                     Val::Float(f) if *f == 1.0 => Val::Bool(true),
-                    Val::Float(f) => return Err(format!("cannot convert {} to boolean", format_float_f(*f))),
+                    Val::Float(f) => {
+                        return Err(format!("cannot convert {} to boolean", format_float_f(*f)));
+                    }
                     other => return Err(format!("cannot convert {} to boolean", other.go_type())),
                 }
             }
@@ -431,9 +510,13 @@ impl Func {
                 }
                 let unit = |args: &[Val<'_>]| -> Result<i64, String> {
                     match args.get(1) {
-                        None => Err("duration expects unit argument for int and float values".into()),
+                        None => {
+                            Err("duration expects unit argument for int and float values".into())
+                        }
                         Some(Val::Duration(u)) => Ok(*u),
-                        Some(other) => Err(format!("invalid duration unit type: {}", other.go_type())),
+                        Some(other) => {
+                            Err(format!("invalid duration unit type: {}", other.go_type()))
+                        }
                     }
                 };
                 match &args[0] {
@@ -441,7 +524,8 @@ impl Func {
                     Val::Int(i) => Val::Duration(i.wrapping_mul(unit(args)?)),
                     Val::Float(f) => Val::Duration(go_f64_to_i64(f * unit(args)? as f64)),
                     Val::Str(s) => Val::Duration(
-                        parse_influx_duration(s).ok_or_else(|| format!("invalid duration string {s:?}"))?,
+                        parse_influx_duration(s)
+                            .ok_or_else(|| format!("invalid duration string {s:?}"))?,
                     ),
                     other => return Err(format!("cannot convert {} to duration", other.go_type())),
                 }
@@ -450,7 +534,12 @@ impl Func {
                 exactly(1, "one argument")?;
                 match &args[0] {
                     Val::Float(x) => Val::Float(f(*x)),
-                    other => return Err(format!("cannot pass {} to {name}, must be float64", other.go_type())),
+                    other => {
+                        return Err(format!(
+                            "cannot pass {} to {name}, must be float64",
+                            other.go_type()
+                        ));
+                    }
                 }
             }
             Kind::Math2(f) => {
@@ -458,7 +547,10 @@ impl Func {
                 match (&args[0], &args[1]) {
                     (Val::Float(x), Val::Float(y)) => Val::Float(f(*x, *y)),
                     (Val::Float(_), other) | (other, _) => {
-                        return Err(format!("cannot pass {} to {name}, must be float64", other.go_type()));
+                        return Err(format!(
+                            "cannot pass {} to {name}, must be float64",
+                            other.go_type()
+                        ));
                     }
                 }
             }
@@ -467,7 +559,12 @@ impl Func {
                 exactly(1, "two arguments")?;
                 match &args[0] {
                     Val::Int(n) => Val::Float(f(*n)),
-                    other => return Err(format!("cannot pass {} to {name}, must be int64", other.go_type())),
+                    other => {
+                        return Err(format!(
+                            "cannot pass {} to {name}, must be int64",
+                            other.go_type()
+                        ));
+                    }
                 }
             }
             Kind::MathIF(f) => {
@@ -475,10 +572,16 @@ impl Func {
                 match (&args[0], &args[1]) {
                     (Val::Int(n), Val::Float(x)) => Val::Float(f(*n, *x)),
                     (Val::Int(_), other) => {
-                        return Err(format!("cannot pass {} to {name} as second arg, must be float64", other.go_type()));
+                        return Err(format!(
+                            "cannot pass {} to {name} as second arg, must be float64",
+                            other.go_type()
+                        ));
                     }
                     (other, _) => {
-                        return Err(format!("cannot pass {} to {name} as first arg, must be int64", other.go_type()));
+                        return Err(format!(
+                            "cannot pass {} to {name} as first arg, must be int64",
+                            other.go_type()
+                        ));
                     }
                 }
             }
@@ -492,7 +595,10 @@ impl Func {
             }
             Kind::Str2Str(f) => {
                 exactly(2, "two arguments")?;
-                Val::Str(Cow::Owned(f(arg_str(args, 0, name)?, arg_str(args, 1, name)?)))
+                Val::Str(Cow::Owned(f(
+                    arg_str(args, 0, name)?,
+                    arg_str(args, 1, name)?,
+                )))
             }
             Kind::Str1Str(f) => {
                 exactly(1, "one argument")?;
@@ -504,9 +610,17 @@ impl Func {
             }
             Kind::StrReplace => {
                 exactly(4, "four arguments")?;
-                let (s, old, new) = (arg_str(args, 0, name)?, arg_str(args, 1, name)?, arg_str(args, 2, name)?);
+                let (s, old, new) = (
+                    arg_str(args, 0, name)?,
+                    arg_str(args, 1, name)?,
+                    arg_str(args, 2, name)?,
+                );
                 let n = arg_int(args, 3, name)?;
-                Val::Str(Cow::Owned(if n < 0 { s.replace(old, new) } else { s.replacen(old, new, n as usize) }))
+                Val::Str(Cow::Owned(if n < 0 {
+                    s.replace(old, new)
+                } else {
+                    s.replacen(old, new, n as usize)
+                }))
             }
             Kind::StrSubstring => {
                 exactly(3, "three arguments")?;
@@ -519,24 +633,34 @@ impl Func {
                     return Err(format!("found negative index for strSubstring: {stop}"));
                 }
                 if stop as usize >= s.len() {
-                    return Err(format!("stop index too large for string in strSubstring: {stop}"));
+                    return Err(format!(
+                        "stop index too large for string in strSubstring: {stop}"
+                    ));
                 }
                 if start > stop {
                     return Err(format!("slice bounds out of range [{start}:{stop}]"));
                 }
                 // Byte offsets, as Go slices; a cut inside a character keeps
                 // the valid part (Go would keep the raw bytes).
-                Val::Str(Cow::Owned(String::from_utf8_lossy(&s.as_bytes()[start as usize..stop as usize]).into_owned()))
+                Val::Str(Cow::Owned(
+                    String::from_utf8_lossy(&s.as_bytes()[start as usize..stop as usize])
+                        .into_owned(),
+                ))
             }
             Kind::RegexReplace => {
                 exactly(3, "three arguments")?;
                 let re = match &args[0] {
                     Val::Regex(r) => *r,
                     other => {
-                        return Err(format!("cannot pass {} as first arg to regexReplace, must be regex", other.go_type()));
+                        return Err(format!(
+                            "cannot pass {} as first arg to regexReplace, must be regex",
+                            other.go_type()
+                        ));
                     }
                 };
-                Val::Str(Cow::Owned(re.replace_all(arg_str(args, 1, name)?, arg_str(args, 2, name)?)))
+                Val::Str(Cow::Owned(
+                    re.replace_all(arg_str(args, 1, name)?, arg_str(args, 2, name)?),
+                ))
             }
             Kind::IsPresent => {
                 if args.len() != 1 {
@@ -562,7 +686,9 @@ impl Func {
                 Val::Str(Cow::Owned(match &args[0] {
                     Val::Float(f) => human_bytes(go_f64_to_u64(*f)),
                     Val::Int(i) => human_bytes(*i as u64),
-                    other => return Err(format!("cannot convert {} to humanBytes", other.go_type())),
+                    other => {
+                        return Err(format!("cannot convert {} to humanBytes", other.go_type()));
+                    }
                 }))
             }
             Kind::If => {
@@ -586,7 +712,9 @@ impl Func {
             }
             Kind::Sigma => {
                 exactly(1, "one argument")?;
-                let Val::Float(x) = args[0] else { return Err("value is not a float".into()) };
+                let Val::Float(x) = args[0] else {
+                    return Err("value is not a float".into());
+                };
                 let s = &mut st.sigma;
                 s.n += 1.0;
                 let delta = x - s.mean;
@@ -605,7 +733,9 @@ impl Func {
             }
             Kind::Spread => {
                 exactly(1, "one argument")?;
-                let Val::Float(x) = args[0] else { return Err("value is not a float".into()) };
+                let Val::Float(x) = args[0] else {
+                    return Err("value is not a float".into());
+                };
                 if x < st.spread_min {
                     st.spread_min = x;
                 }
@@ -658,7 +788,9 @@ mod tests {
     use super::*;
 
     fn call<'a>(name: &str, mut args: Vec<Val<'a>>) -> Result<Val<'a>, String> {
-        Func::lookup(name).unwrap().call(&mut args, &mut FuncState::default(), 0)
+        Func::lookup(name)
+            .unwrap()
+            .call(&mut args, &mut FuncState::default(), 0)
     }
 
     fn s(x: &str) -> Val<'_> {
@@ -690,14 +822,30 @@ mod tests {
 
     #[test]
     fn strings_like_go() {
-        assert!(matches!(call("strCount", vec![s("abc"), s("")]), Ok(Val::Int(4))));
-        assert!(matches!(call("strLastIndex", vec![s("abc"), s("")]), Ok(Val::Int(3))));
-        assert!(matches!(call("strIndexAny", vec![s("abc"), s("")]), Ok(Val::Int(-1))));
-        let Ok(Val::Str(up)) = call("strToUpper", vec![s("straße")]) else { panic!() };
+        assert!(matches!(
+            call("strCount", vec![s("abc"), s("")]),
+            Ok(Val::Int(4))
+        ));
+        assert!(matches!(
+            call("strLastIndex", vec![s("abc"), s("")]),
+            Ok(Val::Int(3))
+        ));
+        assert!(matches!(
+            call("strIndexAny", vec![s("abc"), s("")]),
+            Ok(Val::Int(-1))
+        ));
+        let Ok(Val::Str(up)) = call("strToUpper", vec![s("straße")]) else {
+            panic!()
+        };
         assert_eq!(up, "STRAßE");
-        let Ok(Val::Str(r)) = call("strReplace", vec![s("aaa"), s("a"), s("b"), Val::Int(2)]) else { panic!() };
+        let Ok(Val::Str(r)) = call("strReplace", vec![s("aaa"), s("a"), s("b"), Val::Int(2)])
+        else {
+            panic!()
+        };
         assert_eq!(r, "bba");
-        let Ok(Val::Str(t)) = call("strTrimSpace", vec![s("\u{a0} x \n")]) else { panic!() };
+        let Ok(Val::Str(t)) = call("strTrimSpace", vec![s("\u{a0} x \n")]) else {
+            panic!()
+        };
         assert_eq!(t, "x");
         assert_eq!(
             call("strSubstring", vec![s("abc"), Val::Int(2), Val::Int(1)]).unwrap_err(),
@@ -710,13 +858,20 @@ mod tests {
         let f = Func::lookup("spread").unwrap();
         let mut st = FuncState::default();
         for (x, want) in [(3.0, 0.0), (5.0, 2.0), (1.0, 4.0)] {
-            assert!(matches!(f.call(&mut [Val::Float(x)], &mut st, 0), Ok(Val::Float(v)) if v == want));
+            assert!(
+                matches!(f.call(&mut [Val::Float(x)], &mut st, 0), Ok(Val::Float(v)) if v == want)
+            );
         }
         st.reset();
-        assert!(matches!(f.call(&mut [Val::Float(9.0)], &mut st, 0), Ok(Val::Float(v)) if v == 0.0));
+        assert!(
+            matches!(f.call(&mut [Val::Float(9.0)], &mut st, 0), Ok(Val::Float(v)) if v == 0.0)
+        );
         let r = Func::lookup("rand").unwrap();
         for _ in 0..50 {
-            assert!(matches!(r.call(&mut [Val::Int(3)], &mut st, 0), Ok(Val::Int(0..=2))));
+            assert!(matches!(
+                r.call(&mut [Val::Int(3)], &mut st, 0),
+                Ok(Val::Int(0..=2))
+            ));
         }
     }
 
@@ -725,8 +880,13 @@ mod tests {
         // The test process runs with whatever TZ it has: compare with libc.
         let t = 1_580_702_706_003_000_000; // 2020-02-03T04:05:06.003Z
         let tm = local_time(t).unwrap();
-        assert!(matches!(call("hour", vec![Val::Time(t)]), Ok(Val::Int(h)) if h == tm.tm_hour as i64));
-        assert!(matches!(call("year", vec![Val::Time(t)]), Ok(Val::Int(2020))));
+        assert!(
+            matches!(call("hour", vec![Val::Time(t)]), Ok(Val::Int(h)) if h == tm.tm_hour as i64)
+        );
+        assert!(matches!(
+            call("year", vec![Val::Time(t)]),
+            Ok(Val::Int(2020))
+        ));
         assert!(matches!(call("unixNano", vec![Val::Time(t)]), Ok(Val::Int(x)) if x == t));
         assert!(call("hour", vec![Val::Int(1)]).is_err());
     }

@@ -135,7 +135,10 @@ impl Expr {
 
     fn build(src: String, ast: Node) -> Result<Expr, ExprError> {
         let mut lambdas = 0;
-        let root = eval::compile(&ast, &mut lambdas).map_err(|msg| ExprError::Compile { src: src.clone(), msg })?;
+        let root = eval::compile(&ast, &mut lambdas).map_err(|msg| ExprError::Compile {
+            src: src.clone(),
+            msg,
+        })?;
         Ok(Expr {
             references: ast.references(),
             uses_now: uses_now(&ast),
@@ -158,7 +161,11 @@ impl Expr {
 
     fn eval_val<'a>(&'a mut self, scope: &'a dyn Scope) -> Result<Val<'a>, EvalError> {
         let now = if self.uses_now { wall_clock_ns() } else { 0 };
-        let mut ctx = Ctx { scope, states: &mut self.states, now };
+        let mut ctx = Ctx {
+            scope,
+            states: &mut self.states,
+            now,
+        };
         eval::eval(&self.root, &mut ctx, 0)
     }
 
@@ -169,7 +176,9 @@ impl Expr {
             Val::Missing => Err(missing(&self.root)),
             other => Err(EvalError::new(format!(
                 "TypeGuard: expression returned unexpected type {}, expected boolean",
-                other.typ().map_or("invalid type".to_string(), |t| t.to_string())
+                other
+                    .typ()
+                    .map_or("invalid type".to_string(), |t| t.to_string())
             ))),
         }
     }
@@ -182,7 +191,8 @@ impl Expr {
             Val::Missing => Err(missing(&self.root)),
             Val::Regex(_) | Val::Time(_) | Val::Nil => Err(EvalError::new(format!(
                 "expression returned unexpected type {}",
-                v.typ().map_or("invalid type".to_string(), |t| t.to_string())
+                v.typ()
+                    .map_or("invalid type".to_string(), |t| t.to_string())
             ))),
             v => Ok(v.to_value(|r| Arc::new(r.clone()))),
         }
@@ -231,10 +241,13 @@ fn missing(root: &CNode) -> EvalError {
 /// argument checks. Stateful functions start from a fresh state. For tests
 /// and tools.
 pub fn call_function(name: &str, args: &[Value]) -> Result<Value, EvalError> {
-    let func = Func::lookup(name).ok_or_else(|| EvalError::new(format!("undefined function: \"{name}\"")))?;
+    let func = Func::lookup(name)
+        .ok_or_else(|| EvalError::new(format!("undefined function: \"{name}\"")))?;
     let mut vals: Vec<Val<'_>> = args.iter().map(Value::as_val).collect();
     let mut st = FuncState::default();
-    let out = func.call(&mut vals, &mut st, wall_clock_ns()).map_err(EvalError::new)?;
+    let out = func
+        .call(&mut vals, &mut st, wall_clock_ns())
+        .map_err(EvalError::new)?;
     Ok(out.to_value(|r| Arc::new(r.clone())))
 }
 

@@ -36,7 +36,12 @@ impl ParseError {
         let line = 1 + before.matches('\n').count();
         let line_start = before.rfind('\n').map_or(0, |i| i + 1);
         let column = before[line_start..].chars().count() + 1;
-        ParseError { src: src.to_string(), line, column, msg: msg.into() }
+        ParseError {
+            src: src.to_string(),
+            line,
+            column,
+            msg: msg.into(),
+        }
     }
 }
 
@@ -124,11 +129,19 @@ impl<'s> Lexer<'s> {
 
     fn emit(&mut self, tok: Tok, start: usize) {
         let text = &self.src[start..self.pos];
-        self.tokens.push(Token { tok, pos: start, text });
+        self.tokens.push(Token {
+            tok,
+            pos: start,
+            text,
+        });
     }
 
     fn error(&mut self, start: usize, msg: String) {
-        self.tokens.push(Token { tok: Tok::Error(msg), pos: start, text: "" });
+        self.tokens.push(Token {
+            tok: Tok::Error(msg),
+            pos: start,
+            text: "",
+        });
     }
 
     /// Tokenizes the whole input; the last token is `Eof` or an `Error`.
@@ -524,7 +537,9 @@ impl<'s> Parser<'s> {
         while let Some(op) = Self::binary_op(self.peek()).filter(|o| o.precedence() >= Some(min)) {
             self.next();
             let mut rhs = self.primary()?;
-            while let Some(look) = Self::binary_op(self.peek()).filter(|o| o.precedence() > op.precedence()) {
+            while let Some(look) =
+                Self::binary_op(self.peek()).filter(|o| o.precedence() > op.precedence())
+            {
                 rhs = self.precedence(rhs, look.precedence().unwrap_or(0))?;
             }
             lhs = Node::binary(op, lhs, rhs);
@@ -553,7 +568,13 @@ impl<'s> Parser<'s> {
             Tok::False => Node::Literal(Literal::Bool(false)),
             Tok::Duration => match parse_duration_literal(t.text) {
                 Some(d) => Node::Literal(Literal::Duration(d)),
-                None => return Err(ParseError::at(self.src, t.pos, format!("invalid duration '{}'", t.text))),
+                None => {
+                    return Err(ParseError::at(
+                        self.src,
+                        t.pos,
+                        format!("invalid duration '{}'", t.text),
+                    ));
+                }
             },
             Tok::Regex => {
                 let pattern = unescape(&t.text[1..t.text.len() - 1], '/');
@@ -568,7 +589,10 @@ impl<'s> Parser<'s> {
                     self.next();
                     let args = self.arguments()?;
                     self.expect(Tok::RParen)?;
-                    Node::Call { name: t.text.to_string(), args }
+                    Node::Call {
+                        name: t.text.to_string(),
+                        args,
+                    }
                 } else {
                     Node::Ident(t.text.to_string())
                 }
@@ -596,18 +620,36 @@ impl<'s> Parser<'s> {
     /// when it starts with `0`.
     fn number(&self, t: &Token<'s>) -> PResult<Literal> {
         let text = t.text;
-        let bad = || ParseError::at(self.src, t.pos, format!("illegal number syntax: \"{text}\""));
+        let bad = || {
+            ParseError::at(
+                self.src,
+                t.pos,
+                format!("illegal number syntax: \"{text}\""),
+            )
+        };
         if text.contains('.') {
             return text.parse::<f64>().map(Literal::Float).map_err(|_| bad());
         }
-        let (digits, radix) = if text.len() > 1 && text.starts_with('0') { (&text[1..], 8) } else { (text, 10) };
-        i64::from_str_radix(digits, radix).map(Literal::Int).map_err(|_| bad())
+        let (digits, radix) = if text.len() > 1 && text.starts_with('0') {
+            (&text[1..], 8)
+        } else {
+            (text, 10)
+        };
+        i64::from_str_radix(digits, radix)
+            .map(Literal::Int)
+            .map_err(|_| bad())
     }
 }
 
 /// Parses a lambda body (the text after `lambda:`) into its tree.
 pub fn parse(src: &str) -> Result<Node, ParseError> {
-    let tokens = Lexer { src, pos: 0, mode: Mode::Operand, tokens: Vec::new() }.run();
+    let tokens = Lexer {
+        src,
+        pos: 0,
+        mode: Mode::Operand,
+        tokens: Vec::new(),
+    }
+    .run();
     let mut p = Parser { src, tokens, i: 0 };
     let node = p.expr()?;
     let t = p.next();
@@ -632,11 +674,19 @@ mod tests {
     fn precedence_and_associativity() {
         assert_eq!(
             parse("1 + 2 * 3").unwrap(),
-            Node::binary(Op::Plus, lit_i(1), Node::binary(Op::Mult, lit_i(2), lit_i(3)))
+            Node::binary(
+                Op::Plus,
+                lit_i(1),
+                Node::binary(Op::Mult, lit_i(2), lit_i(3))
+            )
         );
         assert_eq!(
             parse("1 - 2 - 3").unwrap(),
-            Node::binary(Op::Minus, Node::binary(Op::Minus, lit_i(1), lit_i(2)), lit_i(3))
+            Node::binary(
+                Op::Minus,
+                Node::binary(Op::Minus, lit_i(1), lit_i(2)),
+                lit_i(3)
+            )
         );
         assert_eq!(
             parse("\"a\" > 1 AND \"b\" < 2 OR TRUE").unwrap(),
@@ -652,7 +702,11 @@ mod tests {
         );
         assert_eq!(
             parse("(1 + 2) * 3").unwrap(),
-            Node::binary(Op::Mult, Node::binary(Op::Plus, lit_i(1), lit_i(2)), lit_i(3))
+            Node::binary(
+                Op::Mult,
+                Node::binary(Op::Plus, lit_i(1), lit_i(2)),
+                lit_i(3)
+            )
         );
     }
 
@@ -670,35 +724,79 @@ mod tests {
                 Node::Literal(Literal::Bool(true))
             )
         );
-        assert_eq!(parse("2 - -1").unwrap(), Node::binary(Op::Minus, lit_i(2), Node::unary(Op::Minus, lit_i(1))));
-        assert_eq!(parse("2-1").unwrap(), Node::binary(Op::Minus, lit_i(2), lit_i(1)));
+        assert_eq!(
+            parse("2 - -1").unwrap(),
+            Node::binary(Op::Minus, lit_i(2), Node::unary(Op::Minus, lit_i(1)))
+        );
+        assert_eq!(
+            parse("2-1").unwrap(),
+            Node::binary(Op::Minus, lit_i(2), lit_i(1))
+        );
     }
 
     #[test]
     fn literals() {
-        assert_eq!(parse("010").unwrap(), lit_i(8), "a leading 0 is octal, as in Kapacitor");
+        assert_eq!(
+            parse("010").unwrap(),
+            lit_i(8),
+            "a leading 0 is octal, as in Kapacitor"
+        );
         assert!(parse("09").is_err());
         assert_eq!(parse("1.5").unwrap(), Node::Literal(Literal::Float(1.5)));
         assert_eq!(parse(".5").unwrap(), Node::Literal(Literal::Float(0.5)));
-        assert_eq!(parse("10ms").unwrap(), Node::Literal(Literal::Duration(10_000_000)));
-        assert_eq!(parse("5m").unwrap(), Node::Literal(Literal::Duration(300_000_000_000)));
-        assert_eq!(parse("2w").unwrap(), Node::Literal(Literal::Duration(1_209_600_000_000_000)));
-        assert_eq!(parse("3u").unwrap(), Node::Literal(Literal::Duration(3_000)));
-        assert_eq!(parse("'it\\'s'").unwrap(), Node::Literal(Literal::String("it's".into())));
-        assert_eq!(parse("'a\\nb'").unwrap(), Node::Literal(Literal::String("a\\nb".into())));
-        assert_eq!(parse("''").unwrap(), Node::Literal(Literal::String(String::new())));
-        assert_eq!(parse("'''a'b'''").unwrap(), Node::Literal(Literal::String("a'b".into())));
+        assert_eq!(
+            parse("10ms").unwrap(),
+            Node::Literal(Literal::Duration(10_000_000))
+        );
+        assert_eq!(
+            parse("5m").unwrap(),
+            Node::Literal(Literal::Duration(300_000_000_000))
+        );
+        assert_eq!(
+            parse("2w").unwrap(),
+            Node::Literal(Literal::Duration(1_209_600_000_000_000))
+        );
+        assert_eq!(
+            parse("3u").unwrap(),
+            Node::Literal(Literal::Duration(3_000))
+        );
+        assert_eq!(
+            parse("'it\\'s'").unwrap(),
+            Node::Literal(Literal::String("it's".into()))
+        );
+        assert_eq!(
+            parse("'a\\nb'").unwrap(),
+            Node::Literal(Literal::String("a\\nb".into()))
+        );
+        assert_eq!(
+            parse("''").unwrap(),
+            Node::Literal(Literal::String(String::new()))
+        );
+        assert_eq!(
+            parse("'''a'b'''").unwrap(),
+            Node::Literal(Literal::String("a'b".into()))
+        );
         assert_eq!(parse("\"a\\\"b\"").unwrap(), r("a\"b"));
         assert_eq!(
             parse("\"p\" =~ /a\\/b/").unwrap(),
-            Node::binary(Op::RegexEq, r("p"), Node::Literal(Literal::Regex("a/b".into())))
+            Node::binary(
+                Op::RegexEq,
+                r("p"),
+                Node::Literal(Literal::Regex("a/b".into()))
+            )
         );
     }
 
     #[test]
     fn slash_is_division_after_an_operand_and_a_regex_elsewhere() {
-        assert_eq!(parse("\"a\" / 2").unwrap(), Node::binary(Op::Div, r("a"), lit_i(2)));
-        assert_eq!(parse("(4) / 2").unwrap(), Node::binary(Op::Div, lit_i(4), lit_i(2)));
+        assert_eq!(
+            parse("\"a\" / 2").unwrap(),
+            Node::binary(Op::Div, r("a"), lit_i(2))
+        );
+        assert_eq!(
+            parse("(4) / 2").unwrap(),
+            Node::binary(Op::Div, lit_i(4), lit_i(2))
+        );
         assert_eq!(
             parse("regexReplace(/x+/, \"s\", '')").unwrap(),
             Node::Call {
@@ -714,7 +812,11 @@ mod tests {
             parse("\"h\" !~ /^web/ AND TRUE").unwrap(),
             Node::binary(
                 Op::And,
-                Node::binary(Op::RegexNe, r("h"), Node::Literal(Literal::Regex("^web".into()))),
+                Node::binary(
+                    Op::RegexNe,
+                    r("h"),
+                    Node::Literal(Literal::Regex("^web".into()))
+                ),
                 Node::Literal(Literal::Bool(true))
             )
         );
@@ -722,7 +824,13 @@ mod tests {
 
     #[test]
     fn calls_and_comments() {
-        assert_eq!(parse("count()").unwrap(), Node::Call { name: "count".into(), args: vec![] });
+        assert_eq!(
+            parse("count()").unwrap(),
+            Node::Call {
+                name: "count".into(),
+                args: vec![]
+            }
+        );
         assert_eq!(
             parse("pow(\"x\" * 2.0, -\"y\")").unwrap(),
             Node::Call {
@@ -733,14 +841,20 @@ mod tests {
                 ]
             }
         );
-        assert_eq!(parse("\"a\" > 1 // high\n").unwrap(), Node::binary(Op::Gt, r("a"), lit_i(1)));
+        assert_eq!(
+            parse("\"a\" > 1 // high\n").unwrap(),
+            Node::binary(Op::Gt, r("a"), lit_i(1))
+        );
         assert_eq!(parse("value").unwrap(), Node::Ident("value".into()));
     }
 
     #[test]
     fn errors_name_the_column() {
         let e = parse("\"value\" >> 90").unwrap_err();
-        assert_eq!(e.to_string(), "cannot parse '\"value\" >> 90' at column 10: unexpected '>'");
+        assert_eq!(
+            e.to_string(),
+            "cannot parse '\"value\" >> 90' at column 10: unexpected '>'"
+        );
         let e = parse("\"value\" > ").unwrap_err();
         assert_eq!(e.column, 11);
         assert_eq!(e.msg, "unexpected end of expression");
@@ -753,10 +867,16 @@ mod tests {
         let e = parse("\"a\" > 1\n AND \"b\" ==").unwrap_err();
         assert_eq!((e.line, e.column), (2, 12));
         assert!(e.to_string().contains("at line 2, column 12"));
-        assert!(parse("\"a\" =~ /(/").is_err(), "regexes compile at parse time");
+        assert!(
+            parse("\"a\" =~ /(/").is_err(),
+            "regexes compile at parse time"
+        );
         assert!(parse("+5").is_err());
         assert!(parse("").is_err());
         assert!(parse("f(,)").is_err());
-        assert!(parse("f(1,)").is_ok(), "Kapacitor's parameter loop accepts a trailing comma");
+        assert!(
+            parse("f(1,)").is_ok(),
+            "Kapacitor's parameter loop accepts a trailing comma"
+        );
     }
 }

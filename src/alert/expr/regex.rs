@@ -35,10 +35,16 @@ pub struct RegexError {
 impl GoRegex {
     /// Compiles a Go RE2 pattern with Go's meaning.
     pub fn new(pattern: &str) -> Result<GoRegex, RegexError> {
-        let err = |reason: String| RegexError { pattern: pattern.to_string(), reason };
+        let err = |reason: String| RegexError {
+            pattern: pattern.to_string(),
+            reason,
+        };
         let translated = translate(pattern).map_err(err)?;
         let re = regex::Regex::new(&translated).map_err(|e| err(e.to_string()))?;
-        Ok(GoRegex { pattern: pattern.to_string(), re })
+        Ok(GoRegex {
+            pattern: pattern.to_string(),
+            re,
+        })
     }
 
     /// The Go pattern as written.
@@ -174,7 +180,9 @@ fn unicode_class(chars: &[char], i: &mut usize, letter: char) -> Result<String, 
         && bare.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
         && !NOT_GO_CLASSES.contains(&bare);
     if !ok {
-        return Err(format!("invalid character class range: `\\{letter}{{{name}}}`"));
+        return Err(format!(
+            "invalid character class range: `\\{letter}{{{name}}}`"
+        ));
     }
     if let Some(bare) = name.strip_prefix('^') {
         let flipped = if letter == 'p' { 'P' } else { 'p' };
@@ -195,14 +203,24 @@ fn repeat_at(chars: &[char], i: usize) -> Option<(usize, u64, Option<u64>)> {
             return None;
         }
         // Saturate: anything this long is over Go's limit of 1000 anyway.
-        Some(chars[start..*j].iter().collect::<String>().parse().unwrap_or(u64::MAX))
+        Some(
+            chars[start..*j]
+                .iter()
+                .collect::<String>()
+                .parse()
+                .unwrap_or(u64::MAX),
+        )
     };
     let min = num(&mut j)?;
     let max = match chars.get(j) {
         Some('}') => Some(min),
         Some(',') => {
             j += 1;
-            if chars.get(j) == Some(&'}') { None } else { Some(num(&mut j)?) }
+            if chars.get(j) == Some(&'}') {
+                None
+            } else {
+                Some(num(&mut j)?)
+            }
         }
         _ => return None,
     };
@@ -295,7 +313,11 @@ pub fn translate(p: &str) -> Result<String, String> {
                         match f {
                             'i' | 'm' | 's' | 'U' | '-' => j += 1,
                             ':' | ')' => break,
-                            other => return Err(format!("invalid or unsupported Perl syntax: `(?{other}`")),
+                            other => {
+                                return Err(format!(
+                                    "invalid or unsupported Perl syntax: `(?{other}`"
+                                ));
+                            }
                         }
                     }
                 }
@@ -348,8 +370,8 @@ fn translate_class(chars: &[char], start: usize, out: &mut String) -> Result<usi
                         let name = &rest[2..end];
                         let bare = name.strip_prefix('^').unwrap_or(name);
                         const POSIX: [&str; 14] = [
-                            "alnum", "alpha", "ascii", "blank", "cntrl", "digit", "graph", "lower", "print", "punct",
-                            "space", "upper", "word", "xdigit",
+                            "alnum", "alpha", "ascii", "blank", "cntrl", "digit", "graph", "lower",
+                            "print", "punct", "space", "upper", "word", "xdigit",
                         ];
                         if POSIX.contains(&bare) {
                             out.push_str(&rest[..end + 2]);
@@ -428,7 +450,10 @@ mod tests {
         assert!(m(r"\bfoo\b", "a foo b"));
         assert!(!m(r"é\b", "é"), "ASCII word boundary: é is not a word char");
         assert!(m(r"a\b", "aé"));
-        assert!(m(r"(?i)^\w$", "\u{212a}"), "Go folds \\w under (?i): the Kelvin sign matches");
+        assert!(
+            m(r"(?i)^\w$", "\u{212a}"),
+            "Go folds \\w under (?i): the Kelvin sign matches"
+        );
     }
 
     #[test]
@@ -456,10 +481,29 @@ mod tests {
 
     #[test]
     fn rust_only_syntax_is_refused() {
-        for p in [r"(?x)a b", r"a{1001}", r"a**", r"a+*", r"a*?+", r"\p{Letter}", r"\u0041", r"\1", r"(?u)a"] {
+        for p in [
+            r"(?x)a b",
+            r"a{1001}",
+            r"a**",
+            r"a+*",
+            r"a*?+",
+            r"\p{Letter}",
+            r"\u0041",
+            r"\1",
+            r"(?u)a",
+        ] {
             assert!(GoRegex::new(p).is_err(), "{p} must be refused");
         }
-        for p in [r"a*?", r"(a*)*", r"\pL", r"\p{Greek}", r"(?i)abc", r"(?P<x>a)", r"(?s:.)", r"a{2,3}?"] {
+        for p in [
+            r"a*?",
+            r"(a*)*",
+            r"\pL",
+            r"\p{Greek}",
+            r"(?i)abc",
+            r"(?P<x>a)",
+            r"(?s:.)",
+            r"a{2,3}?",
+        ] {
             assert!(GoRegex::new(p).is_ok(), "{p} must compile");
         }
     }

@@ -170,7 +170,11 @@ pub(crate) fn go_f64_to_i64(f: f64) -> i64 {
 /// `strconv.FormatFloat(f, 'f', -1, 64)`.
 pub(crate) fn format_float_f(f: f64) -> String {
     if f.is_infinite() {
-        return if f > 0.0 { "+Inf".into() } else { "-Inf".into() };
+        return if f > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        };
     }
     format!("{f}")
 }
@@ -190,7 +194,8 @@ pub(crate) fn parse_int(s: &str) -> Result<i64, String> {
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return Err(format!("strconv.ParseInt: parsing {s:?}: invalid syntax"));
     }
-    s.parse::<i64>().map_err(|_| format!("strconv.ParseInt: parsing {s:?}: value out of range"))
+    s.parse::<i64>()
+        .map_err(|_| format!("strconv.ParseInt: parsing {s:?}: value out of range"))
 }
 
 /// `strconv.ParseFloat(s, 64)` for decimal text (Go's hexadecimal floats and
@@ -200,12 +205,18 @@ pub(crate) fn parse_float(s: &str) -> Result<f64, String> {
     let body = s.strip_prefix(['+', '-']).unwrap_or(s);
     let lower = body.to_ascii_lowercase();
     let special = matches!(lower.as_str(), "inf" | "infinity" | "nan");
-    if !special && !body.bytes().all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'+' | b'-')) {
+    if !special
+        && !body
+            .bytes()
+            .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'+' | b'-'))
+    {
         return Err(syntax());
     }
     let f: f64 = s.parse().map_err(|_| syntax())?;
     if f.is_infinite() && !special {
-        return Err(format!("strconv.ParseFloat: parsing {s:?}: value out of range"));
+        return Err(format!(
+            "strconv.ParseFloat: parsing {s:?}: value out of range"
+        ));
     }
     Ok(f)
 }
@@ -275,12 +286,22 @@ mod tests {
         assert_eq!(parse_bool("T"), Ok(true));
         assert!(parse_bool("yes").is_err());
         assert_eq!(parse_int("+12"), Ok(12));
-        assert_eq!(parse_int("2.5").unwrap_err(), "strconv.ParseInt: parsing \"2.5\": invalid syntax");
-        assert!(parse_int("99999999999999999999").unwrap_err().contains("out of range"));
+        assert_eq!(
+            parse_int("2.5").unwrap_err(),
+            "strconv.ParseInt: parsing \"2.5\": invalid syntax"
+        );
+        assert!(
+            parse_int("99999999999999999999")
+                .unwrap_err()
+                .contains("out of range")
+        );
         assert_eq!(parse_float("1e3"), Ok(1000.0));
         assert_eq!(parse_float("-Inf"), Ok(f64::NEG_INFINITY));
         assert!(parse_float("1e400").unwrap_err().contains("out of range"));
-        assert_eq!(parse_float("asdf").unwrap_err(), "strconv.ParseFloat: parsing \"asdf\": invalid syntax");
+        assert_eq!(
+            parse_float("asdf").unwrap_err(),
+            "strconv.ParseFloat: parsing \"asdf\": invalid syntax"
+        );
         assert_eq!(parse_influx_duration("1h30m"), Some(5_400_000_000_000));
         assert_eq!(parse_influx_duration("-10ms"), Some(-10_000_000));
         assert_eq!(parse_influx_duration("7ns"), Some(7));
