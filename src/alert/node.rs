@@ -28,6 +28,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::alert::expr::{Expr, Scope, ValueRef};
 use crate::alert::state::{AlertState, Decision, StateRules};
 use crate::alert::store::{AlertStateStore, StoredAlert};
 use crate::alert::{Event, FieldValue, Level, ServerInfo};
@@ -116,19 +117,30 @@ impl HandlerFactory for AlertFactory {
     }
 }
 
-/// Level expressions, until the expression engine is merged: no variant, so
-/// a node only ever has none of them (Init refuses them).
-mod pending_expr {
-    #[derive(Debug)]
-    pub enum Expr {}
+/// A point as the level expressions see it (Kapacitor's `fillScope`): a
+/// field, else a tag; a name that is both is ambiguous (evaluation fails).
+struct PointScope<'a>(&'a Point);
 
-    impl Expr {
-        pub fn eval_bool(&self, _point: &crate::proto::Point) -> Result<bool, String> {
-            match *self {}
+impl Scope for PointScope<'_> {
+    fn lookup(&self, name: &str) -> Option<ValueRef<'_>> {
+        let p = self.0;
+        let field = data::field(p, name);
+        let tag = p.tags.get(name);
+        match (field, tag) {
+            (Some(_), Some(_)) => Some(ValueRef::Ambiguous),
+            (Some(FieldRef::Float(f)), None) => Some(ValueRef::Float(f)),
+            (Some(FieldRef::Int(i)), None) => Some(ValueRef::Int(i)),
+            (Some(FieldRef::Str(s)), None) => Some(ValueRef::Str(s)),
+            (Some(FieldRef::Bool(b)), None) => Some(ValueRef::Bool(b)),
+            (None, Some(t)) => Some(ValueRef::Str(t)),
+            (None, None) => None,
         }
     }
+
+    fn time(&self) -> i64 {
+        self.0.time
+    }
 }
-use pending_expr::Expr;
 
 /// How the id, message and details texts are produced.
 #[derive(Debug)]
@@ -224,6 +236,7 @@ struct Core {
     last_events: HashMap<Box<str>, StoredAlert, FxBuildHasher>,
     bad_level_log: LogLimit,
     render_error_log: LogLimit,
+    expr_error_log: LogLimit,
 }
 
 /// One initialized `@pagertree()` node (one connection).
@@ -244,14 +257,8 @@ impl AlertNode {
         for w in &warnings.0 {
             tracing::warn!(task = %req.task_id, node = %req.node_id, "{w}");
         }
-        for (name, l) in [("info", 1), ("warn", 2), ("crit", 3)] {
-            if opts.levels[l].is_some() {
-                return Err(InitError::new(
-                    name,
-                    "level expressions are not supported yet in this build",
-                ));
-            }
-        }
+        let levels = compile_all(&opts.levels, ["", "info", "warn", "crit"])?;
+        let resets = compile_all(&opts.resets, ["", "infoReset", "warnReset", "critReset"])?;
         let id_text = text_option("id", &opts.id)?;
         let message_text = text_option("message", &opts.message)?;
         let details_text = text_option("details", &opts.details)?;
@@ -273,8 +280,8 @@ impl AlertNode {
                 task: req.task_id.clone(),
                 node: req.node_id.clone(),
                 opts,
-                levels: [None, None, None, None],
-                resets: [None, None, None, None],
+                levels,
+                resets,
                 id_text,
                 message_text,
                 details_text,
@@ -283,6 +290,7 @@ impl AlertNode {
                 last_events,
                 bad_level_log: LogLimit::default(),
                 render_error_log: LogLimit::default(),
+                expr_error_log: LogLimit::default(),
             },
             groups: HashMap::default(),
             batch: None,
@@ -534,6 +542,22 @@ impl Handler for AlertNode {
     }
 }
 
+/// Compiles each level's expression once for the whole node (its stateful
+/// functions are shared by every group, as in Kapacitor).
+fn compile_all(
+    src: &[Option<String>; 4],
+    names: [&str; 4],
+) -> Result<[Option<Expr>; 4], InitError> {
+    let mut out: [Option<Expr>; 4] = [None, None, None, None];
+    for (l, text) in src.iter().enumerate() {
+        if let Some(text) = text {
+            out[l] =
+                Some(Expr::compile(text).map_err(|e| InitError::new(names[l], e.to_string()))?);
+        }
+    }
+    Ok(out)
+}
+
 fn text_option(name: &str, value: &Option<String>) -> Result<Text, InitError> {
     match value {
         None => Ok(Text::Default),
@@ -657,13 +681,13 @@ impl Core {
             return l;
         }
         let reset = self.resets[current as usize]
-            .as_ref()
-            .map(|r| r.eval_bool(p));
+            .as_mut()
+            .map(|r| r.eval_bool(&PointScope(p)));
         if let Some(reset) = reset {
             match reset {
                 Ok(false) => return current,
                 Ok(true) => {}
-                Err(e) => self.expression_error("reset", current, &e),
+                Err(e) => self.expression_error("reset", current, e.message()),
             }
         }
         self.first_match(current, Level::INFO, p)
@@ -675,7 +699,7 @@ impl Core {
     fn first_match(&mut self, start: Level, stop: Level, p: &Point) -> Option<Level> {
         let stop = stop.max(Level::INFO) as usize;
         for l in (stop..=start as usize).rev() {
-            let Some(result) = self.levels[l].as_ref().map(|e| e.eval_bool(p)) else {
+            let Some(result) = self.levels[l].as_mut().map(|e| e.eval_bool(&PointScope(p))) else {
                 continue;
             };
             match result {
@@ -683,7 +707,7 @@ impl Core {
                 Ok(false) => {}
                 Err(e) => {
                     let level = Level::from_u8(l as u8).unwrap_or(Level::OK);
-                    self.expression_error("level", level, &e);
+                    self.expression_error("level", level, e.message());
                 }
             }
         }
@@ -692,7 +716,7 @@ impl Core {
 
     fn expression_error(&mut self, kind: &str, level: Level, error: &str) {
         metrics().expression_errors_total.inc();
-        if let Some(suppressed) = self.render_error_log.allow() {
+        if let Some(suppressed) = self.expr_error_log.allow() {
             tracing::warn!(task = %self.task, node = %self.node, level = %level, suppressed,
                 "error evaluating the {kind} expression; it counts as {}: {error}",
                 if kind == "reset" { "passed" } else { "false" });
