@@ -134,6 +134,48 @@ pub fn write_duration(out: &mut String, ns: i64) {
     out.push('s');
 }
 
+/// Reads back what [`duration_string`] writes (`1h2m3.5s`, `1.5µs`, `-1ns`,
+/// `0s`); `None` for anything else. Exact: every digit Go prints is kept.
+pub fn parse_duration_string(s: &str) -> Option<i64> {
+    let (neg, mut rest) = match s.strip_prefix('-') {
+        Some(r) => (true, r),
+        None => (false, s),
+    };
+    if rest.is_empty() {
+        return None;
+    }
+    let mut total: i128 = 0;
+    while !rest.is_empty() {
+        let num_end = rest.find(|c: char| !c.is_ascii_digit() && c != '.')?;
+        let (num, tail) = rest.split_at(num_end);
+        let unit_end = tail
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(tail.len());
+        let (unit, tail) = tail.split_at(unit_end);
+        let scale: i128 = match unit {
+            "h" => 3_600_000_000_000,
+            "m" => 60_000_000_000,
+            "s" => 1_000_000_000,
+            "ms" => 1_000_000,
+            "µs" | "us" => 1_000,
+            "ns" => 1,
+            _ => return None,
+        };
+        let (int, frac) = num.split_once('.').unwrap_or((num, ""));
+        if int.is_empty() || frac.len() > 9 {
+            return None;
+        }
+        total += int.parse::<i128>().ok()? * scale;
+        if !frac.is_empty() {
+            let f: i128 = frac.parse().ok()?;
+            total += f * scale / 10i128.pow(frac.len() as u32);
+        }
+        rest = tail;
+    }
+    let total = if neg { -total } else { total };
+    i64::try_from(total).ok()
+}
+
 /// The shortest round-trip decimal digits of a finite, non-zero `|f|` and its
 /// decimal point position: `f = 0.d1d2d3… × 10^dp`.
 ///
@@ -481,7 +523,10 @@ mod tests {
         ];
         for (ns, want) in cases {
             assert_eq!(duration_string(*ns), *want, "{ns}");
+            assert_eq!(parse_duration_string(want), Some(*ns), "{want}");
         }
+        assert_eq!(parse_duration_string("1x"), None);
+        assert_eq!(parse_duration_string(""), None);
     }
 
     #[test]
