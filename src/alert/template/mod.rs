@@ -120,6 +120,18 @@ impl<'a> Tags<'a> {
         }
     }
 
+    /// The tags in key order (Go sorts map keys when encoding).
+    fn sorted(&self) -> Vec<(&'a str, &'a str)> {
+        match self {
+            Tags::Sorted(m) => m.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect(),
+            Tags::Unsorted(m) => {
+                let mut v: Vec<_> = m.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                v.sort_unstable_by(|a, b| a.0.cmp(b.0));
+                v
+            }
+        }
+    }
+
     fn for_each(&self, mut f: impl FnMut(&str, &str)) {
         match self {
             Tags::Sorted(m) => m.iter().for_each(|(k, v)| f(k, v)),
@@ -151,7 +163,7 @@ impl<'a> From<&'a crate::proto::Point> for Fields<'a> {
 
 /// A borrowed field value.
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum FieldRef<'a> {
+pub(crate) enum FieldRef<'a> {
     Float(f64),
     Int(i64),
     Str(&'a str),
@@ -176,6 +188,50 @@ impl<'a> Fields<'a> {
                 .or_else(|| p.fields_string.get(k).map(|s| FieldRef::Str(s)))
                 .or_else(|| p.fields_bool.get(k).map(|b| FieldRef::Bool(*b))),
         }
+    }
+
+    /// The fields in key order (Go sorts map keys when encoding).
+    fn sorted(&self) -> Vec<(&'a str, FieldRef<'a>)> {
+        let mut v: Vec<(&'a str, FieldRef<'a>)> = match self {
+            Fields::None => Vec::new(),
+            Fields::Map(m) => {
+                return m
+                    .keys()
+                    .filter_map(|k| Some((k.as_str(), self.get(k)?)))
+                    .collect();
+            }
+            Fields::Point(p) => {
+                let mut v = Vec::with_capacity(
+                    p.fields_double.len()
+                        + p.fields_int.len()
+                        + p.fields_string.len()
+                        + p.fields_bool.len(),
+                );
+                v.extend(
+                    p.fields_double
+                        .iter()
+                        .map(|(k, x)| (k.as_str(), FieldRef::Float(*x))),
+                );
+                v.extend(
+                    p.fields_int
+                        .iter()
+                        .map(|(k, x)| (k.as_str(), FieldRef::Int(*x))),
+                );
+                v.extend(
+                    p.fields_string
+                        .iter()
+                        .map(|(k, x)| (k.as_str(), FieldRef::Str(x))),
+                );
+                v.extend(
+                    p.fields_bool
+                        .iter()
+                        .map(|(k, x)| (k.as_str(), FieldRef::Bool(*x))),
+                );
+                v
+            }
+        };
+        v.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        v
     }
 
     fn for_each(&self, mut f: impl FnMut(&str, Value)) {
@@ -248,6 +304,16 @@ enum Fast {
     Field(Box<str>),
 }
 
+/// A template that renders straight from [`TemplateData`].
+#[derive(Debug, Clone)]
+enum FastForm {
+    /// Text and plain lookups (text/template).
+    Parts(Vec<Fast>),
+    /// Exactly `{{ json . }}` / `{{ jsonCompact . }}` in html/template: the
+    /// default details of every event.
+    JsonRoot { compact: bool },
+}
+
 enum Compiled {
     Text(gotmpl::Template),
     Html(gotmpl::html::Template),
@@ -257,7 +323,7 @@ enum Compiled {
 pub struct Template {
     scope: Scope,
     source: String,
-    fast: Option<Vec<Fast>>,
+    fast: Option<FastForm>,
     compiled: Compiled,
     keys: Keys,
 }
@@ -359,6 +425,7 @@ impl Template {
             template: name,
             message,
         };
+        check_blocks(name, src).map_err(parse_err)?;
         let parsed = gotmpl::Template::new(name)
             .parse(src)
             .map_err(|e| parse_err(go_message(&e)))?;
@@ -409,10 +476,12 @@ impl Template {
             }
             Compiled::Text(t)
         };
-        let fast = if html || !defines.is_empty() {
+        let fast = if !defines.is_empty() {
             None
+        } else if html {
+            fast_json_root(&main_tree)
         } else {
-            fast_parts(scope, &main_tree)
+            fast_parts(scope, &main_tree).map(FastForm::Parts)
         };
         let template = Template {
             scope,
@@ -445,8 +514,12 @@ impl Template {
 
     /// Renders the template over `data`.
     pub fn render(&self, data: &TemplateData<'_>) -> Result<String, TemplateError> {
-        if let Some(parts) = &self.fast {
-            return Ok(self.render_fast(parts, data));
+        match &self.fast {
+            Some(FastForm::Parts(parts)) => return Ok(self.render_fast(parts, data)),
+            Some(FastForm::JsonRoot { compact }) => {
+                return Ok(value::details_json_root(self.scope, *compact, data));
+            }
+            None => {}
         }
         let root = value::root_value(&self.keys, self.scope, data);
         let out = match &self.compiled {
@@ -507,6 +580,88 @@ impl Template {
     }
 }
 
+/// Go's parser refuses a block left open at the end (`unexpected EOF`) and an
+/// `{{end}}`/`{{else}}` outside any block; gotmpl 0.6 accepts both, so the
+/// actions are scanned here (skipping comments and string, raw-string and
+/// character literals, which may contain `}}`).
+fn check_blocks(name: &str, src: &str) -> Result<(), String> {
+    let b = src.as_bytes();
+    let mut depth = 0usize;
+    let mut i = 0;
+    let line_at = |i: usize| 1 + b[..i.min(b.len())].iter().filter(|c| **c == b'\n').count();
+    while let Some(open) = src[i..].find("{{") {
+        let start = i + open;
+        let mut j = start + 2;
+        if b.get(j) == Some(&b'-') && b.get(j + 1).is_some_and(|c| c.is_ascii_whitespace()) {
+            j += 1;
+        }
+        while b.get(j).is_some_and(|c| c.is_ascii_whitespace()) {
+            j += 1;
+        }
+        if src[j..].starts_with("/*") {
+            // A comment: up to `*/`, then the closing delimiter.
+            let Some(end) = src[j..].find("*/") else {
+                return Ok(());
+            };
+            let Some(close) = src[j + end..].find("}}") else {
+                return Ok(());
+            };
+            i = j + end + close + 2;
+            continue;
+        }
+        let word_end = src[j..]
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .map_or(src.len(), |k| j + k);
+        match &src[j..word_end] {
+            "if" | "range" | "with" | "define" | "block" => depth += 1,
+            "end" if depth == 0 => {
+                return Err(format!(
+                    "template: {name}:{}: unexpected {{{{end}}}}",
+                    line_at(start)
+                ));
+            }
+            "end" => depth -= 1,
+            "else" if depth == 0 => {
+                return Err(format!(
+                    "template: {name}:{}: unexpected {{{{else}}}}",
+                    line_at(start)
+                ));
+            }
+            _ => {}
+        }
+        // Find the end of the action, skipping literals.
+        let mut k = word_end;
+        loop {
+            match b.get(k) {
+                None => return Ok(()), // unclosed action: gotmpl reports it
+                Some(b'"') | Some(b'\'') => {
+                    let q = b[k];
+                    k += 1;
+                    while let Some(&c) = b.get(k) {
+                        k += if c == b'\\' { 2 } else { 1 };
+                        if c == q {
+                            break;
+                        }
+                    }
+                }
+                Some(b'`') => {
+                    k += 1 + src[k + 1..].find('`').map_or(src.len(), |p| p + 1);
+                }
+                Some(b'}') if b.get(k + 1) == Some(&b'}') => break,
+                Some(_) => k += 1,
+            }
+        }
+        i = k + 2;
+    }
+    if depth > 0 {
+        return Err(format!(
+            "template: {name}:{}: unexpected EOF",
+            line_at(src.len())
+        ));
+    }
+    Ok(())
+}
+
 /// Data with every field present, for the escaping dry run.
 fn sample_data() -> TemplateData<'static> {
     static TAGS: std::sync::LazyLock<BTreeMap<String, String>> =
@@ -526,6 +681,26 @@ fn sample_data() -> TemplateData<'static> {
         duration: 0,
         message: "",
         details: "",
+    }
+}
+
+/// `{{ json . }}` or `{{ jsonCompact . }}` alone (spaces and trim markers
+/// aside, which the parser already removed).
+fn fast_json_root(tree: &gotmpl::parse::ListNode) -> Option<FastForm> {
+    use gotmpl::parse::{Expr, Node};
+    match tree.nodes.as_slice() {
+        [Node::Action(a)] if a.pipe.decl.is_empty() && a.pipe.commands.len() == 1 => {
+            match a.pipe.commands[0].args.as_slice() {
+                [Expr::Identifier(_, f), Expr::Dot(_)] if f.as_str() == "json" => {
+                    Some(FastForm::JsonRoot { compact: false })
+                }
+                [Expr::Identifier(_, f), Expr::Dot(_)] if f.as_str() == "jsonCompact" => {
+                    Some(FastForm::JsonRoot { compact: true })
+                }
+                _ => None,
+            }
+        }
+        _ => None,
     }
 }
 

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use gotmpl::{TemplateError as GoError, Value};
 
-use super::{Fields, Scope, Tags, TemplateData};
+use super::{FieldRef, Fields, Scope, Tags, TemplateData};
 use crate::alert::FieldValue;
 use crate::gofmt;
 
@@ -358,6 +358,108 @@ fn json_root(out: &mut String, scope: Scope, root: &Value) -> Result<(), Unencod
             "Duration" => json_duration(out, v)?,
             _ => json_value(out, v)?,
         }
+    }
+    out.push('}');
+    Ok(())
+}
+
+/// `{{ json . }}` (or `jsonCompact`) rendered by html/template, straight
+/// from the data: Kapacitor's encoding of the info struct, then
+/// html/template's escaping of that `html.JS` content in HTML text.
+pub(super) fn details_json_root(scope: Scope, compact: bool, d: &TemplateData<'_>) -> String {
+    let mut json = String::with_capacity(512);
+    if write_root_json_direct(&mut json, scope, d).is_err() {
+        return String::new();
+    }
+    if !compact {
+        json.push('\n');
+    }
+    let mut out = String::with_capacity(json.len() + json.len() / 4);
+    html_text_escape(&mut out, &json);
+    out
+}
+
+/// html/template's `htmlEscaper` for non-HTML content in HTML text.
+pub(super) fn html_text_escape(out: &mut String, s: &str) {
+    let mut start = 0;
+    for (i, c) in s.char_indices() {
+        let rep = match c {
+            '"' => "&#34;",
+            '\'' => "&#39;",
+            '&' => "&amp;",
+            '+' => "&#43;",
+            '<' => "&lt;",
+            '>' => "&gt;",
+            '\0' => "\u{FFFD}",
+            _ => continue,
+        };
+        out.push_str(&s[start..i]);
+        out.push_str(rep);
+        start = i + c.len_utf8();
+    }
+    out.push_str(&s[start..]);
+}
+
+fn write_root_json_direct(
+    out: &mut String,
+    scope: Scope,
+    d: &TemplateData<'_>,
+) -> Result<(), Unencodable> {
+    out.push_str("{\"Name\":");
+    gofmt::write_json_string(out, d.name);
+    out.push_str(",\"TaskName\":");
+    gofmt::write_json_string(out, d.task_name);
+    out.push_str(",\"Group\":");
+    gofmt::write_json_string(out, group_text(scope, d.group));
+    out.push_str(",\"Tags\":{");
+    for (i, (k, v)) in d.tags.sorted().iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        gofmt::write_json_string(out, k);
+        out.push(':');
+        gofmt::write_json_string(out, v);
+    }
+    out.push_str("},\"ServerInfo\":{\"Hostname\":");
+    gofmt::write_json_string(out, &d.server_info.hostname);
+    out.push_str(",\"ClusterID\":");
+    gofmt::write_json_string(out, &d.server_info.cluster_id);
+    out.push_str(",\"ServerID\":");
+    gofmt::write_json_string(out, &d.server_info.server_id);
+    out.push('}');
+    if scope >= Scope::Message {
+        out.push_str(",\"ID\":");
+        gofmt::write_json_string(out, d.id);
+        out.push_str(",\"Fields\":{");
+        for (i, (k, v)) in d.fields.sorted().iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            gofmt::write_json_string(out, k);
+            out.push(':');
+            match *v {
+                FieldRef::Float(f) if !f.is_finite() => return Err(Unencodable),
+                FieldRef::Float(f) => gofmt::write_float_json(out, f),
+                FieldRef::Int(i) => {
+                    let _ = write!(out, "{i}");
+                }
+                FieldRef::Str(x) => gofmt::write_json_string(out, x),
+                FieldRef::Bool(b) => out.push_str(if b { "true" } else { "false" }),
+            }
+        }
+        out.push_str("},\"Level\":\"");
+        out.push_str(d.level.as_str());
+        out.push_str("\",\"Time\":\"");
+        gofmt::write_rfc3339_nano(out, d.time);
+        let _ = write!(out, "\",\"Duration\":{}", d.duration);
+    }
+    if scope >= Scope::Details {
+        out.push_str(",\"Message\":");
+        gofmt::write_json_string(out, d.message);
+    }
+    if scope >= Scope::Handler {
+        out.push_str(",\"Details\":");
+        gofmt::write_json_string(out, d.details);
     }
     out.push('}');
     Ok(())
