@@ -189,7 +189,10 @@ fn shortest_digits(f: f64) -> (String, i32) {
     let abs = f.abs();
     let s = format!("{abs:e}");
     let (digits, dp) = split_exp(&s);
-    if digits.len() > 1 {
+    // Two candidates of the shortest length can only both round-trip when
+    // the decimal grid is finer than the float's rounding interval (≈ 2.2e-16
+    // relative): 16 or 17 digits.
+    if digits.len() >= 16 {
         let r = format!("{abs:.prec$e}", prec = digits.len() - 1);
         if r.parse::<f64>().ok() == Some(abs) {
             return split_exp(&r);
@@ -322,30 +325,45 @@ pub fn write_json_string(out: &mut String, s: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     out.reserve(s.len() + 2);
     out.push('"');
+    let b = s.as_bytes();
     let mut start = 0;
-    for (i, c) in s.char_indices() {
-        let esc: Option<&str> = match c {
-            '"' => Some("\\\""),
-            '\\' => Some("\\\\"),
-            '\n' => Some("\\n"),
-            '\r' => Some("\\r"),
-            '\t' => Some("\\t"),
-            '\u{2028}' => Some("\\u2028"),
-            '\u{2029}' => Some("\\u2029"),
-            c if (c as u32) < 0x20 || c == '<' || c == '>' || c == '&' => None,
-            _ => continue,
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        let esc: &str = match c {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0..=0x1f | b'<' | b'>' | b'&' => "",
+            // U+2028 / U+2029 are E2 80 A8 / E2 80 A9 in UTF-8.
+            0xe2 if b.get(i + 1) == Some(&0x80) && matches!(b.get(i + 2), Some(0xa8 | 0xa9)) => {
+                out.push_str(&s[start..i]);
+                out.push_str(if b[i + 2] == 0xa8 {
+                    "\\u2028"
+                } else {
+                    "\\u2029"
+                });
+                i += 3;
+                start = i;
+                continue;
+            }
+            _ => {
+                i += 1;
+                continue;
+            }
         };
         out.push_str(&s[start..i]);
-        match esc {
-            Some(e) => out.push_str(e),
-            None => {
-                let b = c as u32 as u8;
-                out.push_str("\\u00");
-                out.push(HEX[(b >> 4) as usize] as char);
-                out.push(HEX[(b & 0xf) as usize] as char);
-            }
+        if esc.is_empty() {
+            out.push_str("\\u00");
+            out.push(HEX[(c >> 4) as usize] as char);
+            out.push(HEX[(c & 0xf) as usize] as char);
+        } else {
+            out.push_str(esc);
         }
-        start = i + c.len_utf8();
+        i += 1;
+        start = i;
     }
     out.push_str(&s[start..]);
     out.push('"');

@@ -827,3 +827,65 @@ fn conformance_templates_json() {
     }
     assert_eq!(cases.len(), 15);
 }
+
+/// Rough render costs (debug build; run with
+/// `cargo test --test templates render_cost -- --ignored --nocapture`).
+#[test]
+#[ignore = "timing, not a check"]
+fn render_cost() {
+    let mut tags = BTreeMap::new();
+    tags.insert("host".to_owned(), "serverA".to_owned());
+    tags.insert("region".to_owned(), "eu".to_owned());
+    let mut fields = BTreeMap::new();
+    fields.insert("value".to_owned(), FieldValue::Float(92.6));
+    fields.insert("count".to_owned(), FieldValue::Int(10));
+    let owned = Owned {
+        name: "cpu".into(),
+        task_name: "task".into(),
+        group: "host=serverA".into(),
+        tags,
+        server_info: ServerInfo::default(),
+        id: "cpu:host=serverA".into(),
+        fields,
+        level: Level::CRITICAL,
+        time: 31_536_010_000_000_000,
+        duration: 90_000_000_000,
+        message: "cpu:host=serverA is CRITICAL".into(),
+        details: String::new(),
+    };
+    let d = owned.data();
+    for (engine, scope, src) in [
+        (Engine::Text, Scope::Id, DEFAULT_ID),
+        (
+            Engine::Text,
+            Scope::Id,
+            "kapacitor/{{ .Name }}/{{ index .Tags \"host\" }}",
+        ),
+        (
+            Engine::Text,
+            Scope::Id,
+            "{{ if .Tags.host }}{{ .Tags.host }}{{ else }}none{{ end }}",
+        ),
+        (Engine::Text, Scope::Message, DEFAULT_MESSAGE),
+        (
+            Engine::Text,
+            Scope::Message,
+            "{{ .ID }}: {{ index .Fields \"value\" | printf \"%.1f\" }}",
+        ),
+        (Engine::Html, Scope::Details, DEFAULT_DETAILS),
+        (
+            Engine::Html,
+            Scope::Details,
+            "<b>{{ .Message }}</b> {{ .Fields.value }}",
+        ),
+    ] {
+        let t = Template::parse(engine, scope, src).unwrap();
+        let n = 20_000;
+        let start = std::time::Instant::now();
+        for _ in 0..n {
+            std::hint::black_box(t.render(&d).unwrap());
+        }
+        let per = start.elapsed() / n;
+        eprintln!("{per:>10.2?}  fast={:<5} {src}", t.is_fast());
+    }
+}

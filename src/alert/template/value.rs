@@ -382,20 +382,20 @@ pub(super) fn details_json_root(scope: Scope, compact: bool, d: &TemplateData<'_
 /// html/template's `htmlEscaper` for non-HTML content in HTML text.
 pub(super) fn html_text_escape(out: &mut String, s: &str) {
     let mut start = 0;
-    for (i, c) in s.char_indices() {
+    for (i, c) in s.bytes().enumerate() {
         let rep = match c {
-            '"' => "&#34;",
-            '\'' => "&#39;",
-            '&' => "&amp;",
-            '+' => "&#43;",
-            '<' => "&lt;",
-            '>' => "&gt;",
-            '\0' => "\u{FFFD}",
+            b'"' => "&#34;",
+            b'\'' => "&#39;",
+            b'&' => "&amp;",
+            b'+' => "&#43;",
+            b'<' => "&lt;",
+            b'>' => "&gt;",
+            0 => "\u{FFFD}",
             _ => continue,
         };
         out.push_str(&s[start..i]);
         out.push_str(rep);
-        start = i + c.len_utf8();
+        start = i + 1;
     }
     out.push_str(&s[start..]);
 }
