@@ -506,6 +506,17 @@ impl Template {
         &self.source
     }
 
+    /// Whether the source is Kapacitor's default for this template's scope
+    /// (`{{ .Name }}:{{ .Group }}`, `{{ .ID }} is {{ .Level }}`, `{{ json . }}`).
+    pub fn is_default(&self) -> bool {
+        match self.scope {
+            Scope::Id => self.source == DEFAULT_ID,
+            Scope::Message => self.source == DEFAULT_MESSAGE,
+            Scope::Details => self.source == DEFAULT_DETAILS,
+            Scope::Handler => false,
+        }
+    }
+
     /// Whether this template's output depends on nothing but the data (always
     /// true) and renders without gotmpl (plain text and lookups).
     pub fn is_fast(&self) -> bool {
@@ -660,6 +671,56 @@ fn check_blocks(name: &str, src: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// The three templates of an alert node, parsed once at Init.
+#[derive(Debug)]
+pub struct AlertTemplates {
+    /// `text/template` over [`Scope::Id`].
+    pub id: Template,
+    /// `text/template` over [`Scope::Message`].
+    pub message: Template,
+    /// `html/template` over [`Scope::Details`].
+    pub details: Template,
+}
+
+impl AlertTemplates {
+    /// Parses the node's `.id()`, `.message()`, `.details()` options; `None`
+    /// takes Kapacitor's default (`Some("")` is a real, empty template).
+    pub fn parse(
+        id: Option<&str>,
+        message: Option<&str>,
+        details: Option<&str>,
+    ) -> Result<AlertTemplates, TemplateError> {
+        Ok(AlertTemplates {
+            id: Template::parse(Engine::Text, Scope::Id, id.unwrap_or(DEFAULT_ID))?,
+            message: Template::parse(
+                Engine::Text,
+                Scope::Message,
+                message.unwrap_or(DEFAULT_MESSAGE),
+            )?,
+            details: Template::parse(
+                Engine::Html,
+                Scope::Details,
+                details.unwrap_or(DEFAULT_DETAILS),
+            )?,
+        })
+    }
+
+    /// Renders the message, then the details (which see the message), as
+    /// Kapacitor's `renderMessageAndDetails` does. `data.id` must already
+    /// hold the rendered id; `data.message` is ignored.
+    pub fn render_message_and_details(
+        &self,
+        data: &TemplateData<'_>,
+    ) -> Result<(String, String), TemplateError> {
+        let message = self.message.render(data)?;
+        let details = self.details.render(&TemplateData {
+            message: &message,
+            ..*data
+        })?;
+        Ok((message, details))
+    }
 }
 
 /// Data with every field present, for the escaping dry run.

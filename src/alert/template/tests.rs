@@ -365,3 +365,30 @@ fn unbalanced_blocks_are_parse_errors_like_go() {
         "{{ end }}}}{{end125"
     );
 }
+
+#[test]
+fn alert_templates_render_message_then_details() {
+    let fx = fixture();
+    let t = AlertTemplates::parse(None, Some("{{ .ID }}!"), Some("<i>{{ .Message }}</i>")).unwrap();
+    assert!(t.id.is_default() && !t.message.is_default() && !t.details.is_default());
+    let mut d = fx.data();
+    let id = t.id.render(&d).unwrap();
+    d.id = &id;
+    d.message = "ignored";
+    let (message, details) = t.render_message_and_details(&d).unwrap();
+    assert_eq!(
+        (message.as_str(), details.as_str()),
+        ("cpu:nil!", "<i>cpu:nil!</i>")
+    );
+    let e = AlertTemplates::parse(None, None, Some("{{ nope }}")).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            TemplateError::Parse {
+                template: "details",
+                ..
+            }
+        ),
+        "{e}"
+    );
+}
