@@ -889,3 +889,66 @@ fn render_cost() {
         eprintln!("{per:>10.2?}  fast={:<5} {src}", t.is_fast());
     }
 }
+
+/// Go's `time.Time.Format`, `time.Time` and `time.Duration` methods, probed
+/// with Go 1.19 (tests/data/go_time_layouts.txt), through the templates.
+#[test]
+fn time_layouts_and_methods_match_go() {
+    let text = std::fs::read_to_string(root().join("tests/data/go_time_layouts.txt")).unwrap();
+    let times = Template::parse(
+        Engine::Text,
+        Scope::Message,
+        "{{ .Time.Unix }} {{ .Time.UnixNano }} {{ .Time.UnixMilli }} {{ .Time.UnixMicro }} {{ .Time.Year }} \
+         {{ .Time.Day }} {{ .Time.Hour }} {{ .Time.Minute }} {{ .Time.Second }} {{ .Time.Nanosecond }} \
+         {{ .Time.YearDay }} {{ .Time.Month }} {{ .Time.Weekday }}",
+    )
+    .unwrap();
+    let durations = Template::parse(
+        Engine::Text,
+        Scope::Message,
+        "{{ .Duration.Seconds }} {{ .Duration.Minutes }} {{ .Duration.Hours }} {{ .Duration.Nanoseconds }} \
+         {{ .Duration.Microseconds }} {{ .Duration.Milliseconds }}",
+    )
+    .unwrap();
+    let mut owned = go_dataset(&json::parse(
+        r#"{"Name":"n","TaskName":"t","Group":"","Tags":{},"ServerInfo":{"Hostname":"h","ClusterID":"","ServerID":""},
+            "ID":"i","Fields":[],"Level":"OK","TimeNs":0,"DurationNs":0,"Message":""}"#,
+    ));
+    let (mut layouts, mut methods) = (0, 0);
+    for line in text.lines() {
+        let parts: Vec<&str> = line.split('\t').collect();
+        match parts.as_slice() {
+            ["M", ns, want] => {
+                owned.time = ns.parse().unwrap();
+                assert_eq!(times.render(&owned.data()).unwrap(), *want, "time {ns}");
+                methods += 1;
+            }
+            ["D", ns, want] => {
+                owned.duration = ns.parse().unwrap();
+                assert_eq!(
+                    durations.render(&owned.data()).unwrap(),
+                    *want,
+                    "duration {ns}"
+                );
+                methods += 1;
+            }
+            [ns, layout, want] => {
+                let ns: i64 = ns.parse().unwrap();
+                assert_eq!(
+                    gofmt::format_go_layout(ns, layout),
+                    *want,
+                    "{ns} {layout:?}"
+                );
+                if layouts % 7 == 0 {
+                    owned.time = ns;
+                    let src = format!("{{{{ .Time.Format {layout:?} }}}}");
+                    let t = Template::parse(Engine::Text, Scope::Message, &src).unwrap();
+                    assert_eq!(t.render(&owned.data()).unwrap(), *want, "{src}");
+                }
+                layouts += 1;
+            }
+            other => panic!("bad fixture line {other:?}"),
+        }
+    }
+    assert!(layouts > 1000 && methods > 30, "{layouts} {methods}");
+}

@@ -14,11 +14,14 @@
 //! `{{ index .Tags "host" }}` …) render directly from [`TemplateData`],
 //! without building gotmpl values.
 //!
-//! Known differences from Go: `.Time` and `.Duration` are their texts, so
-//! their methods (`.Time.Unix`, `.Duration.Seconds`) fail with an explicit
-//! error; a float printed inside `<script>` in details is quoted (Go prints a
-//! bare number); `print`/`html` of several operands, where one is a struct,
-//! may space them differently.
+//! `.Time` and `.Duration` are held as their Go texts; their common methods
+//! (`.Time.Format "…"`, `.Time.Unix`, `.Time.Month`, `.Duration.Seconds` …)
+//! are rewritten into helper calls that read the text back exactly.
+//!
+//! Known differences from Go: a float printed inside `<script>` in details is
+//! quoted (Go prints a bare number); `print`/`html` of several operands where
+//! one is a struct may space them differently; an unknown field inside a
+//! `{{define}}`d template prints `<no value>` instead of failing.
 
 mod rewrite;
 mod value;
@@ -380,6 +383,11 @@ fn funcs(scope: Scope) -> FuncMap {
                 .to_owned();
             Err(GoError::Exec(msg))
         }),
+    );
+    m.insert(rewrite::TIME_METHOD.into(), func(value::time_method_func));
+    m.insert(
+        rewrite::DURATION_METHOD.into(),
+        func(value::duration_method_func),
     );
     m.insert(
         "print".into(),

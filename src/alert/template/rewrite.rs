@@ -43,6 +43,8 @@ pub(super) const GO_V_NIL: &str = "__kp_v_nil";
 pub(super) const PRINTF_ARG: &str = "__kp_pfarg";
 pub(super) const INDEX_STR: &str = "__kp_index_str";
 pub(super) const FAIL: &str = "__kp_fail";
+pub(super) const TIME_METHOD: &str = "__kp_time";
+pub(super) const DURATION_METHOD: &str = "__kp_dur";
 
 /// The `json` helper for a kind of argument, compact or not.
 pub(super) fn json_name(kind: JsonKind, compact: bool) -> &'static str {
@@ -323,12 +325,12 @@ impl<'a> Rewriter<'a> {
             return (cmd.args.clone(), Ty::Unknown);
         };
         let Expr::Identifier(fpos, fname) = first else {
-            let (head, ty) = self.expr(first, dot);
+            let mut rest: Vec<Expr> = cmd.args[1..].iter().map(|a| self.expr(a, dot).0).collect();
+            rest.extend(piped.map(|p| p.0));
+            let mut args = Some(rest);
+            let (head, ty) = self.chain(first, dot, &mut args);
             let mut out = vec![head];
-            for a in &cmd.args[1..] {
-                out.push(self.expr(a, dot).0);
-            }
-            out.extend(piped.map(|p| p.0));
+            out.extend(args.unwrap_or_default());
             return (out, ty);
         };
         let (fpos, fname) = (*fpos, fname.as_str());
@@ -423,32 +425,7 @@ impl<'a> Rewriter<'a> {
     fn expr(&mut self, e: &Expr, dot: Ty) -> (Expr, Ty) {
         match e {
             Expr::Dot(_) => (e.clone(), dot),
-            Expr::Field(pos, names) => match self.walk(dot, names) {
-                Ok(ty) => (e.clone(), ty),
-                Err((i, msg)) => (self.fail_expr(*pos, "", names, i, &msg), Ty::Unknown),
-            },
-            Expr::Variable(pos, var, names) => {
-                let base = if var.as_str() == "$" {
-                    self.dollar
-                } else {
-                    self.vars
-                        .iter()
-                        .rev()
-                        .find(|(n, _)| n == var)
-                        .map_or(Ty::Unknown, |v| v.1)
-                };
-                match self.walk(base, names) {
-                    Ok(ty) => (e.clone(), ty),
-                    Err((i, msg)) => (self.fail_expr(*pos, var, names, i, &msg), Ty::Unknown),
-                }
-            }
-            Expr::Chain(pos, inner, names) => {
-                let (inner, base) = self.expr(inner, dot);
-                match self.walk(base, names) {
-                    Ok(ty) => (Expr::Chain(*pos, Box::new(inner), names.clone()), ty),
-                    Err((i, msg)) => (self.fail_expr(*pos, "(…)", names, i, &msg), Ty::Unknown),
-                }
-            }
+            Expr::Field(..) | Expr::Variable(..) | Expr::Chain(..) => self.chain(e, dot, &mut None),
             Expr::Pipe(pos, p) => {
                 let (p, ty) = self.pipe(p, dot);
                 (Expr::Pipe(*pos, p), ty)
@@ -462,13 +439,63 @@ impl<'a> Rewriter<'a> {
         }
     }
 
-    /// Follows a field chain; `Err((index of the failing field, message))`.
-    fn walk(&self, base: Ty, names: &[SmolStr]) -> Result<Ty, (usize, String)> {
-        let mut ty = base;
+    /// A field chain (`.A.B`, `$x.A`, `(pipe).A`), with Go's method calls on
+    /// `.Time` and `.Duration` turned into helper calls. `args` are the
+    /// arguments of the command when the chain is its head: the last method
+    /// takes them (`.Time.Format "15:04"`); they are left in place otherwise.
+    fn chain(&mut self, e: &Expr, dot: Ty, args: &mut Option<Vec<Expr>>) -> (Expr, Ty) {
+        let (pos, head, names, mut cur, mut ty): (Pos, &str, &[SmolStr], Expr, Ty) = match e {
+            Expr::Field(pos, names) => (*pos, "", names, Expr::Dot(*pos), dot),
+            Expr::Variable(pos, var, names) => {
+                let base = if var.as_str() == "$" {
+                    self.dollar
+                } else {
+                    self.vars
+                        .iter()
+                        .rev()
+                        .find(|(n, _)| n == var)
+                        .map_or(Ty::Unknown, |v| v.1)
+                };
+                (
+                    *pos,
+                    var.as_str(),
+                    names,
+                    Expr::Variable(*pos, var.clone(), Vec::new()),
+                    base,
+                )
+            }
+            Expr::Chain(pos, inner, names) => {
+                let (inner, base) = self.expr(inner, dot);
+                (*pos, "(…)", names, inner, base)
+            }
+            other => return self.expr(other, dot),
+        };
+        let mut pending: Vec<SmolStr> = Vec::new();
         for (i, n) in names.iter().enumerate() {
-            ty = self.field(ty, n).map_err(|m| (i, m))?;
+            let method = match ty {
+                Ty::Time => time_method(n),
+                Ty::Duration => duration_method(n),
+                _ => None,
+            };
+            if let Some((helper, result)) = method {
+                let target = materialize(pos, cur, std::mem::take(&mut pending));
+                let mut call_args = vec![Expr::String(pos, Arc::from(n.as_str())), target];
+                if i + 1 == names.len() {
+                    call_args.extend(args.take().unwrap_or_default());
+                }
+                cur = call(pos, helper, call_args);
+                ty = result;
+                continue;
+            }
+            match self.field(ty, n) {
+                Ok(t) => {
+                    pending.push(n.clone());
+                    ty = t;
+                }
+                Err(msg) => return (self.fail_expr(pos, head, names, i, &msg), Ty::Unknown),
+            }
         }
-        Ok(ty)
+        (materialize(pos, cur, pending), ty)
     }
 
     fn field(&self, ty: Ty, n: &str) -> Result<Ty, String> {
@@ -494,12 +521,8 @@ impl<'a> Rewriter<'a> {
             Ty::Tags => Ok(Ty::Str),
             Ty::Fields | Ty::Unknown => Ok(Ty::Unknown),
             Ty::Str => no_field("string"),
-            Ty::Time => Err(format!(
-                "can't evaluate {n} of time.Time: this agent gives templates .Time as its text (time.Time.String())"
-            )),
-            Ty::Duration => Err(format!(
-                "can't evaluate {n} of time.Duration: this agent gives templates .Duration as its text (Duration.String())"
-            )),
+            Ty::Time => Err(format!("can't evaluate field {n} in type time.Time")),
+            Ty::Duration => Err(format!("can't evaluate field {n} in type time.Duration")),
         }
     }
 
@@ -544,6 +567,43 @@ impl<'a> Rewriter<'a> {
             pos.line,
             n = self.name
         )
+    }
+}
+
+/// `base` followed by the field names `names` (as the parser would write it).
+fn materialize(pos: Pos, base: Expr, names: Vec<SmolStr>) -> Expr {
+    if names.is_empty() {
+        return base;
+    }
+    match base {
+        Expr::Dot(_) => Expr::Field(pos, names),
+        Expr::Variable(p, var, mut fields) => {
+            fields.extend(names);
+            Expr::Variable(p, var, fields)
+        }
+        other => Expr::Chain(pos, Box::new(other), names),
+    }
+}
+
+/// `time.Time` methods templates may call: (helper, result type).
+fn time_method(name: &str) -> Option<(&'static str, Ty)> {
+    match name {
+        "Format" | "String" | "Month" | "Weekday" => Some((TIME_METHOD, Ty::Str)),
+        "UTC" => Some((TIME_METHOD, Ty::Time)),
+        "Unix" | "UnixNano" | "UnixMilli" | "UnixMicro" | "Year" | "Day" | "Hour" | "Minute"
+        | "Second" | "Nanosecond" | "YearDay" => Some((TIME_METHOD, Ty::Unknown)),
+        _ => None,
+    }
+}
+
+/// `time.Duration` methods templates may call.
+fn duration_method(name: &str) -> Option<(&'static str, Ty)> {
+    match name {
+        "String" => Some((DURATION_METHOD, Ty::Str)),
+        "Seconds" | "Minutes" | "Hours" | "Nanoseconds" | "Microseconds" | "Milliseconds" => {
+            Some((DURATION_METHOD, Ty::Unknown))
+        }
+        _ => None,
     }
 }
 

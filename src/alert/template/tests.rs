@@ -258,10 +258,13 @@ fn fields_outside_the_scope_fail_at_render_like_go() {
         err.contains("1:14") && err.contains("in type kapacitor.serverInfo"),
         "{err}"
     );
-    let err = render(Engine::Text, Scope::Message, "{{ .Time.Unix }}", &d)
+    let err = render(Engine::Text, Scope::Message, "{{ .Time.Nope }}", &d)
         .unwrap_err()
         .to_string();
-    assert!(err.contains("Unix of time.Time"), "{err}");
+    assert!(
+        err.contains("can't evaluate field Nope in type time.Time"),
+        "{err}"
+    );
     // A branch never taken does not fail, as in Go.
     assert_eq!(
         render(
@@ -391,4 +394,40 @@ fn alert_templates_render_message_then_details() {
         ),
         "{e}"
     );
+}
+
+#[test]
+fn time_and_duration_methods() {
+    let fx = fixture();
+    let d = fx.data();
+    let msg = |src: &str| render(Engine::Text, Scope::Message, src, &d).unwrap();
+    assert_eq!(
+        msg("{{ .Time.Unix }} {{ .Time.Format \"15:04:05.000 Jan _2\" }}"),
+        "31536010 00:00:10.000 Jan  1"
+    );
+    assert_eq!(
+        msg("{{ .Time.UTC.Year }} {{ $.Time.Month }} {{ (.Time).Weekday }}"),
+        "1971 January Friday"
+    );
+    assert_eq!(
+        msg(
+            "{{ .Duration.Minutes }} {{ .Duration | printf \"%s\" }} {{ .Duration.Seconds | printf \"%.0f\" }}"
+        ),
+        "1.5 1m30s 90"
+    );
+    assert_eq!(
+        msg("{{ with .Time }}{{ .Format \"2006\" }}{{ end }}"),
+        "1971"
+    );
+    assert_eq!(
+        render(
+            Engine::Html,
+            Scope::Details,
+            "{{ .Time.Format \"Z07:00 -0700\" }}",
+            &d
+        )
+        .unwrap(),
+        "Z &#43;0000"
+    );
+    assert!(render(Engine::Text, Scope::Message, "{{ .Time.Format }}", &d).is_err());
 }

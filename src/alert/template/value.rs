@@ -677,6 +677,71 @@ fn printf_verbs(format: &str) -> Vec<(usize, char, bool)> {
     out
 }
 
+fn method_error(recv: &str, args: &[Value]) -> GoError {
+    GoError::Exec(format!("wrong arguments for {recv} method: {args:?}"))
+}
+
+/// `.Time.M args…` → `__kp_time "M" .Time args…`: Go's `time.Time` methods
+/// on the time the data holds as its `String()` text (always UTC).
+pub(super) fn time_method_func(args: &[Value]) -> Result<Value, GoError> {
+    let (Some(Value::String(m)), Some(t)) = (args.first(), args.get(1)) else {
+        return Err(method_error("time.Time", args));
+    };
+    let ns = t
+        .as_str()
+        .and_then(gofmt::parse_time_string)
+        .ok_or_else(|| method_error("time.Time", args))?;
+    let c = gofmt::Civil::from_unix_nanos(ns);
+    let rest = &args[2..];
+    let int = |v: i64| Ok(Value::Int(v));
+    match (m.as_ref(), rest) {
+        ("Format", [Value::String(layout)]) => Ok(s(&gofmt::format_go_layout(ns, layout))),
+        ("String" | "UTC", []) => Ok(t.clone()),
+        ("Month", []) => Ok(s(c.month_name())),
+        ("Weekday", []) => Ok(s(c.weekday_name())),
+        ("Unix", []) => int(ns.div_euclid(1_000_000_000)),
+        ("UnixMilli", []) => int(ns.div_euclid(1_000_000)),
+        ("UnixMicro", []) => int(ns.div_euclid(1_000)),
+        ("UnixNano", []) => int(ns),
+        ("Year", []) => int(c.year),
+        ("Day", []) => int(c.day.into()),
+        ("Hour", []) => int(c.hour.into()),
+        ("Minute", []) => int(c.minute.into()),
+        ("Second", []) => int(c.second.into()),
+        ("Nanosecond", []) => int(c.nanosecond.into()),
+        ("YearDay", []) => int(c.yearday.into()),
+        _ => Err(method_error("time.Time", args)),
+    }
+}
+
+/// `.Duration.M` → `__kp_dur "M" .Duration`: Go's `time.Duration` methods.
+pub(super) fn duration_method_func(args: &[Value]) -> Result<Value, GoError> {
+    let (Some(Value::String(m)), Some(d), []) =
+        (args.first(), args.get(1), args.get(2..).unwrap_or(&[]))
+    else {
+        return Err(method_error("time.Duration", args));
+    };
+    let ns = d
+        .as_str()
+        .and_then(gofmt::parse_duration_string)
+        .ok_or_else(|| method_error("time.Duration", args))?;
+    // Go splits whole and fractional parts to keep float precision.
+    let split = |unit: i64| {
+        let (whole, frac) = (ns / unit, ns % unit);
+        Value::Float(whole as f64 + frac as f64 / unit as f64)
+    };
+    match m.as_ref() {
+        "String" => Ok(d.clone()),
+        "Seconds" => Ok(split(1_000_000_000)),
+        "Minutes" => Ok(split(60_000_000_000)),
+        "Hours" => Ok(split(3_600_000_000_000)),
+        "Nanoseconds" => Ok(Value::Int(ns)),
+        "Microseconds" => Ok(Value::Int(ns / 1_000)),
+        "Milliseconds" => Ok(Value::Int(ns / 1_000_000)),
+        _ => Err(method_error("time.Duration", args)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
