@@ -31,6 +31,10 @@ use std::time::{Duration, Instant};
 use crate::alert::expr::{Expr, Scope, ValueRef};
 use crate::alert::state::{AlertState, Decision, StateRules};
 use crate::alert::store::{AlertStateStore, StoredAlert};
+use crate::alert::template::{
+    DEFAULT_DETAILS, DEFAULT_ID, DEFAULT_MESSAGE, Engine, Fields, Scope as TemplateScope, Tags,
+    Template, TemplateData, TemplateError,
+};
 use crate::alert::{Event, FieldValue, Level, ServerInfo};
 use crate::ops::config::Config;
 use crate::ops::metrics::{LevelLabel, metrics};
@@ -142,13 +146,6 @@ impl Scope for PointScope<'_> {
     }
 }
 
-/// How the id, message and details texts are produced.
-#[derive(Debug)]
-enum Text {
-    /// Kapacitor's default template, computed directly.
-    Default,
-}
-
 /// One group's (mode 1) or alert id's (mode 2) state and inhibitors.
 #[derive(Debug)]
 struct Group {
@@ -224,10 +221,9 @@ struct Core {
     opts: NodeOptions,
     levels: [Option<Expr>; 4],
     resets: [Option<Expr>; 4],
-    id_text: Text,
-    message_text: Text,
-    details_text: Text,
-    #[allow(dead_code)] // read by the templates once they are merged
+    id_template: Template,
+    message_template: Template,
+    details_template: Template,
     server_info: ServerInfo,
     inhibitors: Arc<Inhibitors>,
     /// The last event handed on per alert id, non-OK ones only (an OK removes
@@ -259,9 +255,22 @@ impl AlertNode {
         }
         let levels = compile_all(&opts.levels, ["", "info", "warn", "crit"])?;
         let resets = compile_all(&opts.resets, ["", "infoReset", "warnReset", "critReset"])?;
-        let id_text = text_option("id", &opts.id)?;
-        let message_text = text_option("message", &opts.message)?;
-        let details_text = text_option("details", &opts.details)?;
+        let id_template =
+            template_option("id", Engine::Text, TemplateScope::Id, &opts.id, DEFAULT_ID)?;
+        let message_template = template_option(
+            "message",
+            Engine::Text,
+            TemplateScope::Message,
+            &opts.message,
+            DEFAULT_MESSAGE,
+        )?;
+        let details_template = template_option(
+            "details",
+            Engine::Html,
+            TemplateScope::Details,
+            &opts.details,
+            DEFAULT_DETAILS,
+        )?;
 
         let last_events = match env.store.load(&req.task_id, &req.node_id) {
             Ok(map) => map
@@ -282,9 +291,9 @@ impl AlertNode {
                 opts,
                 levels,
                 resets,
-                id_text,
-                message_text,
-                details_text,
+                id_template,
+                message_template,
+                details_template,
                 server_info: env.server_info.server_info(),
                 inhibitors: env.inhibitors.clone(),
                 last_events,
@@ -558,19 +567,17 @@ fn compile_all(
     Ok(out)
 }
 
-fn text_option(name: &str, value: &Option<String>) -> Result<Text, InitError> {
-    match value {
-        None => Ok(Text::Default),
-        Some(_) => Err(InitError::new(
-            name,
-            "templates are not supported yet in this build; leave it out to use Kapacitor's default",
-        )),
-    }
-}
-
-/// Kapacitor renders the empty (nil) group as `nil` in the alert node's own templates.
-fn group_text(group: &str) -> &str {
-    if group.is_empty() { "nil" } else { group }
+/// Parses one of the node's templates (Kapacitor's default when not given;
+/// `''` is a real, empty template).
+fn template_option(
+    name: &str,
+    engine: Engine,
+    scope: TemplateScope,
+    value: &Option<String>,
+    default: &str,
+) -> Result<Template, InitError> {
+    Template::parse(engine, scope, value.as_deref().unwrap_or(default))
+        .map_err(|e| InitError::new(name, e.to_string()))
 }
 
 impl Core {
@@ -851,27 +858,54 @@ impl Core {
         }
     }
 
+    /// The template data every text of this node shares; the caller fills
+    /// in what its scope adds.
+    fn template_data<'a>(
+        &'a self,
+        name: &'a str,
+        group: &'a str,
+        tags: &'a HashMap<String, String>,
+    ) -> TemplateData<'a> {
+        TemplateData {
+            name,
+            task_name: &self.task,
+            group,
+            tags: Tags::Unsorted(tags),
+            server_info: &self.server_info,
+            id: "",
+            fields: Fields::None,
+            level: Level::OK,
+            time: 0,
+            duration: 0,
+            message: "",
+            details: "",
+        }
+    }
+
     fn render_id(
         &mut self,
         name: &str,
         group: &str,
-        _tags: &HashMap<String, String>,
+        tags: &HashMap<String, String>,
     ) -> Option<String> {
-        match &self.id_text {
-            Text::Default => Some(format!("{name}:{}", group_text(group))),
-        }
+        let result = self
+            .id_template
+            .render(&self.template_data(name, group, tags));
+        self.rendered("id", result)
     }
 
-    fn render_message(&mut self, id: &str, level: Level) -> Option<String> {
-        match &self.message_text {
-            Text::Default => Some(format!("{id} is {}", level.as_str())),
-        }
-    }
-
-    fn render_details(&mut self) -> Option<String> {
-        match &self.details_text {
-            // The default `{{ json . }}` needs the template engine.
-            Text::Default => Some(String::new()),
+    /// A render error drops the event (Kapacitor stops the whole task on
+    /// one); it is logged, rate-limited, with the task and node.
+    fn rendered(&mut self, what: &str, result: Result<String, TemplateError>) -> Option<String> {
+        match result {
+            Ok(text) => Some(text),
+            Err(e) => {
+                if let Some(suppressed) = self.render_error_log.allow() {
+                    tracing::error!(task = %self.task, node = %self.node, suppressed, error = %e,
+                        "cannot render the {what} template; the event is not sent");
+                }
+                None
+            }
         }
     }
 
@@ -888,15 +922,41 @@ impl Core {
             Some(id) => id.into_owned(),
             None => self.render_id(input.name, input.group, input.tags)?,
         };
-        let message = match input.message {
-            Some(m) => m,
-            None => self.render_message(&id, input.level)?,
+        let texts = {
+            let data = TemplateData {
+                id: &id,
+                fields: Fields::Point(input.fields_of),
+                level: input.level,
+                time: input.time,
+                duration: input.duration,
+                ..self.template_data(input.name, input.group, input.tags)
+            };
+            match input
+                .message
+                .map_or_else(|| self.message_template.render(&data), Ok)
+            {
+                Err(e) => Err(("message", e)),
+                Ok(message) => match input.details.map_or_else(
+                    || {
+                        self.details_template.render(&TemplateData {
+                            message: &message,
+                            ..data
+                        })
+                    },
+                    Ok,
+                ) {
+                    Ok(details) => Ok((message, details)),
+                    Err(e) => Err(("details", e)),
+                },
+            }
         };
-        let details = match input.details {
-            Some(d) => d,
-            None => self.render_details()?,
+        let (message, details) = match texts {
+            Ok(t) => t,
+            Err((what, e)) => {
+                self.rendered(what, Err(e));
+                return None;
+            }
         };
-        let _ = input.fields_of;
         let inhibited = self.opts.category.as_deref().is_some_and(|cat| {
             self.inhibitors
                 .is_inhibited(cat, |k| input.tags.get(k).map(String::as_str))

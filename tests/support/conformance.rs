@@ -713,3 +713,18 @@ mod self_tests {
         assert_eq!(parse_go_duration("1m30s"), Some(90_000_000_000));
     }
 }
+
+#[cfg(test)]
+mod float_parsing {
+    /// Case values must parse to the exact float64 Kapacitor had: the
+    /// default serde_json parser is 1 ulp off here (dev-dependency feature
+    /// `float_roundtrip` fixes it), which shows in the details JSON.
+    #[test]
+    fn case_floats_parse_exactly() {
+        let v: serde_json::Value = serde_json::from_str("[93.49999999999409]").unwrap();
+        assert_eq!(
+            v[0].as_f64().unwrap(),
+            "93.49999999999409".parse::<f64>().unwrap()
+        );
+    }
+}

@@ -356,17 +356,23 @@ fn mode2_batch_highest_and_all() {
 }
 
 #[test]
-fn templates_refused_until_supported() {
+fn bad_template_and_expression_name_the_option() {
     let store = MemoryStore::new();
     let env = env(&store);
-    let req = InitRequest {
-        options: vec![flag("dryRun"), opt("id", vec![s("{{ .Name }}")])],
-        task_id: "t".into(),
-        node_id: "n".into(),
+    let try_init = |o: Opt| {
+        let req = InitRequest {
+            options: vec![flag("dryRun"), o],
+            task_id: "t".into(),
+            node_id: "n".into(),
+        };
+        AlertFactory::new(env.clone())
+            .init(EdgeType::Stream, &req)
+            .err()
+            .unwrap()
     };
-    let e = AlertFactory::new(env)
-        .init(EdgeType::Stream, &req)
-        .err()
-        .unwrap();
-    assert!(e.starts_with("id: templates are not supported yet"), "{e}");
+    let e = try_init(opt("id", vec![s("{{ .Name ")]));
+    assert!(e.starts_with("id: "), "{e}");
+    let e = try_init(opt("crit", vec![s("\"value\" >> 90")]));
+    assert!(e.starts_with("crit: cannot parse"), "{e}");
+    assert!(e.contains("column"), "{e}");
 }
