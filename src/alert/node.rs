@@ -505,11 +505,11 @@ impl AlertNode {
             return;
         }
         self.stopped = true;
-        for g in self.groups.values() {
-            for i in g.inhibitors.iter().flatten() {
-                self.core.inhibitors.remove(i);
-            }
-        }
+        self.core.inhibitors.release(
+            self.groups
+                .values()
+                .flat_map(|g| g.inhibitors.iter().flatten()),
+        );
     }
 }
 
@@ -640,9 +640,7 @@ impl Core {
             .iter()
             .map(|spec| {
                 let tags = spec.tags.iter().map(|t| (t.clone(), value(t))).collect();
-                let i = Arc::new(Inhibitor::new(spec.category.clone(), tags));
-                self.inhibitors.add(i.clone());
-                i
+                Arc::new(Inhibitor::new(spec.category.clone(), tags))
             })
             .collect();
         Some(list.into_boxed_slice())
@@ -674,8 +672,7 @@ impl Core {
                     slot.category().to_string(),
                     values.collect(),
                 ));
-                self.inhibitors.remove(slot);
-                self.inhibitors.add(fresh.clone());
+                self.inhibitors.set(slot, false);
                 *slot = fresh;
             }
             self.inhibitors.set(slot, active);
