@@ -587,3 +587,20 @@ fn mode2_float_level_from_field_is_bad_but_string_field_reads() {
     assert_eq!(outs[0].events[0].level, Level::WARNING);
     assert!(outs[1].is_empty());
 }
+
+#[test]
+fn point_scope_memo_never_mixes_names() {
+    let mut p = vpoint(7, "A", 2.5);
+    p.fields_int.insert("n".into(), 3);
+    p.fields_string.insert("host".into(), "dup".into());
+    let scope = PointScope::new(&p);
+    assert_eq!(scope.lookup("value"), Some(ValueRef::Float(2.5)));
+    assert_eq!(scope.lookup("value"), Some(ValueRef::Float(2.5)));
+    assert_eq!(scope.lookup("n"), Some(ValueRef::Int(3)));
+    assert_eq!(scope.lookup("valu"), None);
+    assert_eq!(scope.lookup("host"), Some(ValueRef::Ambiguous));
+    let long = "x".repeat(40);
+    assert_eq!(scope.lookup(&long), None);
+    assert_eq!(scope.lookup("n"), Some(ValueRef::Int(3)));
+    assert_eq!(scope.time(), 7);
+}
