@@ -257,4 +257,6 @@ pub fn function_names() -> Vec<&'static str> {
 }
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;
