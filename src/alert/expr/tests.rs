@@ -367,3 +367,28 @@ fn nil_references_fail() {
         "referenced value \"v\" is nil."
     );
 }
+
+#[test]
+fn the_deepest_expressions_fit_a_thread_stack() {
+    let p = point(&[("v", ValueRef::Int(1))], &[]);
+    // 199 additions: a left-leaning tree 200 deep.
+    let chain = format!("\"v\"{}", " + \"v\"".repeat(199));
+    assert_eq!(eval(&chain, &p), Ok(Value::Int(200)));
+    assert!(Expr::compile(&format!("{chain} + 1")).is_err(), "201 deep");
+    let nested = format!("{}\"v\"{}", "(".repeat(199), ")".repeat(199));
+    assert_eq!(eval(&nested, &p), Ok(Value::Int(1)));
+    let negated = format!("{}\"v\"", "-".repeat(199));
+    assert_eq!(eval(&negated, &p), Ok(Value::Int(-1)));
+    assert!(Expr::compile(&format!("{}\"v\"", "-".repeat(1000))).is_err());
+    assert!(Expr::compile(&format!("{}1{}", "abs(".repeat(300), ")".repeat(300))).is_err());
+    let e = Expr::compile(&chain).unwrap();
+    assert_eq!(Expr::compile(&e.ast().to_string()).unwrap().ast(), e.ast());
+}
+
+#[test]
+fn compiled_expressions_move_between_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Expr>();
+    send_sync::<ExprError>();
+    send_sync::<EvalError>();
+}
