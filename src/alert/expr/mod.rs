@@ -267,6 +267,8 @@ pub fn function_names() -> Vec<&'static str> {
 }
 
 #[cfg(test)]
+mod go_fixtures;
+#[cfg(test)]
 mod proptests;
 #[cfg(test)]
 mod tests;
