@@ -177,6 +177,51 @@ pub(super) fn write_go(out: &mut String, v: &Value) {
     }
 }
 
+/// Go's `%s` applied through a map or slice: strings print, every other
+/// element gets Go's bad-verb form (`%!s(float64=7)`).
+fn write_go_s(out: &mut String, v: &Value) {
+    match v {
+        Value::String(x) | Value::Safe { s: x, .. } => out.push_str(x),
+        Value::List(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(' ');
+                }
+                write_go_s(out, item);
+            }
+            out.push(']');
+        }
+        Value::Map(m) => {
+            out.push_str("map[");
+            for (i, (k, item)) in m.iter().enumerate() {
+                if i > 0 {
+                    out.push(' ');
+                }
+                out.push_str(k);
+                out.push(':');
+                write_go_s(out, item);
+            }
+            out.push(']');
+        }
+        Value::Nil => out.push_str("%!s(<nil>)"),
+        other => {
+            let ty = match other {
+                Value::Bool(_) => "bool",
+                Value::Int(_) => "int64",
+                Value::Uint(_) => "uint64",
+                Value::Float(_) => "float64",
+                _ => "func",
+            };
+            out.push_str("%!s(");
+            out.push_str(ty);
+            out.push('=');
+            write_go(out, other);
+            out.push(')');
+        }
+    }
+}
+
 fn go_string(v: &Value) -> String {
     let mut out = String::new();
     write_go(&mut out, v);
@@ -604,7 +649,12 @@ pub(super) fn printf_arg_func(kind: PrintKind, args: &[Value]) -> Result<Value, 
     match (verb, v) {
         // `%+v` is Go's "field names" flag: a float prints without a sign.
         ('v', Value::Float(f)) => Ok(s(&gofmt::format_float_v(*f))),
-        ('v' | 's', Value::Map(_) | Value::List(_)) => print_func(kind, std::slice::from_ref(v)),
+        ('v', Value::Map(_) | Value::List(_)) => print_func(kind, std::slice::from_ref(v)),
+        ('s', Value::Map(_) | Value::List(_)) => {
+            let mut out = String::new();
+            write_go_s(&mut out, v);
+            Ok(s(&out))
+        }
         _ => Ok(v.clone()),
     }
 }
