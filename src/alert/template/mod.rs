@@ -282,6 +282,34 @@ pub struct TemplateData<'a> {
     pub details: &'a str,
 }
 
+impl<'a> TemplateData<'a> {
+    /// The data of an id template; the message-level fields start empty
+    /// (`Fields::None`, level OK, time and duration 0) for the caller to fill
+    /// with struct update syntax when rendering message and details.
+    pub fn new(
+        name: &'a str,
+        task_name: &'a str,
+        group: &'a str,
+        tags: Tags<'a>,
+        server_info: &'a ServerInfo,
+    ) -> Self {
+        TemplateData {
+            name,
+            task_name,
+            group,
+            tags,
+            server_info,
+            id: "",
+            fields: Fields::None,
+            level: Level::OK,
+            time: 0,
+            duration: 0,
+            message: "",
+            details: "",
+        }
+    }
+}
+
 /// One piece of a template that renders without gotmpl.
 #[derive(Debug, Clone)]
 enum Fast {
@@ -737,20 +765,7 @@ fn sample_data() -> TemplateData<'static> {
         std::sync::LazyLock::new(BTreeMap::new);
     static SERVER_INFO: std::sync::LazyLock<ServerInfo> =
         std::sync::LazyLock::new(ServerInfo::default);
-    TemplateData {
-        name: "",
-        task_name: "",
-        group: "",
-        tags: Tags::Sorted(&TAGS),
-        server_info: &SERVER_INFO,
-        id: "",
-        fields: Fields::None,
-        level: Level::OK,
-        time: 0,
-        duration: 0,
-        message: "",
-        details: "",
-    }
+    TemplateData::new("", "", "", Tags::Sorted(&TAGS), &SERVER_INFO)
 }
 
 /// `{{ json . }}` or `{{ jsonCompact . }}` alone (spaces and trim markers

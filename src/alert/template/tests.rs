@@ -431,3 +431,27 @@ fn time_and_duration_methods() {
     );
     assert!(render(Engine::Text, Scope::Message, "{{ .Time.Format }}", &d).is_err());
 }
+
+#[test]
+fn id_data_from_a_udf_point() {
+    let fx = fixture();
+    let mut p = fx.point.clone();
+    p.name = "cpu".into();
+    p.group = "host=a".into();
+    p.tags.insert("host".into(), "a".into());
+    let d = TemplateData::new(&p.name, "task", &p.group, (&p.tags).into(), &fx.server_info);
+    let t = Template::parse(
+        Engine::Text,
+        Scope::Id,
+        "{{ .Name }}/{{ index .Tags \"host\" }}/{{ .Group }}",
+    )
+    .unwrap();
+    assert_eq!(t.render(&d).unwrap(), "cpu/a/host=a");
+    let m = Template::parse(Engine::Text, Scope::Message, "{{ .Fields.f }} {{ .Level }}").unwrap();
+    let d = TemplateData {
+        fields: (&p).into(),
+        level: Level::WARNING,
+        ..d
+    };
+    assert_eq!(m.render(&d).unwrap(), "1.234567e+06 WARNING");
+}
