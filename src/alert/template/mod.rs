@@ -6,7 +6,7 @@
 //! the data of each template ([`Scope`]), the `nil` group, the `json` and
 //! `jsonCompact` functions of details, Go's printing of floats, maps and
 //! structs, `index` on the tags map, and errors for fields Go's structs do not
-//! have. [`rewrite`] adapts gotmpl's parse tree once at parse time; rendering
+//! have. The `rewrite` pass adapts gotmpl's parse tree once at parse time; rendering
 //! never re-parses.
 //!
 //! The id template renders for every point of every event, so templates made

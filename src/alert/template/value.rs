@@ -19,7 +19,7 @@ use crate::gofmt;
 
 /// Field names of the info structs, in Go declaration order.
 pub(super) const ID_FIELDS: [&str; 5] = ["Name", "TaskName", "Group", "Tags", "ServerInfo"];
-pub(super) const MESSAGE_FIELDS: [&str; 6] = ["ID", "Fields", "Level", "Time", "Duration", ""];
+pub(super) const MESSAGE_FIELDS: [&str; 5] = ["ID", "Fields", "Level", "Time", "Duration"];
 pub(super) const SERVER_INFO_FIELDS: [&str; 3] = ["Hostname", "ClusterID", "ServerID"];
 
 /// Pre-allocated map keys: building the root value per render then costs
@@ -269,7 +269,7 @@ pub(super) fn write_root_struct(out: &mut String, scope: Scope, root: &Value) {
     }
     out.push('}');
     if scope >= Scope::Message {
-        for k in MESSAGE_FIELDS.iter().filter(|k| !k.is_empty()) {
+        for k in MESSAGE_FIELDS.iter() {
             out.push(' ');
             write_go(out, field(root, k));
         }
@@ -383,7 +383,7 @@ fn json_root(out: &mut String, scope: Scope, root: &Value) -> Result<(), Unencod
     out.push('{');
     let mut names: Vec<&str> = ID_FIELDS.to_vec();
     if scope >= Scope::Message {
-        names.extend(MESSAGE_FIELDS.iter().filter(|k| !k.is_empty()));
+        names.extend(MESSAGE_FIELDS.iter());
     }
     if scope >= Scope::Details {
         names.push("Message");
