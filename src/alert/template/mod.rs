@@ -11,8 +11,8 @@
 //!
 //! The id template renders for every point of every event, so templates made
 //! only of text and plain lookups (`{{ .Name }}:{{ .Group }}`,
-//! `{{ index .Tags "host" }}` …) render directly from [`TemplateData`],
-//! without building gotmpl values.
+//! `{{ index .Tags "host" }}` …), and the default details `{{ json . }}`,
+//! render directly from [`TemplateData`], without building gotmpl values.
 //!
 //! `.Time` and `.Duration` are held as their Go texts; their common methods
 //! (`.Time.Format "…"`, `.Time.Unix`, `.Time.Month`, `.Duration.Seconds` …)
@@ -20,8 +20,9 @@
 //!
 //! Known differences from Go: a float printed inside `<script>` in details is
 //! quoted (Go prints a bare number); `print`/`html` of several operands where
-//! one is a struct may space them differently; an unknown field inside a
-//! `{{define}}`d template prints `<no value>` instead of failing.
+//! one is a struct may space them differently; inside a `{{define}}`d
+//! template called with different kinds of values, an unknown field prints
+//! `<no value>` instead of failing.
 
 mod rewrite;
 mod value;
@@ -474,12 +475,20 @@ impl Template {
         };
         let main_tree = parsed.lookup(name).cloned().unwrap_or(empty);
         let main = rw.main(&main_tree);
+        // Defines learn their dot from the calls; calls made inside defines
+        // are seen in one round and used in the next (nesting deeper than
+        // three levels falls back to an unknown dot).
         let mut defines = Vec::new();
-        for t in parsed.templates() {
-            if t != name
-                && let Some(tree) = parsed.lookup(t)
-            {
-                defines.push((t.to_owned(), rw.define(tree)));
+        let main_calls = rw.calls.clone();
+        for _round in 0..3 {
+            rw.known = std::mem::replace(&mut rw.calls, main_calls.clone());
+            defines.clear();
+            for t in parsed.templates() {
+                if t != name
+                    && let Some(tree) = parsed.lookup(t)
+                {
+                    defines.push((t.to_owned(), rw.define(t, tree)));
+                }
             }
         }
         if let Some(e) = rw.error.take() {

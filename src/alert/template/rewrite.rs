@@ -18,6 +18,7 @@
 //! Pipelines are flattened first (`a | f b` → `f b (a)`, which is how Go
 //! evaluates them), so every argument is visible to the pass.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use gotmpl::parse::{
@@ -94,6 +95,11 @@ pub(super) struct Rewriter<'a> {
     src: &'a str,
     dollar: Ty,
     vars: Vec<(SmolStr, Ty)>,
+    /// What `{{template "name" …}}` calls pass, per template name, as
+    /// recorded during this pass.
+    pub(super) calls: HashMap<String, Option<Ty>>,
+    /// What the calls passed in the previous pass: the dots of the defines.
+    pub(super) known: HashMap<String, Option<Ty>>,
     /// The first parse-time error (an undefined function), Go's wording.
     pub(super) error: Option<String>,
 }
@@ -132,6 +138,8 @@ impl<'a> Rewriter<'a> {
             src,
             dollar: Ty::Root,
             vars: Vec::new(),
+            calls: HashMap::new(),
+            known: HashMap::new(),
             error: None,
         }
     }
@@ -143,11 +151,19 @@ impl<'a> Rewriter<'a> {
         self.list(list, Ty::Root)
     }
 
-    /// Rewrites a `{{define}}`d template: its dot is whatever the caller passes.
-    pub(super) fn define(&mut self, list: &ListNode) -> ListNode {
-        self.dollar = Ty::Unknown;
+    /// Rewrites a `{{define}}`d template. Its dot (and `$`) is what its
+    /// `{{template}}` calls pass, when every call seen so far passes the same
+    /// kind of value; unknown otherwise.
+    pub(super) fn define(&mut self, name: &str, list: &ListNode) -> ListNode {
+        let dot = self
+            .known
+            .get(name)
+            .copied()
+            .flatten()
+            .unwrap_or(Ty::Unknown);
+        self.dollar = dot;
         self.vars.clear();
-        self.list(list, Ty::Unknown)
+        self.list(list, dot)
     }
 
     fn list(&mut self, list: &ListNode, dot: Ty) -> ListNode {
@@ -212,11 +228,20 @@ impl<'a> Rewriter<'a> {
                 self.vars.truncate(mark);
                 Node::Range(out)
             }
-            Node::Template(t) => Node::Template(TemplateNode {
-                pos: t.pos,
-                name: t.name.clone(),
-                pipe: t.pipe.as_ref().map(|p| self.pipe(p, dot).0),
-            }),
+            Node::Template(t) => {
+                let pipe = t.pipe.as_ref().map(|p| self.pipe(p, dot));
+                // Without a pipeline the called template's dot is nil.
+                let passed = pipe.as_ref().map_or(Ty::Unknown, |p| p.1);
+                let slot = self.calls.entry(t.name.to_string()).or_insert(Some(passed));
+                if *slot != Some(passed) {
+                    *slot = Some(Ty::Unknown);
+                }
+                Node::Template(TemplateNode {
+                    pos: t.pos,
+                    name: t.name.clone(),
+                    pipe: pipe.map(|p| p.0),
+                })
+            }
             Node::List(l) => Node::List(self.list(l, dot)),
             other => other.clone(),
         }

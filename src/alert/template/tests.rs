@@ -455,3 +455,39 @@ fn id_data_from_a_udf_point() {
     };
     assert_eq!(m.render(&d).unwrap(), "1.234567e+06 WARNING");
 }
+
+#[test]
+fn defined_templates_know_their_dot() {
+    let fx = fixture();
+    let d = fx.data();
+    let src = "{{ define \"d\" }}{{ jsonCompact . }}{{ end }}{{ define \"s\" }}{{ . }}{{ end }}{{ template \"d\" . }}|{{ template \"s\" .ServerInfo }}";
+    let out = render(Engine::Html, Scope::Details, src, &d).unwrap();
+    assert!(
+        out.starts_with("{&#34;Name&#34;:&#34;cpu&#34;,&#34;TaskName&#34;"),
+        "{out}"
+    );
+    assert!(out.ends_with("|{localhost cid sid}"), "{out}");
+    let err = render(
+        Engine::Text,
+        Scope::Id,
+        "{{ define \"x\" }}{{ .Nope }}{{ end }}{{ template \"x\" . }}",
+        &d,
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("can't evaluate field Nope in type kapacitor.idInfo"),
+        "{err}"
+    );
+    // Nested: main → b → a, with the struct passed down (either order).
+    let src = "{{ define \"a\" }}{{ .ServerInfo }}{{ end }}{{ define \"b\" }}{{ template \"a\" . }}{{ end }}{{ template \"b\" . }}";
+    assert_eq!(
+        render(Engine::Text, Scope::Id, src, &d).unwrap(),
+        "{localhost cid sid}"
+    );
+    let src = "{{ define \"b\" }}{{ .ServerInfo }}{{ end }}{{ define \"a\" }}{{ template \"b\" . }}{{ end }}{{ template \"a\" . }}";
+    assert_eq!(
+        render(Engine::Text, Scope::Id, src, &d).unwrap(),
+        "{localhost cid sid}"
+    );
+}
