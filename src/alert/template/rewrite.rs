@@ -583,10 +583,12 @@ impl<'a> Rewriter<'a> {
 
     /// Go's execution error text: `template: NAME:LINE:COL: executing "NAME" at <EXPR>: MSG`.
     fn exec_error(&self, pos: Pos, expr: &str, msg: &str) -> String {
-        let line_start = self.src[..pos.offset.min(self.src.len())]
-            .rfind('\n')
-            .map_or(0, |i| i + 1);
-        let col = pos.offset.saturating_sub(line_start);
+        let mut offset = pos.offset.min(self.src.len());
+        while !self.src.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        let line_start = self.src[..offset].rfind('\n').map_or(0, |i| i + 1);
+        let col = offset - line_start;
         format!(
             "template: {n}:{}:{col}: executing {n:?} at <{expr}>: {msg}",
             pos.line,

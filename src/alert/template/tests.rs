@@ -491,3 +491,33 @@ fn defined_templates_know_their_dot() {
         "{localhost cid sid}"
     );
 }
+
+#[test]
+fn error_positions_survive_non_ascii_sources() {
+    let fx = fixture();
+    // The reported column falls inside "é€": it must not split a character.
+    let err = render(
+        Engine::Text,
+        Scope::Message,
+        "{{ (\"é€é€\").Nope }}",
+        &fx.data(),
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("can't evaluate field Nope in type string"),
+        "{err}"
+    );
+    let err = render(
+        Engine::Text,
+        Scope::Message,
+        "é€{{ (.ServerInfo).Nope }}",
+        &fx.data(),
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("can't evaluate field Nope in type kapacitor.serverInfo"),
+        "{err}"
+    );
+}
