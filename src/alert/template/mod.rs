@@ -18,8 +18,8 @@
 //! (`.Time.Format "…"`, `.Time.Unix`, `.Time.Month`, `.Duration.Seconds` …)
 //! are rewritten into helper calls that read the text back exactly.
 //!
-//! Known differences from Go: a float printed inside `<script>` in details is
-//! quoted (Go prints a bare number); `print`/`html` of several operands where
+//! Known differences from Go: a float of |x| ≥ 1e6 or < 1e-4 printed inside
+//! `<script>` in details is quoted (Go prints a bare number); `print`/`html` of several operands where
 //! one is a struct may space them differently; inside a `{{define}}`d
 //! template called with different kinds of values, an unknown field prints
 //! `<no value>` instead of failing.
@@ -389,6 +389,7 @@ fn funcs(scope: Scope) -> FuncMap {
             func(move |a| value::print_func(kind, a)),
         );
     }
+    m.insert(rewrite::PRINT_HTML.into(), func(value::print_html_func));
     m.insert(
         rewrite::GO_V.into(),
         func(|a| value::go_v_func(PrintKind::Any, "<no value>", a)),

@@ -39,6 +39,7 @@ const BUILTINS: [&str; 19] = [
 pub(super) const PRINT: &str = "__kp_print";
 pub(super) const PRINT_ROOT: &str = "__kp_print_root";
 pub(super) const PRINT_SERVER_INFO: &str = "__kp_print_si";
+pub(super) const PRINT_HTML: &str = "__kp_print_html";
 pub(super) const GO_V: &str = "__kp_v";
 pub(super) const GO_V_NIL: &str = "__kp_v_nil";
 pub(super) const PRINTF_ARG: &str = "__kp_pfarg";
@@ -290,7 +291,11 @@ impl<'a> Rewriter<'a> {
             return ActionNode { pos: a.pos, pipe };
         }
         let pos = pipe.pos;
-        let func = print_name(self.print_kind(ty));
+        let func = match self.print_kind(ty) {
+            // See value::print_html_func.
+            PrintKind::Any if self.html => PRINT_HTML,
+            kind => print_name(kind),
+        };
         let inner = Expr::Pipe(pos, pipe);
         ActionNode {
             pos: a.pos,

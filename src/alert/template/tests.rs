@@ -521,3 +521,18 @@ fn error_positions_survive_non_ascii_sources() {
         "{err}"
     );
 }
+
+#[test]
+fn floats_in_javascript_contexts() {
+    let mut fx = fixture();
+    fx.fields.insert("small".into(), FieldValue::Float(0.5));
+    let d = fx.data();
+    let src =
+        "<script>var a = {{ .Fields.small }}, b = {{ .Fields.i }}, c = {{ .Fields.f }};</script>";
+    // Go prints `c = 1234567`; this agent quotes the floats whose Go text
+    // differs from Rust's (|x| ≥ 1e6 or < 1e-4), see the module docs.
+    assert_eq!(
+        render(Engine::Html, Scope::Details, src, &d).unwrap(),
+        "<script>var a =  0.5 , b =  10 , c = \"1.234567e+06\";</script>"
+    );
+}

@@ -580,6 +580,21 @@ pub(super) fn print_func(kind: PrintKind, args: &[Value]) -> Result<Value, GoErr
     })
 }
 
+/// [`print_func`] for html/template. html/template's escapers stringify a
+/// float with gotmpl's `Display` in HTML contexts but encode it as a JSON
+/// number in JavaScript contexts. A float whose `Display` already is Go's
+/// `%v` stays a float, so both contexts print what Go prints; any other
+/// (|x| ≥ 1e6 or < 1e-4) becomes its Go text, right for HTML and quoted in
+/// JavaScript, where Go would print a number.
+pub(super) fn print_html_func(args: &[Value]) -> Result<Value, GoError> {
+    if let Some(Value::Float(f)) = args.last()
+        && f.to_string() == gofmt::format_float_v(*f)
+    {
+        return Ok(Value::Float(*f));
+    }
+    print_func(PrintKind::Any, args)
+}
+
 /// `index` on a `map[string]string` (the tags): a missing key gives the zero
 /// value `""`, where an interface map gives nil (`<no value>`).
 pub(super) fn index_str_func(args: &[Value]) -> Result<Value, GoError> {
