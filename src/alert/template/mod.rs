@@ -346,12 +346,15 @@ enum FastForm {
     JsonRoot { compact: bool },
 }
 
+#[derive(Clone)]
 enum Compiled {
     Text(gotmpl::Template),
     Html(gotmpl::html::Template),
 }
 
-/// A parsed template; cheap to render, shareable across threads.
+/// A parsed template; cheap to render, shareable across threads. A clone
+/// of an html/template escapes again on its first render (gotmpl's rule).
+#[derive(Clone)]
 pub struct Template {
     scope: Scope,
     source: String,
@@ -720,7 +723,7 @@ fn check_blocks(name: &str, src: &str) -> Result<(), String> {
 }
 
 /// The three templates of an alert node, parsed once at Init.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct AlertTemplates {
     /// `text/template` over [`Scope::Id`].
     pub id: Template,

@@ -82,9 +82,13 @@ fn render(
 }
 
 #[test]
-fn templates_are_send_and_sync() {
-    fn check<T: Send + Sync>() {}
+fn templates_are_send_sync_and_clone() {
+    fn check<T: Send + Sync + Clone>() {}
     check::<Template>();
+    check::<AlertTemplates>();
+    let fx = fixture();
+    let t = Template::parse(Engine::Html, Scope::Details, "<b>{{ .Message }}</b>").unwrap();
+    assert_eq!(t.clone().render(&fx.data()).unwrap(), "<b>m&lt;sg&gt;</b>");
 }
 
 #[test]

@@ -24,6 +24,7 @@ pub(super) const SERVER_INFO_FIELDS: [&str; 3] = ["Hostname", "ClusterID", "Serv
 
 /// Pre-allocated map keys: building the root value per render then costs
 /// refcount bumps, not allocations, for the keys.
+#[derive(Clone)]
 pub(super) struct Keys {
     name: Arc<str>,
     task_name: Arc<str>,
