@@ -62,23 +62,29 @@ fn s(v: &str) -> OptionValue {
 }
 
 fn node() -> AlertNode {
+    node_with(vec![
+        ("crit", Some("\"value\" > 90")),
+        ("warn", Some("\"value\" > 80")),
+        ("info", Some("\"value\" > 70")),
+        ("stateChangesOnly", None),
+        ("dryRun", None),
+    ])
+}
+
+fn node_with(options: Vec<(&str, Option<&str>)>) -> AlertNode {
     let env = NodeEnv::new(
         Arc::new(Config::default()),
         Arc::new(MemoryStore::new()),
         ServerInfo::default(),
     );
-    let opt = |name: &str, values: Vec<OptionValue>| Opt {
-        name: name.into(),
-        values,
-    };
     let req = InitRequest {
-        options: vec![
-            opt("crit", vec![s("\"value\" > 90")]),
-            opt("warn", vec![s("\"value\" > 80")]),
-            opt("info", vec![s("\"value\" > 70")]),
-            opt("stateChangesOnly", vec![]),
-            opt("dryRun", vec![]),
-        ],
+        options: options
+            .into_iter()
+            .map(|(name, value)| Opt {
+                name: name.into(),
+                values: value.map(s).into_iter().collect(),
+            })
+            .collect(),
         task_id: "bench".into(),
         node_id: "alert1".into(),
     };
@@ -242,6 +248,45 @@ fn memory(groups: usize, non_ok_every: usize) {
     drop(node);
 }
 
+/// Mode 2 with every point an event (the udf benchmark's mirror-equivalent
+/// work inside the node): level, id and message read from the point, the
+/// default `{{ json . }}` details rendered, the point emitted.
+fn mode2_events(points: usize) {
+    let mut node = node_with(vec![
+        ("levelFrom", Some("level")),
+        ("idFrom", Some("alertID")),
+        ("messageFrom", Some("message")),
+        ("dryRun", None),
+    ]);
+    let mut ps: Vec<Point> = (0..1000)
+        .map(|g| {
+            let mut p = point(g, 95.0);
+            p.tags.insert("level".into(), "CRITICAL".into());
+            p.tags.insert("alertID".into(), format!("cpu:{g}"));
+            p.fields_string
+                .insert("message".into(), format!("cpu:{g} is CRITICAL"));
+            p
+        })
+        .collect();
+    let mut out = Output::default();
+    let c0 = cpu_secs();
+    let mut events = 0;
+    for i in 0..points {
+        let p = &mut ps[i % 1000];
+        p.time = i as i64;
+        node.evaluate_point(p, &mut out);
+        events += out.events.len();
+        out.events.clear();
+        out.responses.clear();
+    }
+    let cpu = cpu_secs() - c0;
+    println!(
+        "mode 2:   {points} points, {events} events (default details rendered): thread CPU {cpu:.3}s = {:.0} events/s ({:.0} ns/event)",
+        events as f64 / cpu,
+        cpu * 1e9 / events.max(1) as f64
+    );
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; nothing else to parse.
     let rounds = std::env::var("BENCH_ROUNDS")
@@ -249,6 +294,7 @@ fn main() {
         .and_then(|r| r.parse().ok())
         .unwrap_or(300);
     throughput(rounds);
+    mode2_events(200_000);
     memory(1_000_000, 0);
     memory(1_000_000, 10);
 }
