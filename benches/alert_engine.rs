@@ -11,7 +11,8 @@
 //!    no event fires).
 //! 2. Memory: RSS before and after 1,000,000 distinct groups have state, per group.
 //!
-//! `BENCH_ROUNDS` (default 300) sets how many rounds of 10,000 points are timed.
+//! `BENCH_ROUNDS` (default 300) sets how many rounds of 10,000 points are
+//! timed; `BENCH_ONLY=throughput|mode2|memory` runs one part.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::HashMap;
@@ -293,8 +294,17 @@ fn main() {
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(300);
-    throughput(rounds);
-    mode2_events(200_000);
-    memory(1_000_000, 0);
-    memory(1_000_000, 10);
+    // BENCH_ONLY=throughput|mode2|memory runs one part (e.g. under perf).
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    let run = |part: &str| only.is_empty() || only == part;
+    if run("throughput") {
+        throughput(rounds);
+    }
+    if run("mode2") {
+        mode2_events(200_000);
+    }
+    if run("memory") {
+        memory(1_000_000, 0);
+        memory(1_000_000, 10);
+    }
 }
