@@ -16,6 +16,22 @@
 //! Hot path: a point that produces no event costs one map lookup by the
 //! point's group string (no allocation), the level expressions, and the
 //! state update. Ids, messages and series are built only when an event fires.
+//! (Kapacitor renders the id of every point; only events and a new group's
+//! restore ever use it, so rendering it then gives the same ids.)
+//!
+//! Mode 2 choices (tickscript-interface.md leaves them open):
+//! - `levelFrom` reads a tag, else a *string* field; any other value is a bad level.
+//! - A batch reads each point's level (then the batch's tag); points with a
+//!   bad level are skipped (counted, logged); `idFrom`/`messageFrom`/
+//!   `detailsFrom` are read from the highest point, then the batch's tags.
+//! - An id's inhibitor takes the tag values of the point whose event turns it on.
+//!
+//! Where this node is stricter than Kapacitor, on purpose: a reset without
+//! its level (`critReset` without `crit`), a `…From` without `levelFrom`, an
+//! `inhibit` without a category and a `history` above 10,000 are Init errors
+//! (Kapacitor ignores or accepts them silently). A template that fails to
+//! render drops that one event with an error in the log (Kapacitor stops
+//! the task).
 
 pub mod data;
 pub mod fxhash;
