@@ -79,7 +79,7 @@ pub struct AlertState {
     last_triggered: i64,
 }
 
-/// What [`AlertState::update`] decided for one point (or batch).
+/// What [`AlertState::update_stream`] or [`AlertState::update_batch`] decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
     /// Nothing is sent and nothing is emitted.
