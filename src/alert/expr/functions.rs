@@ -171,6 +171,148 @@ fn go_log2(x: f64) -> f64 {
     go_log(frac) * std::f64::consts::LOG2_E + f64::from(exp)
 }
 
+/// Go's `math.Sin`/`Cos`/`Tan` (Cephes): octant reduction with π/4 split in
+/// three parts, then polynomials. Arguments from 2^29 up, where Go switches
+/// to Payne–Hanek reduction, use `libm`.
+// The constants are written as published (they round to the same doubles).
+#[allow(clippy::excessive_precision)]
+mod go_trig {
+    const SIN: [f64; 6] = [
+        1.58962301576546568060e-10,
+        -2.50507477628578072866e-8,
+        2.75573136213857245213e-6,
+        -1.98412698295895385996e-4,
+        8.33333333332211858878e-3,
+        -1.66666666666666307295e-1,
+    ];
+    const COS: [f64; 6] = [
+        -1.13585365213876817300e-11,
+        2.08757008419747316778e-9,
+        -2.75573141792967388112e-7,
+        2.48015872888517045348e-5,
+        -1.38888888888730564116e-3,
+        4.16666666666665929218e-2,
+    ];
+    const TAN_P: [f64; 3] = [
+        -1.30936939181383777646e4,
+        1.15351664838587416140e6,
+        -1.79565251976484877988e7,
+    ];
+    const TAN_Q: [f64; 5] = [
+        1.0,
+        1.36812963470692954678e4,
+        -1.32089234440210967447e6,
+        2.50083801823357915839e7,
+        -5.38695755929454629881e7,
+    ];
+    const PI4A: f64 = 7.85398125648498535156e-1;
+    const PI4B: f64 = 3.77489470793079817668e-8;
+    const PI4C: f64 = 2.69515142907905952645e-15;
+    const REDUCE_THRESHOLD: f64 = (1u64 << 29) as f64;
+    const FOUR_OVER_PI: f64 = 2.0 * std::f64::consts::FRAC_2_PI;
+
+    /// The octant `j` (made even) and the reduced argument, for `0 <= x < 2^29`.
+    fn reduce(x: f64) -> (u64, f64) {
+        let mut j = (x * FOUR_OVER_PI) as u64;
+        let mut y = j as f64;
+        if j & 1 == 1 {
+            j += 1;
+            y += 1.0;
+        }
+        (j & 7, ((x - y * PI4A) - y * PI4B) - y * PI4C)
+    }
+
+    fn sin_poly(z: f64, zz: f64) -> f64 {
+        z + z
+            * zz
+            * (((((SIN[0] * zz + SIN[1]) * zz + SIN[2]) * zz + SIN[3]) * zz + SIN[4]) * zz + SIN[5])
+    }
+
+    fn cos_poly(zz: f64) -> f64 {
+        1.0 - 0.5 * zz
+            + zz * zz
+                * (((((COS[0] * zz + COS[1]) * zz + COS[2]) * zz + COS[3]) * zz + COS[4]) * zz
+                    + COS[5])
+    }
+
+    pub(super) fn sin(x: f64) -> f64 {
+        if x == 0.0 || x.is_nan() {
+            return x;
+        }
+        if x.is_infinite() {
+            return f64::NAN;
+        }
+        if x.abs() >= REDUCE_THRESHOLD {
+            return libm::sin(x);
+        }
+        let (x, mut negative) = if x < 0.0 { (-x, true) } else { (x, false) };
+        let (mut j, z) = reduce(x);
+        if j > 3 {
+            negative = !negative;
+            j -= 4;
+        }
+        let zz = z * z;
+        let y = if j == 1 || j == 2 {
+            cos_poly(zz)
+        } else {
+            sin_poly(z, zz)
+        };
+        if negative { -y } else { y }
+    }
+
+    pub(super) fn cos(x: f64) -> f64 {
+        if x.is_nan() || x.is_infinite() {
+            return f64::NAN;
+        }
+        let x = x.abs();
+        if x >= REDUCE_THRESHOLD {
+            return libm::cos(x);
+        }
+        let (mut j, z) = reduce(x);
+        let mut negative = false;
+        if j > 3 {
+            j -= 4;
+            negative = !negative;
+        }
+        if j > 1 {
+            negative = !negative;
+        }
+        let zz = z * z;
+        let y = if j == 1 || j == 2 {
+            sin_poly(z, zz)
+        } else {
+            cos_poly(zz)
+        };
+        if negative { -y } else { y }
+    }
+
+    pub(super) fn tan(x: f64) -> f64 {
+        if x == 0.0 || x.is_nan() {
+            return x;
+        }
+        if x.is_infinite() {
+            return f64::NAN;
+        }
+        if x.abs() >= REDUCE_THRESHOLD {
+            return libm::tan(x);
+        }
+        let (x, negative) = if x < 0.0 { (-x, true) } else { (x, false) };
+        let (j, z) = reduce(x);
+        let zz = z * z;
+        let mut y = if zz > 1e-14 {
+            z + z
+                * (zz * ((TAN_P[0] * zz + TAN_P[1]) * zz + TAN_P[2])
+                    / ((((zz + TAN_Q[1]) * zz + TAN_Q[2]) * zz + TAN_Q[3]) * zz + TAN_Q[4]))
+        } else {
+            z
+        };
+        if j & 2 == 2 {
+            y = -1.0 / y;
+        }
+        if negative { -y } else { y }
+    }
+}
+
 /// Go's `math.Atan` (Cephes): a rational approximation on [0, 0.66] after
 /// range reduction.
 // The constants are written as published (they round to the same doubles).
@@ -444,7 +586,7 @@ const FUNCS: &[(&str, Kind)] = &[
     ("atanh", Kind::Math1(libm::atanh)),
     ("cbrt", Kind::Math1(f64::cbrt)),
     ("ceil", Kind::Math1(f64::ceil)),
-    ("cos", Kind::Math1(f64::cos)),
+    ("cos", Kind::Math1(go_trig::cos)),
     ("cosh", Kind::Math1(f64::cosh)),
     ("erf", Kind::Math1(libm::erf)),
     ("erfc", Kind::Math1(libm::erfc)),
@@ -470,10 +612,10 @@ const FUNCS: &[(&str, Kind)] = &[
     ("mod", Kind::Math2(|x, y| x % y)),
     ("pow", Kind::Math2(go_pow)),
     ("pow10", Kind::MathI(go_pow10)),
-    ("sin", Kind::Math1(libm::sin)),
+    ("sin", Kind::Math1(go_trig::sin)),
     ("sinh", Kind::Math1(f64::sinh)),
     ("sqrt", Kind::Math1(f64::sqrt)),
-    ("tan", Kind::Math1(f64::tan)),
+    ("tan", Kind::Math1(go_trig::tan)),
     ("tanh", Kind::Math1(f64::tanh)),
     ("trunc", Kind::Math1(f64::trunc)),
     ("y0", Kind::Math1(libm::y0)),
