@@ -172,8 +172,7 @@ fn go_log2(x: f64) -> f64 {
 }
 
 /// Go's `math.Sin`/`Cos`/`Tan` (Cephes): octant reduction with π/4 split in
-/// three parts, then polynomials. Arguments from 2^29 up, where Go switches
-/// to Payne–Hanek reduction, use `libm`.
+/// three parts (Payne–Hanek from 2^29 up, as Go), then polynomials.
 // The constants are written as published (they round to the same doubles).
 #[allow(clippy::excessive_precision)]
 mod go_trig {
@@ -211,8 +210,83 @@ mod go_trig {
     const REDUCE_THRESHOLD: f64 = (1u64 << 29) as f64;
     const FOUR_OVER_PI: f64 = 2.0 * std::f64::consts::FRAC_2_PI;
 
-    /// The octant `j` (made even) and the reduced argument, for `0 <= x < 2^29`.
+    /// 4/π in binary: `Σ M_PI4[i]·2^(-64·i)` (from the 2/π digits of
+    /// fdlibm's `ipio2` table).
+    const M_PI4: [u64; 20] = [
+        0x0000000000000001,
+        0x45f306dc9c882a53,
+        0xf84eafa3ea69bb81,
+        0xb6c52b3278872083,
+        0xfca2c757bd778ac3,
+        0x6e48dc74849ba5c0,
+        0x0c925dd413a32439,
+        0xfc3bd63962534e7d,
+        0xd1046bea5d768909,
+        0xd338e04d68befc82,
+        0x7323ac7306a673e9,
+        0x3908bf177bf25076,
+        0x3ff12fffbc0b301f,
+        0xde5e2316b414da3e,
+        0xda6cfd9e4f96136e,
+        0x9e8c7ecd3cbfd45a,
+        0xea4f758fd7cbe2f6,
+        0x7a0e73ef14a525d4,
+        0xd7f6bf623f1aba10,
+        0xac06608df8f6d757,
+    ];
+
+    fn shl(x: u64, n: u32) -> u64 {
+        x.checked_shl(n).unwrap_or(0)
+    }
+
+    fn shr(x: u64, n: u32) -> u64 {
+        x.checked_shr(n).unwrap_or(0)
+    }
+
+    /// Go's `trigReduce`: Payne–Hanek reduction by π/4 for large `x`; the
+    /// octant and the reduced argument.
+    fn payne_hanek(x: f64) -> (u64, f64) {
+        const PI4: f64 = std::f64::consts::FRAC_PI_4;
+        if x < PI4 {
+            return (0, x);
+        }
+        let mut ix = x.to_bits();
+        let exp = ((ix >> 52) & 0x7ff) as i64 - 1023 - 52;
+        ix &= !(0x7ff << 52);
+        ix |= 1 << 52;
+        let (digit, bitshift) = (((exp + 61) / 64) as usize, ((exp + 61) % 64) as u32);
+        let word =
+            |k: usize| shl(M_PI4[digit + k], bitshift) | shr(M_PI4[digit + k + 1], 64 - bitshift);
+        let (z0, z1, z2) = (word(0), word(1), word(2));
+        let mul = |a: u64, b: u64| {
+            let p = u128::from(a) * u128::from(b);
+            ((p >> 64) as u64, p as u64)
+        };
+        let (z2hi, _) = mul(z2, ix);
+        let (z1hi, z1lo) = mul(z1, ix);
+        let z0lo = z0.wrapping_mul(ix);
+        let (lo, carry) = z1lo.overflowing_add(z2hi);
+        let hi = z0lo.wrapping_add(z1hi).wrapping_add(u64::from(carry));
+        let mut j = hi >> 61;
+        let mut hi = (hi << 3) | (lo >> 61);
+        let lz = hi.leading_zeros();
+        let e = 1023 - (u64::from(lz) + 1);
+        hi = shl(hi, lz + 1) | shr(lo, 64 - (lz + 1));
+        hi >>= 64 - 52;
+        hi |= e << 52;
+        let mut z = f64::from_bits(hi);
+        if j & 1 == 1 {
+            j = (j + 1) & 7;
+            z -= 1.0;
+        }
+        (j, z * PI4)
+    }
+
+    /// The octant `j` (made even) and the reduced argument, for `x >= 0`.
     fn reduce(x: f64) -> (u64, f64) {
+        if x >= REDUCE_THRESHOLD {
+            return payne_hanek(x);
+        }
         let mut j = (x * FOUR_OVER_PI) as u64;
         let mut y = j as f64;
         if j & 1 == 1 {
@@ -242,9 +316,6 @@ mod go_trig {
         if x.is_infinite() {
             return f64::NAN;
         }
-        if x.abs() >= REDUCE_THRESHOLD {
-            return libm::sin(x);
-        }
         let (x, mut negative) = if x < 0.0 { (-x, true) } else { (x, false) };
         let (mut j, z) = reduce(x);
         if j > 3 {
@@ -265,9 +336,6 @@ mod go_trig {
             return f64::NAN;
         }
         let x = x.abs();
-        if x >= REDUCE_THRESHOLD {
-            return libm::cos(x);
-        }
         let (mut j, z) = reduce(x);
         let mut negative = false;
         if j > 3 {
@@ -292,9 +360,6 @@ mod go_trig {
         }
         if x.is_infinite() {
             return f64::NAN;
-        }
-        if x.abs() >= REDUCE_THRESHOLD {
-            return libm::tan(x);
         }
         let (x, negative) = if x < 0.0 { (-x, true) } else { (x, false) };
         let (j, z) = reduce(x);

@@ -31,12 +31,11 @@
 //! - `pow`, `log`, `log2`, `log10`, `atan`, `asin`, `acos`, `atan2`, `hypot`,
 //!   `max`, `min`, `mod`, `pow10`, the rounding functions and the conversions
 //!   answer as Go does bit for bit (checked against Go 1.19, see
-//!   `go_fixtures.rs`), and so do `sin`, `cos`, `tan` below 2^29; `exp`,
-//!   `exp2`, the hyperbolic functions, `cbrt`, `erfc`, `gamma` and the Bessel
-//!   functions come from `libm` and may differ from Go in the last bits; so
-//!   may trigonometry of larger arguments, and `pow` with a
-//!   fractional exponent, and the logarithm of a subnormal number (Go's amd64
-//!   assembly mishandles those);
+//!   `go_fixtures.rs`), and so do `sin`, `cos`, `tan`; `exp`, `exp2`, the
+//!   hyperbolic functions, `cbrt`, `erfc`, `gamma` and the Bessel functions
+//!   come from `libm` and may differ from Go in the last bits; so may `pow`
+//!   with a fractional exponent, and the logarithm of a subnormal number
+//!   (Go's amd64 assembly mishandles those);
 //! - `float('0x1p-2')` (Go's hexadecimal float syntax) is refused;
 //!   `strSubstring` cutting through a UTF-8 character keeps the valid part;
 //!   `strToUpper`/`strToLower` use single-character mappings (as Go) but keep
