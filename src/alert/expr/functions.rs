@@ -378,6 +378,113 @@ mod go_trig {
     }
 }
 
+/// Go's `math.Sinh` (Hart & Cheney #2029 near zero, `exp` elsewhere).
+// The constants are written as published (they round to the same doubles).
+#[allow(clippy::excessive_precision)]
+fn go_sinh(x: f64) -> f64 {
+    const P0: f64 = -0.6307673640497716991184787251e+6;
+    const P1: f64 = -0.8991272022039509355398013511e+5;
+    const P2: f64 = -0.2894211355989563807284660366e+4;
+    const P3: f64 = -0.2630563213397497062819489000e+2;
+    const Q0: f64 = -0.6307673640497716991212077277e+6;
+    const Q1: f64 = 0.1521517378790019070696485176e+5;
+    const Q2: f64 = -0.173678953558233699533450911e+3;
+    let (x, negative) = if x < 0.0 { (-x, true) } else { (x, false) };
+    let t = if x > 21.0 {
+        x.exp() * 0.5
+    } else if x > 0.5 {
+        let ex = x.exp();
+        (ex - 1.0 / ex) * 0.5
+    } else {
+        let sq = x * x;
+        (((P3 * sq + P2) * sq + P1) * sq + P0) * x / (((sq + Q2) * sq + Q1) * sq + Q0)
+    };
+    if negative { -t } else { t }
+}
+
+/// Go's `math.Cosh`.
+fn go_cosh(x: f64) -> f64 {
+    let x = x.abs();
+    if x > 21.0 {
+        return x.exp() * 0.5;
+    }
+    let ex = x.exp();
+    (ex + 1.0 / ex) * 0.5
+}
+
+/// Go's `math.Tanh` (Cephes).
+// The constants are written as published (they round to the same doubles).
+#[allow(clippy::excessive_precision)]
+fn go_tanh(x: f64) -> f64 {
+    const P: [f64; 3] = [
+        -9.64399179425052238628e-1,
+        -9.92877231001918586564e1,
+        -1.61468768441708447952e3,
+    ];
+    const Q: [f64; 3] = [
+        1.12811678491632931402e2,
+        2.23548839060100448583e3,
+        4.84406305325125486048e3,
+    ];
+    const MAXLOG: f64 = 8.8029691931113054295988e+01;
+    let z = x.abs();
+    if z > 0.5 * MAXLOG {
+        return if x < 0.0 { -1.0 } else { 1.0 };
+    }
+    if z >= 0.625 {
+        let s = (2.0 * z).exp();
+        let z = 1.0 - 2.0 / (s + 1.0);
+        return if x < 0.0 { -z } else { z };
+    }
+    if x == 0.0 {
+        return x;
+    }
+    let s = x * x;
+    x + x * s * ((P[0] * s + P[1]) * s + P[2]) / (((s + Q[0]) * s + Q[1]) * s + Q[2])
+}
+
+/// Go's `expmulti`: `e^r · 2^k` with `r = hi - lo`, `|r| ≤ ln 2 / 2`.
+// The constants are written as published (they round to the same doubles).
+#[allow(clippy::excessive_precision)]
+fn go_expmulti(hi: f64, lo: f64, k: i64) -> f64 {
+    const P1: f64 = 1.66666666666666657415e-01;
+    const P2: f64 = -2.77777777770155933842e-03;
+    const P3: f64 = 6.61375632143793436117e-05;
+    const P4: f64 = -1.65339022054652515390e-06;
+    const P5: f64 = 4.13813679705723846039e-08;
+    let r = hi - lo;
+    let t = r * r;
+    let c = r - t * (P1 + t * (P2 + t * (P3 + t * (P4 + t * P5))));
+    let y = 1.0 - ((lo - (r * c) / (2.0 - c)) - hi);
+    libm::ldexp(y, k.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32)
+}
+
+/// Go's `math.Exp2`.
+// The constants are written as published (they round to the same doubles).
+#[allow(clippy::excessive_precision)]
+fn go_exp2(x: f64) -> f64 {
+    const LN2_HI: f64 = 6.93147180369123816490e-01;
+    const LN2_LO: f64 = 1.90821492927058770002e-10;
+    if x.is_nan() || x == f64::INFINITY {
+        return x;
+    }
+    if x == f64::NEG_INFINITY || x < -1.0740e+03 {
+        return 0.0;
+    }
+    if x > 1.0239999999999999e+03 {
+        return f64::INFINITY;
+    }
+    let k: i64 = if x > 0.0 {
+        (x + 0.5) as i64
+    } else if x < 0.0 {
+        (x - 0.5) as i64
+    } else {
+        0
+    };
+    let t = x - k as f64;
+    go_expmulti(t * LN2_HI, -t * LN2_LO, k)
+}
+
 /// Go's `math.Atan` (Cephes): a rational approximation on [0, 0.66] after
 /// range reduction.
 // The constants are written as published (they round to the same doubles).
@@ -652,11 +759,11 @@ const FUNCS: &[(&str, Kind)] = &[
     ("cbrt", Kind::Math1(f64::cbrt)),
     ("ceil", Kind::Math1(f64::ceil)),
     ("cos", Kind::Math1(go_trig::cos)),
-    ("cosh", Kind::Math1(f64::cosh)),
+    ("cosh", Kind::Math1(go_cosh)),
     ("erf", Kind::Math1(libm::erf)),
     ("erfc", Kind::Math1(libm::erfc)),
     ("exp", Kind::Math1(f64::exp)),
-    ("exp2", Kind::Math1(f64::exp2)),
+    ("exp2", Kind::Math1(go_exp2)),
     ("expm1", Kind::Math1(f64::exp_m1)),
     ("floor", Kind::Math1(f64::floor)),
     ("gamma", Kind::Math1(libm::tgamma)),
@@ -678,10 +785,10 @@ const FUNCS: &[(&str, Kind)] = &[
     ("pow", Kind::Math2(go_pow)),
     ("pow10", Kind::MathI(go_pow10)),
     ("sin", Kind::Math1(go_trig::sin)),
-    ("sinh", Kind::Math1(f64::sinh)),
+    ("sinh", Kind::Math1(go_sinh)),
     ("sqrt", Kind::Math1(f64::sqrt)),
     ("tan", Kind::Math1(go_trig::tan)),
-    ("tanh", Kind::Math1(f64::tanh)),
+    ("tanh", Kind::Math1(go_tanh)),
     ("trunc", Kind::Math1(f64::trunc)),
     ("y0", Kind::Math1(libm::y0)),
     ("y1", Kind::Math1(libm::y1)),
