@@ -30,8 +30,8 @@
 //!   afresh;
 //! - the math functions answer as Go does bit for bit (checked against Go
 //!   1.19, see `go_fixtures.rs`), except `exp` (Go's amd64 assembly; here
-//!   the platform's), `cbrt`, `erfc`, `gamma` and the Bessel functions (from
-//!   `libm`), which may differ in the last bits, as may what goes through
+//!   the platform's), `erfc` and the Bessel functions (from `libm`), which
+//!   may differ in the last bits, as may what goes through
 //!   `exp` (`pow` with a fractional exponent, `sinh`, `cosh`, `tanh`), and
 //!   the logarithm of a subnormal number (Go's assembly mishandles those);
 //! - `float('0x1p-2')` (Go's hexadecimal float syntax) is refused;
