@@ -391,11 +391,16 @@ fn translate_class(chars: &[char], start: usize, out: &mut String) -> Result<usi
                             "alnum", "alpha", "ascii", "blank", "cntrl", "digit", "graph", "lower",
                             "print", "punct", "space", "upper", "word", "xdigit",
                         ];
-                        if POSIX.contains(&bare) {
-                            out.push_str(&rest[..end + 2]);
-                            i += rest[..end + 2].chars().count();
-                            continue;
+                        // Go: `[:name:]` must name a POSIX class.
+                        if !POSIX.contains(&bare) {
+                            return Err(format!(
+                                "invalid character class range: `{}`",
+                                &rest[..end + 2]
+                            ));
                         }
+                        out.push_str(&rest[..end + 2]);
+                        i += rest[..end + 2].chars().count();
+                        continue;
                     }
                 }
                 out.push_str("\\[");
@@ -537,12 +542,29 @@ mod tests {
         assert_eq!(re.replace_all("-ab-axxb-", "${1}W"), "-W-xxW-");
     }
 
+    /// Odd patterns, with what Go 1.19 answers: refused, or how it matches
+    /// `[`, `:` and `]`.
     #[test]
-    fn odd_posix_brackets() {
-        for p in [
-            "[[:]", "[[:]]", "[[:^]", "[[::]]", "[a[:", "\\p{", "\\x{", "\\Q", "[\\", "a{1,", "(?",
-        ] {
-            let _ = GoRegex::new(p);
+    fn odd_patterns_as_go() {
+        let cases: [(&str, Option<[bool; 3]>); 12] = [
+            ("[[:]", Some([true, true, false])),
+            ("[[:]]", Some([false, false, false])),
+            ("[[:^]", Some([true, true, false])),
+            ("[[::]]", None),
+            ("[a[:", None),
+            (r"\p{", None),
+            (r"\x{", None),
+            (r"\Q", Some([true, true, true])),
+            (r"[\", None),
+            ("a{1,", Some([false, false, false])),
+            ("(?", None),
+            ("[[:alpha:]", None),
+        ];
+        for (p, want) in cases {
+            let got = GoRegex::new(p)
+                .ok()
+                .map(|re| ["[", ":", "]"].map(|s| re.is_match(s)));
+            assert_eq!(got, want, "/{p}/");
         }
     }
 }
