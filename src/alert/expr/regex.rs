@@ -294,6 +294,10 @@ pub fn translate(p: &str) -> Result<String, String> {
                         out.push('\\');
                         out.push(e);
                     }
+                    // Go: any other escaped ASCII non-word character is itself.
+                    e if e.is_ascii() && !e.is_ascii_alphanumeric() => {
+                        out.push_str(&format!("\\x{{{:X}}}", e as u32));
+                    }
                     e => return Err(format!("invalid escape sequence: `\\{e}`")),
                 }
             }
@@ -381,8 +385,9 @@ fn translate_class(chars: &[char], start: usize, out: &mut String) -> Result<usi
                 return Ok(i);
             }
             '[' => {
-                // POSIX classes stay; any other `[` is a literal in Go.
-                if chars.get(i + 1) == Some(&':') {
+                // POSIX classes stay (not as the end of a range, where Go
+                // reads one character); any other `[` is a literal in Go.
+                if !prev_dash && chars.get(i + 1) == Some(&':') {
                     let rest: String = chars[i..].iter().collect();
                     if let Some(end) = rest.get(2..).and_then(|r| r.find(":]")).map(|e| e + 2) {
                         let name = &rest[2..end];
@@ -439,6 +444,10 @@ fn translate_class(chars: &[char], start: usize, out: &mut String) -> Result<usi
                     e if e.is_ascii_punctuation() => {
                         out.push('\\');
                         out.push(e);
+                    }
+                    // Go: any other escaped ASCII non-word character is itself.
+                    e if e.is_ascii() && !e.is_ascii_alphanumeric() => {
+                        out.push_str(&format!("\\x{{{:X}}}", e as u32));
                     }
                     e => return Err(format!("invalid escape sequence: `\\{e}`")),
                 }
