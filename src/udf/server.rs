@@ -72,10 +72,9 @@ impl BoundSocket {
     pub fn remove_file(&self) {
         if let Ok(m) = std::fs::symlink_metadata(&self.path)
             && (m.dev(), m.ino()) == self.identity
+            && let Err(e) = std::fs::remove_file(&self.path)
         {
-            if let Err(e) = std::fs::remove_file(&self.path) {
-                tracing::warn!(path = %self.path.display(), error = %e, "cannot remove the socket file");
-            }
+            tracing::warn!(path = %self.path.display(), error = %e, "cannot remove the socket file");
         }
     }
 }

@@ -228,6 +228,9 @@ fn resp(message: response::Message) -> Response {
 }
 
 /// What the reader hands the processor.
+// The large variant is the common one (every point): boxing it would cost an
+// allocation per point to shrink the rare one.
+#[allow(clippy::large_enum_variant)]
 enum Work {
     Request(request::Message),
     /// A frame that could not be decoded, or a Request with no message: answered
