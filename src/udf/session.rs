@@ -5,14 +5,15 @@
 //! Three tasks per connection, because Kapacitor aborts a task that hears
 //! nothing for `timeout` and stalls every stream task when a UDF stops reading:
 //!
-//! - the **reader** (the session's own task) decodes frames, answers
+//! - the **reader** (the session's own task) splits frames, answers
 //!   `KeepaliveRequest` itself at once — a keepalive never queues behind slow
-//!   work — and forwards everything else, in order, through a bounded queue. If
+//!   work — and forwards every other frame undecoded, in order, through a
+//!   bounded queue. If
 //!   that queue is full it stops reading (the last resort) and sends an
 //!   unsolicited `KeepaliveResponse` whenever nothing was written for about a
 //!   second, until it can forward again (architecture.md, *Backpressure*);
-//! - the **processor** keeps the conversation's state (Init seen, open batch),
-//!   calls the handler, hands events to the [`Sink`] and answers Snapshot only
+//! - the **processor** decodes the frames, keeps the conversation's state
+//!   (Init seen, open batch), calls the handler, encodes what it emits, hands events to the [`Sink`] and answers Snapshot only
 //!   after `Sink::barrier` (every earlier event committed);
 //! - the **writer** is the only one that writes: responses never interleave
 //!   mid-frame, and keepalives overtake queued data.
