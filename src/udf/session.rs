@@ -1139,7 +1139,24 @@ mod tests {
             options: vec![],
         }))
         .await;
-        expect_error(h, "a second InitRequest").await;
+        let counter = || {
+            metrics()
+                .protocol_errors_total
+                .get_or_create(&ReasonLabel {
+                    reason: "second_init",
+                })
+                .get()
+        };
+        let before = counter();
+        let rec = expect_error(h, "a second InitRequest").await;
+        assert_eq!(
+            rec.node,
+            Some(NodeKey {
+                task: "t".into(),
+                node: "n".into()
+            })
+        );
+        assert_eq!(counter(), before + 1);
     }
 
     #[tokio::test]
