@@ -257,6 +257,10 @@ const WRITER_QUEUE: usize = 64;
 const KEEPALIVE_QUEUE: usize = 16;
 /// Frames the processor takes from its queue at once.
 const PROCESS_CHUNK: usize = 128;
+/// Encoded responses the processor holds before handing them to the writer.
+const FLUSH_BYTES: usize = 32 * 1024;
+/// The longest a response waits in the processor within a chunk.
+const FLUSH_AFTER: Duration = Duration::from_millis(20);
 
 /// Runs one session to its end and returns its record (also given to
 /// `ctx.events`). `shutdown` stops reading; what was read is still processed.
@@ -599,10 +603,17 @@ impl Processor {
     ) -> ProcessOutcome {
         let mut chunk = Vec::with_capacity(PROCESS_CHUNK);
         'outer: while work_rx.recv_many(&mut chunk, PROCESS_CHUNK).await > 0 {
+            let mut since_flush = tokio::time::Instant::now();
             for work in chunk.drain(..) {
                 if let Step::Stop = self.handle(work, &out_tx).await {
                     stop_reading.cancel();
                     break 'outer;
+                }
+                // Responses go out per chunk, or sooner when they pile up or
+                // a slow node would hold them back.
+                if self.pending.len() >= FLUSH_BYTES || since_flush.elapsed() >= FLUSH_AFTER {
+                    self.flush(&out_tx).await;
+                    since_flush = tokio::time::Instant::now();
                 }
             }
             self.flush(&out_tx).await;
@@ -1257,6 +1268,32 @@ mod tests {
         );
         let (rest, _) = h.close().await;
         assert_eq!(rest.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_slow_chunk_does_not_hold_responses_back() {
+        let mut s = settings(EdgeType::Stream);
+        s.fault_process_delay = Some(Duration::from_millis(300));
+        let mut h = start(s, Duration::ZERO);
+        // Init and four points arrive together, in one chunk.
+        h.send(request::Message::Init(InitRequest {
+            task_id: "t".into(),
+            node_id: "n".into(),
+            options: vec![],
+        }))
+        .await;
+        for i in 0..4 {
+            h.send(point("cpu", "OK", i)).await;
+        }
+        let t0 = std::time::Instant::now();
+        assert!(matches!(h.recv().await, Some(response::Message::Init(r)) if r.success));
+        assert!(
+            t0.elapsed() < Duration::from_millis(600),
+            "{:?}",
+            t0.elapsed()
+        );
+        let (rest, _) = h.close().await;
+        assert_eq!(rest.len(), 4);
     }
 
     #[tokio::test]
