@@ -993,7 +993,7 @@ mod tests {
     #[test]
     fn long_socket_paths_and_equal_sockets_are_refused() {
         let mut c = Config::default();
-        c.server.data_dir = PathBuf::from("/".repeat(1) + &"d".repeat(120));
+        c.server.data_dir = PathBuf::from(format!("/{}", "d".repeat(120)));
         c.server.batch_socket = Some(PathBuf::from("/run/x.sock"));
         let keys = invalid_keys(&c.validate(&Origins::default()).unwrap_err());
         assert_eq!(keys, vec!["server.stream_socket".to_string()]);

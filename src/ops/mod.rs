@@ -9,6 +9,8 @@
 
 pub mod config;
 pub mod http;
+pub mod lineproto;
 pub mod logging;
 pub mod metrics;
 pub mod status;
+pub mod tick;
