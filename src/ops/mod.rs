@@ -12,5 +12,6 @@ pub mod http;
 pub mod lineproto;
 pub mod logging;
 pub mod metrics;
+pub mod simulate;
 pub mod status;
 pub mod tick;
