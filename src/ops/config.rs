@@ -531,6 +531,10 @@ impl Config {
                 origins.note("delivery.default_endpoint", origin);
                 continue;
             }
+            // Test and benchmark hooks (`..._FAULT_*`, `..._BENCH_*`) are not settings.
+            if rest.starts_with("FAULT_") || rest.starts_with("BENCH_") {
+                continue;
+            }
             let Some(key) = self.env_key(rest) else {
                 warnings.push(format!(
                     "{origin}: ignored: no such setting (variables are KAPACITOR_PAGERTREE_<TABLE>_<KEY>, \
