@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use kapacitor_pagertree::ops::config::{
     Config, ConfigErrors, Loaded, LogFormat, Overrides, redact_url,
 };
@@ -135,14 +135,61 @@ enum Command {
         #[arg(long)]
         connect: bool,
     },
+    /// Replay recorded points through a TICKscript's @pagertree() node; print the events.
+    ///
+    /// Reads the options of the script's @pagertree() (or @pagertreeBatch()) node, resolving
+    /// `var`s, and the groupBy of its from() (or, for batch, the query's groupBy, period and
+    /// every). Feeds the points of the line-protocol file to the node as its input, through
+    /// the same engine the agent runs, and prints the events it would send. Nothing is sent
+    /// and nothing is stored. Nodes between from() and the UDF (window, mean, where, an
+    /// upstream alert) are NOT executed: record the data that reaches the node, or use Mode 2
+    /// data with the level already in it; simulate says which nodes it skipped.
+    Simulate(SimulateArgs),
     /// Print the version.
     Version,
+}
+
+#[derive(Debug, Args)]
+struct SimulateArgs {
+    /// The TICKscript.
+    #[arg(long, value_name = "FILE.tick")]
+    tick: PathBuf,
+    /// The points, InfluxDB line protocol, one per line, with timestamps.
+    #[arg(long, value_name = "FILE.lp")]
+    data: PathBuf,
+    /// table: aligned columns; json: one JSON object per event and line
+    /// (id, level, previousLevel, time, duration, message, details, recoverable, task, node, data).
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    format: OutputFormat,
+    /// Unit of the timestamps in the data file.
+    #[arg(long, value_name = "ns|us|ms|s", default_value = "ns")]
+    precision: String,
+    /// Batch only: cut a batch at every multiple of this (default: the query's .every()).
+    #[arg(long, value_name = "DURATION")]
+    every: Option<String>,
+    /// Batch only: each batch holds the points of this long before its cut
+    /// (default: the query's .period(), else --every).
+    #[arg(long, value_name = "DURATION")]
+    period: Option<String>,
+    /// The UDF's name in the script, if not pagertree / pagertreeBatch.
+    #[arg(long, value_name = "NAME")]
+    function: Option<String>,
+    /// The task name events carry (default: the script's file name without .tick).
+    #[arg(long, value_name = "NAME")]
+    task: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum OutputFormat {
+    Table,
+    Json,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Check { connect }) => check(&cli.global, connect),
+        Some(Command::Simulate(args)) => simulate(&cli.global, &args),
         Some(Command::Version) => {
             println!("kapacitor-pagertree {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
@@ -294,4 +341,126 @@ async fn probe(url: &str, connect_timeout: Duration, timeout: Duration) -> Resul
             ))
         }
     }
+}
+
+fn duration_flag(flag: &str, v: &Option<String>) -> Result<Option<i64>, String> {
+    match v {
+        None => Ok(None),
+        Some(s) => {
+            let d = kapacitor_pagertree::ops::config::parse_duration(s)
+                .map_err(|e| format!("{flag}: {e}"))?;
+            i64::try_from(d.as_nanos())
+                .map(Some)
+                .map_err(|_| format!("{flag}: {s:?} is too long"))
+        }
+    }
+}
+
+fn simulate(global: &Global, args: &SimulateArgs) -> ExitCode {
+    use kapacitor_pagertree::ops::{lineproto, simulate as sim, tick};
+    let loaded = match global.load() {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    init_tool_logging(&loaded, global);
+    let fail = |msg: String| {
+        eprintln!("kapacitor-pagertree simulate: {msg}");
+        ExitCode::from(2)
+    };
+    let Some(precision) = lineproto::Precision::parse(&args.precision) else {
+        return fail(format!(
+            "--precision {:?}: use ns, us, ms or s",
+            args.precision
+        ));
+    };
+    let schedule = match (
+        duration_flag("--every", &args.every),
+        duration_flag("--period", &args.period),
+    ) {
+        (Ok(every), Ok(period)) => sim::Schedule { every, period },
+        (Err(e), _) | (_, Err(e)) => return fail(e),
+    };
+    let script_text = match std::fs::read_to_string(&args.tick) {
+        Ok(t) => t,
+        Err(e) => return fail(format!("cannot read {}: {e}", args.tick.display())),
+    };
+    let script = match tick::parse(&script_text) {
+        Ok(s) => s,
+        Err(e) => return fail(format!("{}: {e}", args.tick.display())),
+    };
+    let data_text = match std::fs::read_to_string(&args.data) {
+        Ok(t) => t,
+        Err(e) => return fail(format!("cannot read {}: {e}", args.data.display())),
+    };
+    let points = match lineproto::parse(&data_text, precision) {
+        Ok(p) => p,
+        Err(e) => return fail(format!("{}: {e}", args.data.display())),
+    };
+    let plan = match sim::plan(&script, args.function.as_deref()) {
+        Ok(p) => p,
+        Err(e) => return fail(format!("{}: {e}", args.tick.display())),
+    };
+    let task = args.task.clone().unwrap_or_else(|| {
+        args.tick
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "simulate".into())
+    });
+    if !plan.skipped.is_empty() {
+        eprintln!(
+            "simulate: not executing {} (between the source and @{}()): the data is fed to @{}() as its input",
+            plan.skipped.join(", "),
+            plan.function,
+            plan.function
+        );
+    }
+    let factory = node_factory(&loaded.config);
+    let outcome = match sim::run(&plan, &factory, &task, &points, schedule) {
+        Ok(o) => o,
+        Err(e) => return fail(format!("{}: {e}", args.tick.display())),
+    };
+    match args.format {
+        OutputFormat::Table => print!("{}", sim::events_table(&outcome.events)),
+        OutputFormat::Json => {
+            for e in &outcome.events {
+                println!("{}", sim::event_json(e));
+            }
+        }
+    }
+    let batches = if plan.edge == kapacitor_pagertree::proto::EdgeType::Batch {
+        format!(" in {} batches", outcome.batches)
+    } else {
+        String::new()
+    };
+    let filtered = match (&plan.measurement, outcome.filtered) {
+        (Some(m), n) if n > 0 => format!(" ({n} points of other measurements than {m:?} ignored)"),
+        _ => String::new(),
+    };
+    eprintln!(
+        "simulate: {} points{batches}{filtered} → {} events; nothing was sent",
+        outcome.points,
+        outcome.events.len()
+    );
+    ExitCode::SUCCESS
+}
+
+/// The engine the agent runs, with in-memory state: for the offline tools.
+fn node_factory(config: &Config) -> kapacitor_pagertree::alert::node::AlertFactory {
+    use std::sync::Arc;
+
+    use kapacitor_pagertree::alert::ServerInfo;
+    use kapacitor_pagertree::alert::node::{AlertFactory, NodeEnv};
+    use kapacitor_pagertree::alert::store::MemoryStore;
+    let k = &config.kapacitor;
+    let defaults = ServerInfo::default();
+    let server_info = ServerInfo {
+        hostname: k.hostname.clone().unwrap_or(defaults.hostname),
+        cluster_id: k.cluster_id.clone().unwrap_or(defaults.cluster_id),
+        server_id: k.server_id.clone().unwrap_or(defaults.server_id),
+    };
+    AlertFactory::new(NodeEnv::new(
+        Arc::new(config.clone()),
+        Arc::new(MemoryStore::new()),
+        server_info,
+    ))
 }

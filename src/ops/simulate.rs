@@ -524,21 +524,22 @@ pub fn run(
     Ok(outcome)
 }
 
-/// One event as `--format json` prints it (one object per line).
-pub fn event_json(e: &Event) -> serde_json::Value {
-    serde_json::json!({
-        "id": e.id,
-        "level": e.level,
-        "previousLevel": e.previous_level,
-        "time": crate::gofmt::rfc3339_nano(e.time),
-        "duration": e.duration,
-        "message": e.message,
-        "details": e.details,
-        "recoverable": e.recoverable,
-        "task": e.task,
-        "node": e.node,
-        "data": e.data,
-    })
+/// One event as `--format json` prints it, on one line: the exact JSON
+/// Kapacitor's alert node posts for it (`id`, `message`, `details`, `time`,
+/// `duration`, `level`, `data`, `previousLevel`, `recoverable`), preceded by
+/// the `task` and `node` it came from.
+pub fn event_json(e: &Event) -> String {
+    let body = crate::gofmt::alert_data_json(e);
+    let body = String::from_utf8_lossy(&body);
+    let body = body.trim_end();
+    let mut out = String::with_capacity(body.len() + e.task.len() + e.node.len() + 24);
+    out.push_str("{\"task\":");
+    crate::gofmt::write_json_string(&mut out, &e.task);
+    out.push_str(",\"node\":");
+    crate::gofmt::write_json_string(&mut out, &e.node);
+    out.push(',');
+    out.push_str(body.strip_prefix('{').unwrap_or(body));
+    out
 }
 
 /// The events as an aligned table (time, level, previous level, id, message).
@@ -839,6 +840,33 @@ mod tests {
         };
         assert_eq!(by_name.group_id("cpu", &tags).0, "cpu\nhost=a");
         assert_eq!(Dimensions::default().group_id("cpu", &tags).0, "");
+    }
+
+    #[test]
+    fn json_is_kapacitors_body_with_task_and_node() {
+        let r = Recorder {
+            init: InitRequest {
+                task_id: "t\"1".into(),
+                node_id: "n".into(),
+                options: vec![],
+            },
+            batch: vec![],
+            open: None,
+        };
+        let e = r.event("a<b".into(), Level::WARNING, 1_500_000_000);
+        let line = event_json(&e);
+        assert!(!line.contains('\n'));
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["task"], "t\"1");
+        assert_eq!(v["node"], "n");
+        assert_eq!(v["id"], "a<b");
+        assert_eq!(v["level"], "WARNING");
+        assert_eq!(v["previousLevel"], "OK");
+        assert_eq!(v["time"], "1970-01-01T00:00:01.5Z");
+        assert!(
+            line.starts_with("{\"task\":\"t\\\"1\",\"node\":\"n\",\"id\":\"a\\u003cb\""),
+            "{line}"
+        );
     }
 
     #[test]
