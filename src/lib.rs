@@ -24,8 +24,10 @@
 //!   bounded hand-off the sessions use; behind it the outbox (durable queue),
 //!   the dispatcher (retries, per-alert order) and the two payload formats.
 //! - [`ops`]: configuration, metrics, the local HTTP API, logging, shutdown.
+//! - [`app`]: `serve`, the wiring of all of the above into the running daemon.
 
 pub mod alert;
+pub mod app;
 pub mod delivery;
 pub mod gofmt;
 pub mod ops;

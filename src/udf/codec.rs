@@ -1,1 +1,299 @@
-//! (being written)
+//! Framing of the UDF protocol: every message, both ways, is a protobuf
+//! message preceded by its length as an unsigned varint (udf-protocol.md,
+//! *Framing*). This module turns bytes into messages and back; it does no I/O.
+//!
+//! [`FrameCodec`] is generic over the direction: the agent decodes
+//! [`Request`](crate::proto::Request)s and encodes
+//! [`Response`](crate::proto::Response)s ([`AgentCodec`]); the Kapacitor
+//! emulator of the tests and the benchmark do the reverse ([`KapacitorCodec`]).
+
+use std::marker::PhantomData;
+
+use bytes::{Buf, BufMut, BytesMut};
+use prost::Message;
+use tokio_util::codec::{Decoder, Encoder};
+
+use crate::proto::{Request, Response};
+
+/// A varint is at most 10 bytes long for a `u64`.
+const MAX_VARINT_LEN: usize = 10;
+
+/// What can go wrong between bytes and messages. Every variant says enough for
+/// the `ErrorResponse` Kapacitor logs and for our own log.
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    /// Refused before allocating anything for it.
+    #[error("frame of {len} bytes exceeds the maximum of {max} bytes (server.max_frame_bytes)")]
+    FrameTooLarge { len: u64, max: usize },
+    #[error("invalid frame length prefix: the varint is longer than 10 bytes")]
+    BadLengthPrefix,
+    #[error("cannot decode a {kind} frame of {len} bytes: {source}")]
+    Decode { kind: &'static str, len: usize, source: prost::DecodeError },
+    /// The peer closed its write half in the middle of a frame.
+    #[error("connection closed in the middle of a frame: {received} of {expected} bytes received")]
+    Truncated { received: usize, expected: usize },
+}
+
+impl CodecError {
+    /// A short stable name for metrics labels.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            CodecError::Io(_) => "io",
+            CodecError::FrameTooLarge { .. } => "frame_too_large",
+            CodecError::BadLengthPrefix => "bad_length_prefix",
+            CodecError::Decode { .. } => "decode",
+            CodecError::Truncated { .. } => "truncated",
+        }
+    }
+}
+
+/// Decodes `In` frames and encodes `Out` frames.
+#[derive(Debug)]
+pub struct FrameCodec<In, Out> {
+    max_frame_bytes: usize,
+    /// The length of the frame being assembled, once its prefix was read: kept
+    /// between calls so a frame split across reads is not re-parsed each time.
+    pending: Option<(usize, usize)>,
+    _dir: PhantomData<fn(Out) -> In>,
+}
+
+/// The agent's side: reads `Request`s, writes `Response`s.
+pub type AgentCodec = FrameCodec<Request, Response>;
+/// Kapacitor's side (tests, benchmark): reads `Response`s, writes `Request`s.
+pub type KapacitorCodec = FrameCodec<Response, Request>;
+
+impl<In, Out> FrameCodec<In, Out> {
+    pub fn new(max_frame_bytes: usize) -> Self {
+        Self { max_frame_bytes, pending: None, _dir: PhantomData }
+    }
+
+    pub fn max_frame_bytes(&self) -> usize {
+        self.max_frame_bytes
+    }
+}
+
+/// Reads a varint at the start of `buf` without consuming it: `Ok(None)` when
+/// more bytes are needed, else the value and the prefix length.
+fn peek_varint(buf: &[u8]) -> Result<Option<(u64, usize)>, CodecError> {
+    let mut value: u64 = 0;
+    for (i, &b) in buf.iter().take(MAX_VARINT_LEN).enumerate() {
+        if i == MAX_VARINT_LEN - 1 && b > 1 {
+            return Err(CodecError::BadLengthPrefix);
+        }
+        value |= u64::from(b & 0x7f) << (7 * i);
+        if b & 0x80 == 0 {
+            return Ok(Some((value, i + 1)));
+        }
+    }
+    if buf.len() >= MAX_VARINT_LEN { Err(CodecError::BadLengthPrefix) } else { Ok(None) }
+}
+
+fn kind_name<T>() -> &'static str {
+    let full = std::any::type_name::<T>();
+    full.rsplit("::").next().unwrap_or(full)
+}
+
+impl<In: Message + Default, Out> Decoder for FrameCodec<In, Out> {
+    type Item = In;
+    type Error = CodecError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<In>, CodecError> {
+        let (prefix, len) = match self.pending {
+            Some(p) => p,
+            None => {
+                let Some((len, prefix)) = peek_varint(src)? else {
+                    return Ok(None);
+                };
+                if len > self.max_frame_bytes as u64 {
+                    return Err(CodecError::FrameTooLarge { len, max: self.max_frame_bytes });
+                }
+                // Bounded by max_frame_bytes (a usize) just above.
+                let len = len as usize;
+                self.pending = Some((prefix, len));
+                (prefix, len)
+            }
+        };
+        let total = prefix + len;
+        if src.len() < total {
+            // The frame is legal: make room once rather than growing per read.
+            src.reserve(total - src.len());
+            return Ok(None);
+        }
+        self.pending = None;
+        src.advance(prefix);
+        let frame = src.split_to(len).freeze();
+        In::decode(frame).map(Some).map_err(|source| CodecError::Decode { kind: kind_name::<In>(), len, source })
+    }
+
+    fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<In>, CodecError> {
+        match self.decode(src)? {
+            Some(frame) => Ok(Some(frame)),
+            None if src.is_empty() => Ok(None),
+            None => {
+                let expected = match self.pending {
+                    Some((prefix, len)) => prefix + len,
+                    // Not even the length prefix is complete.
+                    None => src.len() + 1,
+                };
+                Err(CodecError::Truncated { received: src.len(), expected })
+            }
+        }
+    }
+}
+
+impl<In, Out: Message> Encoder<Out> for FrameCodec<In, Out> {
+    type Error = CodecError;
+
+    fn encode(&mut self, item: Out, dst: &mut BytesMut) -> Result<(), CodecError> {
+        encode_frame(&item, dst);
+        Ok(())
+    }
+}
+
+impl<In, Out: Message> Encoder<&Out> for FrameCodec<In, Out> {
+    type Error = CodecError;
+
+    fn encode(&mut self, item: &Out, dst: &mut BytesMut) -> Result<(), CodecError> {
+        encode_frame(item, dst);
+        Ok(())
+    }
+}
+
+/// Appends one length-prefixed frame to `dst` (used by the encoders, and by
+/// clients that pre-encode their frames).
+pub fn encode_frame<M: Message>(msg: &M, dst: &mut BytesMut) {
+    let len = msg.encoded_len();
+    dst.reserve(len + MAX_VARINT_LEN);
+    prost::encoding::encode_varint(len as u64, dst);
+    // Cannot fail: the capacity was reserved just above.
+    let _ = msg.encode(dst);
+}
+
+/// Appends a raw length prefix (for tests that forge frames).
+pub fn put_length_prefix(len: u64, dst: &mut impl BufMut) {
+    prost::encoding::encode_varint(len, dst);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::{KeepaliveRequest, Point, request};
+
+    fn keepalive(t: i64) -> Request {
+        Request { message: Some(request::Message::Keepalive(KeepaliveRequest { time: t })) }
+    }
+
+    fn point(i: i64) -> Request {
+        let mut p = Point { time: i, name: "cpu".into(), database: "db".into(), ..Default::default() };
+        p.tags.insert("host".into(), format!("h{i}"));
+        p.fields_double.insert("v".into(), i as f64);
+        Request { message: Some(request::Message::Point(p)) }
+    }
+
+    fn encode_all(reqs: &[Request]) -> BytesMut {
+        let mut b = BytesMut::new();
+        for r in reqs {
+            encode_frame(r, &mut b);
+        }
+        b
+    }
+
+    #[test]
+    fn many_frames_in_one_read() {
+        let reqs: Vec<Request> = (0..50).map(|i| if i % 3 == 0 { keepalive(i) } else { point(i) }).collect();
+        let mut buf = encode_all(&reqs);
+        let mut c = AgentCodec::new(1 << 20);
+        let mut got = Vec::new();
+        while let Some(r) = c.decode(&mut buf).unwrap() {
+            got.push(r);
+        }
+        assert_eq!(got, reqs);
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn frames_split_at_every_byte() {
+        let reqs: Vec<Request> = (0..20).map(point).collect();
+        let all = encode_all(&reqs);
+        let mut c = AgentCodec::new(1 << 20);
+        let mut buf = BytesMut::new();
+        let mut got = Vec::new();
+        for b in all.iter() {
+            buf.put_u8(*b);
+            while let Some(r) = c.decode(&mut buf).unwrap() {
+                got.push(r);
+            }
+        }
+        assert_eq!(got, reqs);
+        assert_eq!(c.decode_eof(&mut buf).unwrap(), None);
+    }
+
+    #[test]
+    fn oversized_length_refused_before_allocating() {
+        let mut buf = BytesMut::new();
+        put_length_prefix(2 * 1024 * 1024 * 1024, &mut buf);
+        let mut c = AgentCodec::new(16 * 1024 * 1024);
+        let err = c.decode(&mut buf).unwrap_err();
+        assert!(matches!(err, CodecError::FrameTooLarge { len: 2147483648, max: 16777216 }), "{err}");
+        assert!(buf.capacity() < 1024, "allocated {} bytes for a refused frame", buf.capacity());
+        assert!(err.to_string().contains("2147483648"));
+    }
+
+    #[test]
+    fn frame_at_the_limit_is_accepted() {
+        let r = point(7);
+        let len = r.encoded_len();
+        let mut buf = encode_all(std::slice::from_ref(&r));
+        assert_eq!(AgentCodec::new(len).decode(&mut buf).unwrap(), Some(r.clone()));
+        let mut buf = encode_all(std::slice::from_ref(&r));
+        assert!(matches!(AgentCodec::new(len - 1).decode(&mut buf), Err(CodecError::FrameTooLarge { .. })));
+    }
+
+    #[test]
+    fn overlong_varint_is_refused() {
+        let mut buf = BytesMut::from(&[0xffu8; 11][..]);
+        assert!(matches!(AgentCodec::new(100).decode(&mut buf), Err(CodecError::BadLengthPrefix)));
+        // Ten bytes whose last one would overflow u64.
+        let mut buf = BytesMut::from(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f][..]);
+        assert!(matches!(AgentCodec::new(100).decode(&mut buf), Err(CodecError::BadLengthPrefix)));
+    }
+
+    #[test]
+    fn truncated_frame_at_eof() {
+        let all = encode_all(&[point(1)]);
+        let mut buf = BytesMut::from(&all[..all.len() - 3]);
+        let mut c = AgentCodec::new(1 << 20);
+        let err = c.decode_eof(&mut buf).unwrap_err();
+        match err {
+            CodecError::Truncated { received, expected } => {
+                assert_eq!(received, all.len() - 3);
+                assert_eq!(expected, all.len());
+            }
+            other => panic!("{other}"),
+        }
+        // A lone continuation byte: not even the prefix.
+        let mut buf = BytesMut::from(&[0x80u8][..]);
+        assert!(matches!(AgentCodec::new(100).decode_eof(&mut buf), Err(CodecError::Truncated { .. })));
+    }
+
+    #[test]
+    fn garbage_is_a_decode_error_and_empty_frame_is_an_empty_request() {
+        // Length 3, then bytes that are not a valid protobuf (field 0 is illegal).
+        let mut buf = BytesMut::from(&[3u8, 0x00, 0x00, 0x00][..]);
+        let err = AgentCodec::new(100).decode(&mut buf).unwrap_err();
+        assert!(matches!(err, CodecError::Decode { kind: "Request", len: 3, .. }), "{err}");
+        let mut buf = BytesMut::from(&[0u8][..]);
+        assert_eq!(AgentCodec::new(100).decode(&mut buf).unwrap(), Some(Request { message: None }));
+    }
+
+    #[test]
+    fn encoder_round_trips_through_the_other_direction() {
+        use crate::proto::{KeepaliveResponse, response};
+        let resp = Response { message: Some(response::Message::Keepalive(KeepaliveResponse { time: 42 })) };
+        let mut buf = BytesMut::new();
+        Encoder::encode(&mut AgentCodec::new(100), resp.clone(), &mut buf).unwrap();
+        assert_eq!(KapacitorCodec::new(100).decode(&mut buf).unwrap(), Some(resp));
+    }
+}

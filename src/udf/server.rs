@@ -1,1 +1,236 @@
-//! (being written)
+//! The stream and batch Unix sockets: binding them safely (a stale file left
+//! by a crash is removed, a live agent is never displaced), their file mode and
+//! group (Kapacitor runs as its own user), and the accept loop — one isolated
+//! task per connection, bounded, shutdown-aware.
+
+use std::io;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokio::net::UnixListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::ops::metrics::{EdgeLabel, metrics};
+use crate::proto::EdgeType;
+use crate::udf::session::{self, SessionContext, SessionSettings, edge_name};
+
+/// Connections served at once per socket. Kapacitor opens one per node of
+/// each task; beyond this, new connections wait in the listen backlog.
+pub const MAX_CONNECTIONS: usize = 4096;
+
+/// Why a socket could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(
+        "another agent is already listening on {path}: stop it first, or give this one its own \
+         --data-dir / --stream-socket / --batch-socket"
+    )]
+    InUse { path: PathBuf },
+    #[error("{path} exists and is not a socket; refusing to remove it (choose another socket path)")]
+    NotASocket { path: PathBuf },
+    #[error("cannot remove the stale socket file {path}: {source}")]
+    RemoveStale { path: PathBuf, source: io::Error },
+    #[error("cannot create the socket directory {path}: {source}")]
+    CreateDir { path: PathBuf, source: io::Error },
+    #[error("cannot listen on {path}: {source}")]
+    Bind { path: PathBuf, source: io::Error },
+    #[error("cannot set mode {mode:04o} on {path}: {source}")]
+    Chmod { path: PathBuf, mode: u32, source: io::Error },
+    #[error("server.socket_group: no group named {group:?} on this machine")]
+    UnknownGroup { group: String },
+    #[error("cannot give {path} to group {group:?}: {source} (is the agent a member of that group?)")]
+    Chown { path: PathBuf, group: String, source: io::Error },
+}
+
+/// A bound socket; the file is removed when it is dropped (if it is still ours).
+#[derive(Debug)]
+pub struct BoundSocket {
+    pub listener: UnixListener,
+    pub path: PathBuf,
+    pub edge: EdgeType,
+    /// (device, inode) of the file we created: we never remove another's.
+    identity: (u64, u64),
+}
+
+impl BoundSocket {
+    /// Removes the socket file if it is still the one this agent created.
+    pub fn remove_file(&self) {
+        if let Ok(m) = std::fs::symlink_metadata(&self.path)
+            && (m.dev(), m.ino()) == self.identity
+        {
+            if let Err(e) = std::fs::remove_file(&self.path) {
+                tracing::warn!(path = %self.path.display(), error = %e, "cannot remove the socket file");
+            }
+        }
+    }
+}
+
+impl Drop for BoundSocket {
+    fn drop(&mut self) {
+        self.remove_file();
+    }
+}
+
+/// Binds `path` for `edge`: removes a stale socket file nobody listens on,
+/// refuses if another agent listens, then applies mode and group.
+/// Must run inside a tokio runtime.
+pub fn bind(path: &Path, edge: EdgeType, mode: u32, group: &str) -> Result<BoundSocket, ServerError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|source| ServerError::CreateDir { path: dir.to_path_buf(), source })?;
+    }
+    remove_stale(path)?;
+    let listener = UnixListener::bind(path).map_err(|source| ServerError::Bind { path: path.to_path_buf(), source })?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(|source| ServerError::Chmod { path: path.to_path_buf(), mode, source })?;
+    if !group.is_empty() {
+        let gid = lookup_group(group)?;
+        std::os::unix::fs::chown(path, None, Some(gid))
+            .map_err(|source| ServerError::Chown { path: path.to_path_buf(), group: group.to_string(), source })?;
+    }
+    let m = std::fs::symlink_metadata(path).map_err(|source| ServerError::Bind { path: path.to_path_buf(), source })?;
+    Ok(BoundSocket { listener, path: path.to_path_buf(), edge, identity: (m.dev(), m.ino()) })
+}
+
+/// A socket file left by a crash would make `bind` fail: remove it, but only
+/// if it is a socket and nobody answers on it.
+fn remove_stale(path: &Path) -> Result<(), ServerError> {
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => return Err(ServerError::Bind { path: path.to_path_buf(), source }),
+    };
+    if !meta.file_type().is_socket() {
+        return Err(ServerError::NotASocket { path: path.to_path_buf() });
+    }
+    match std::os::unix::net::UnixStream::connect(path) {
+        Ok(_) => Err(ServerError::InUse { path: path.to_path_buf() }),
+        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused || e.kind() == io::ErrorKind::NotFound => {
+            tracing::info!(path = %path.display(), "removing a stale socket file (nobody listens on it)");
+            match std::fs::remove_file(path) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+                Err(source) => Err(ServerError::RemoveStale { path: path.to_path_buf(), source }),
+            }
+        }
+        // Permission denied and the like: not ours to judge or remove.
+        Err(source) => Err(ServerError::RemoveStale { path: path.to_path_buf(), source }),
+    }
+}
+
+/// A group name (or a numeric gid) to a gid.
+fn lookup_group(group: &str) -> Result<u32, ServerError> {
+    if let Ok(gid) = group.parse::<u32>() {
+        return Ok(gid);
+    }
+    let unknown = || ServerError::UnknownGroup { group: group.to_string() };
+    let name = std::ffi::CString::new(group).map_err(|_| unknown())?;
+    let mut buf = vec![0u8; 4096];
+    loop {
+        // SAFETY: getgrnam_r writes only into `grp` and `buf` (whose length we
+        // pass) and stores in `result` either null or a pointer to `grp`.
+        let mut grp: libc::group = unsafe { std::mem::zeroed() };
+        let mut result: *mut libc::group = std::ptr::null_mut();
+        let rc = unsafe { libc::getgrnam_r(name.as_ptr(), &mut grp, buf.as_mut_ptr().cast(), buf.len(), &mut result) };
+        if rc == libc::ERANGE && buf.len() < 1 << 20 {
+            buf.resize(buf.len() * 2, 0);
+            continue;
+        }
+        if rc != 0 || result.is_null() {
+            return Err(unknown());
+        }
+        return Ok(grp.gr_gid);
+    }
+}
+
+/// Accepts connections on `socket` until `shutdown`, each served by its own
+/// session task (tracked by `tracker`, so shutdown can wait for them).
+pub async fn serve(
+    socket: &BoundSocket,
+    settings: SessionSettings,
+    ctx: Arc<SessionContext>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) {
+    let edge = edge_name(socket.edge);
+    let label = EdgeLabel { edge };
+    let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let permit = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            p = limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+        };
+        let stream = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            a = socket.listener.accept() => match a {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // EMFILE and the like: wait a little rather than spin.
+                    tracing::error!(edge, error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        metrics().connections_total.get_or_create(&label).inc();
+        let open = metrics().connections_open.get_or_create(&label).clone();
+        open.inc();
+        let id = session::next_session_id();
+        tracing::debug!(session = id, edge, "connection accepted");
+        let (r, w) = stream.into_split();
+        let (settings, ctx, shutdown) = (settings.clone(), ctx.clone(), shutdown.clone());
+        tracker.spawn(async move {
+            let _permit = permit;
+            session::run(id, r, w, settings, ctx, shutdown).await;
+            open.dec();
+        });
+    }
+    tracing::info!(edge, path = %socket.path.display(), "stopped accepting connections");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn stale_socket_is_replaced_live_one_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sock");
+        // A stale socket: bound then the listener dropped without removing the file.
+        drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+        assert!(path.exists());
+        let a = bind(&path, EdgeType::Stream, 0o660, "").unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o660);
+        // A live one is refused, and left alone.
+        let err = bind(&path, EdgeType::Stream, 0o660, "").unwrap_err();
+        assert!(matches!(err, ServerError::InUse { .. }), "{err}");
+        assert!(err.to_string().contains("already listening"));
+        drop(a);
+        assert!(!path.exists(), "the socket file is removed on drop");
+    }
+
+    #[tokio::test]
+    async fn a_regular_file_is_never_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sock");
+        std::fs::write(&path, "data").unwrap();
+        assert!(matches!(bind(&path, EdgeType::Stream, 0o660, ""), Err(ServerError::NotASocket { .. })));
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "data");
+    }
+
+    #[tokio::test]
+    async fn group_by_name_or_number() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sock");
+        // Our own primary group is always allowed.
+        let gid = unsafe { libc::getegid() };
+        let s = bind(&path, EdgeType::Batch, 0o600, &gid.to_string()).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().gid(), gid);
+        drop(s);
+        assert!(matches!(lookup_group("no-such-group-xyz"), Err(ServerError::UnknownGroup { .. })));
+        assert_eq!(lookup_group("root").unwrap(), 0);
+    }
+}

@@ -1,0 +1,1 @@
+//! Evaluator tests (lexer and parser tests sit beside them).

@@ -1,0 +1,195 @@
+//! `serve`: the daemon's wiring, from a merged [`Config`] to a running agent
+//! and back to exit 0 — data dir → delivery sink → node factory → the stream
+//! and batch sockets → signals → graceful shutdown. Each piece lives in its
+//! own module; this one only puts them together, in order.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::alert::Event;
+use crate::alert::store::MemoryStore;
+use crate::delivery::log_sink::LogCommitter;
+use crate::delivery::{CommitError, Committer, Sink, spawn_sink};
+use crate::ops::config::{Config, ConfigError};
+use crate::proto::EdgeType;
+use crate::udf::handler::HandlerFactory;
+use crate::udf::server::{self, ServerError};
+use crate::udf::session::{LogSessionEvents, SessionContext, SessionSettings};
+
+/// **For tests only**: milliseconds to wait before processing each data frame,
+/// making every node slow on purpose (keepalive and backpressure tests). Read
+/// once at start.
+pub const ENV_FAULT_PROCESS_DELAY_MS: &str = "KAPACITOR_PAGERTREE_FAULT_PROCESS_DELAY_MS";
+/// **For benchmarks only**: `1` discards events instead of logging them, so a
+/// throughput run measures the protocol and the node, not the log.
+pub const ENV_BENCH_DISCARD_EVENTS: &str = "KAPACITOR_PAGERTREE_BENCH_DISCARD_EVENTS";
+
+/// Messages the delivery queue holds before `Sink::submit` waits.
+const SINK_QUEUE: usize = 8192;
+/// How long open sessions get, at shutdown, to finish what they read.
+const SESSION_DRAIN_LIMIT: Duration = Duration::from_secs(10);
+
+/// Why the agent could not start (or stop cleanly).
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Server(#[from] ServerError),
+    #[error("cannot install the signal handlers: {0}")]
+    Signals(std::io::Error),
+    #[error("{name}={value:?} is not a number of milliseconds")]
+    FaultHook { name: &'static str, value: String },
+}
+
+/// Test and benchmark hooks, from the environment (never from the config
+/// file: they exist only so tests can make the agent misbehave).
+#[derive(Debug, Clone, Default)]
+pub struct Hooks {
+    pub fault_process_delay: Option<Duration>,
+    pub discard_events: bool,
+}
+
+impl Hooks {
+    pub fn from_env() -> Result<Hooks, AppError> {
+        let fault_process_delay = match std::env::var(ENV_FAULT_PROCESS_DELAY_MS) {
+            Ok(v) => {
+                let ms: u64 = v
+                    .trim()
+                    .parse()
+                    .map_err(|_| AppError::FaultHook { name: ENV_FAULT_PROCESS_DELAY_MS, value: v.clone() })?;
+                tracing::warn!("{ENV_FAULT_PROCESS_DELAY_MS}={ms}: every data frame is delayed on purpose (tests only)");
+                Some(Duration::from_millis(ms))
+            }
+            Err(_) => None,
+        };
+        let discard_events = std::env::var(ENV_BENCH_DISCARD_EVENTS).is_ok_and(|v| v == "1");
+        if discard_events {
+            tracing::warn!("{ENV_BENCH_DISCARD_EVENTS}=1: alert events are discarded (benchmarks only)");
+        }
+        Ok(Hooks { fault_process_delay, discard_events })
+    }
+}
+
+/// Drops every event: the benchmark's sink.
+struct DiscardCommitter;
+
+impl Committer for DiscardCommitter {
+    fn commit(&mut self, _events: &[Event]) -> Result<(), CommitError> {
+        Ok(())
+    }
+}
+
+/// The `kapacitor.conf` lines that point Kapacitor at these sockets.
+pub fn kapacitor_conf_snippet(stream: &Path, batch: &Path) -> String {
+    format!(
+        "[udf]\n[udf.functions]\n  [udf.functions.pagertree]\n    socket = \"{}\"\n    timeout = \"10s\"\n  \
+         [udf.functions.pagertreeBatch]\n    socket = \"{}\"\n    timeout = \"10s\"\n",
+        stream.display(),
+        batch.display()
+    )
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+/// The delivery sink `serve` uses, with the alert store it feeds.
+pub fn build_sink(hooks: &Hooks) -> (Sink, std::thread::JoinHandle<()>, MemoryStore) {
+    let store = MemoryStore::new();
+    let (sink, handle) = if hooks.discard_events {
+        spawn_sink(DiscardCommitter, SINK_QUEUE)
+    } else {
+        spawn_sink(LogCommitter::new(store.clone()), SINK_QUEUE)
+    };
+    (sink, handle, store)
+}
+
+/// Runs the agent with `factory` until SIGTERM or SIGINT, then shuts down
+/// gracefully: stop accepting, let sessions finish what they read, remove the
+/// socket files, commit what was handed on. `Ok` means exit 0.
+pub async fn serve_with(
+    config: &Config,
+    factory: Arc<dyn HandlerFactory>,
+    sink: Sink,
+    hooks: &Hooks,
+    shutdown: CancellationToken,
+) -> Result<(), AppError> {
+    let server_cfg = &config.server;
+    let mode = server_cfg.socket_mode_bits()?;
+    std::fs::create_dir_all(&server_cfg.data_dir)
+        .map_err(|source| AppError::DataDir { path: server_cfg.data_dir.clone(), source })?;
+    let stream_path = absolute(&server_cfg.stream_socket_path());
+    let batch_path = absolute(&server_cfg.batch_socket_path());
+    let stream = server::bind(&stream_path, EdgeType::Stream, mode, &server_cfg.socket_group)?;
+    let batch = server::bind(&batch_path, EdgeType::Batch, mode, &server_cfg.socket_group)?;
+
+    let ctx = Arc::new(SessionContext { factory, sink, events: Arc::new(LogSessionEvents) });
+    let settings = |edge| {
+        let mut s = SessionSettings::new(edge, server_cfg.max_frame_bytes);
+        s.fault_process_delay = hooks.fault_process_delay;
+        s
+    };
+
+    tracing::info!(
+        stream_socket = %stream_path.display(),
+        batch_socket = %batch_path.display(),
+        data_dir = %absolute(&server_cfg.data_dir).display(),
+        "kapacitor-pagertree {} listening", env!("CARGO_PKG_VERSION")
+    );
+    eprintln!(
+        "kapacitor-pagertree is listening.\n  stream socket: {}\n  batch socket:  {}\n  data dir:      {}\n\
+         Point Kapacitor at it with these kapacitor.conf lines, then restart Kapacitor:\n\n{}",
+        stream_path.display(),
+        batch_path.display(),
+        absolute(&server_cfg.data_dir).display(),
+        kapacitor_conf_snippet(&stream_path, &batch_path)
+    );
+
+    let tracker = TaskTracker::new();
+    let accept: Vec<_> = [(stream, settings(EdgeType::Stream)), (batch, settings(EdgeType::Batch))]
+        .into_iter()
+        .map(|(socket, settings)| {
+            let (ctx, shutdown, tracker) = (ctx.clone(), shutdown.clone(), tracker.clone());
+            tokio::spawn(async move {
+                server::serve(&socket, settings, ctx, shutdown, tracker).await;
+                // Removed as soon as we stop accepting, so a new agent can start.
+                socket.remove_file();
+                drop(socket);
+            })
+        })
+        .collect();
+    drop(ctx);
+
+    wait_for_signal(&shutdown).await?;
+    shutdown.cancel();
+    for a in accept {
+        let _ = a.await;
+    }
+    tracker.close();
+    if tokio::time::timeout(SESSION_DRAIN_LIMIT, tracker.wait()).await.is_err() {
+        tracing::warn!(open = tracker.len(), "sessions still open after {SESSION_DRAIN_LIMIT:?}; exiting anyway");
+    }
+    tracing::info!("kapacitor-pagertree stopped");
+    Ok(())
+}
+
+/// Returns at SIGTERM or SIGINT, or when `shutdown` is cancelled by the caller.
+async fn wait_for_signal(shutdown: &CancellationToken) -> Result<(), AppError> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).map_err(AppError::Signals)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(AppError::Signals)?;
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+        _ = shutdown.cancelled() => {}
+    }
+    Ok(())
+}
+

@@ -1,0 +1,196 @@
+//! Every conformance case run through `AlertFactory`/`Handler` in process:
+//! the options and input mapped exactly as conformance README §8 says, the
+//! events turned into the exact body bytes Kapacitor posts
+//! (`gofmt::alert_data_json`) and compared by the shared rules of
+//! `support/conformance.rs`.
+//!
+//! The restart control is a session restart here: every handler is dropped
+//! (its inhibitors released) and initialized again, while the alert state
+//! store — a `MemoryStore` into which every event handed on is recorded, as
+//! the committer does — survives. The socket-level runner restarts the
+//! agent process itself.
+
+#[path = "support/conformance.rs"]
+mod conformance;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use conformance::{Case, EmittedRow, Input, Observed, RunResult};
+use kapacitor_pagertree::alert::ServerInfo;
+use kapacitor_pagertree::alert::node::{AlertFactory, NodeEnv};
+use kapacitor_pagertree::alert::store::MemoryStore;
+use kapacitor_pagertree::gofmt::alert_data_json;
+use kapacitor_pagertree::ops::config::Config;
+use kapacitor_pagertree::proto::{EdgeType, InitRequest, Point, response};
+use kapacitor_pagertree::udf::handler::{Handler, HandlerFactory, Output};
+
+const URL: &str = "http://127.0.0.1:9/integration/int_conformance";
+const NODE: &str = "pagertree2";
+
+fn init_all(
+    factory: &AlertFactory,
+    case: &Case,
+    edge: EdgeType,
+) -> HashMap<String, Box<dyn Handler>> {
+    case.tasks
+        .iter()
+        .map(|t| {
+            let req = InitRequest {
+                options: conformance::init_options(&t.alert, URL),
+                task_id: t.task.clone(),
+                node_id: NODE.into(),
+            };
+            let h = factory
+                .init(edge, &req)
+                .unwrap_or_else(|e| panic!("{}: Init refused: {e}", case.name));
+            (t.task.clone(), h)
+        })
+        .collect()
+}
+
+/// Runs a case; Err when Init refuses it.
+fn run(case: &Case) -> RunResult {
+    let store = MemoryStore::new();
+    let env = NodeEnv::new(
+        Arc::new(Config::default()),
+        Arc::new(store.clone()),
+        case.server_info.clone().unwrap_or_default(),
+    );
+    let factory = AlertFactory::new(env);
+    let edge = if case.edge_batch {
+        EdgeType::Batch
+    } else {
+        EdgeType::Stream
+    };
+    let mut handlers = init_all(&factory, case, edge);
+    let mut result = RunResult::default();
+    for input in &case.inputs {
+        let mut out = Output::default();
+        let task = match input {
+            Input::Restart => {
+                for h in handlers.values_mut() {
+                    h.stop();
+                }
+                handlers = init_all(&factory, case, edge);
+                continue;
+            }
+            Input::Point { task, point } => {
+                handlers
+                    .get_mut(task)
+                    .expect("task")
+                    .point(point.clone(), &mut out);
+                task
+            }
+            Input::Batch {
+                task,
+                begin,
+                points,
+                end,
+            } => {
+                let h = handlers.get_mut(task).expect("task");
+                h.begin_batch(begin.clone(), &mut out);
+                for p in points {
+                    h.point(p.clone(), &mut out);
+                }
+                h.end_batch(end.clone(), &mut out);
+                task
+            }
+        };
+        for e in &out.events {
+            store.record(e);
+            result.events.push(Observed {
+                task: task.clone(),
+                body: alert_data_json(e),
+            });
+        }
+        collect_emitted(&out, &mut result);
+    }
+    result
+}
+
+fn collect_emitted(out: &Output, result: &mut RunResult) {
+    let mut batch: Option<Vec<Point>> = None;
+    for r in &out.responses {
+        match &r.message {
+            Some(response::Message::Begin(_)) => batch = Some(Vec::new()),
+            Some(response::Message::Point(p)) => {
+                result.emitted_points += 1;
+                match &mut batch {
+                    Some(points) => points.push(p.clone()),
+                    None => result.emitted.push(conformance::point_row(p)),
+                }
+            }
+            Some(response::Message::End(end)) => {
+                let points = batch.take().unwrap_or_default();
+                result.emitted.push(conformance::batch_row(end, &points));
+            }
+            other => panic!("unexpected response {other:?}"),
+        }
+    }
+}
+
+fn check(name: &str) {
+    let case = conformance::load_named(name);
+    let result = run(&case);
+    let errs = conformance::compare(&case, &result);
+    assert!(
+        errs.is_empty(),
+        "{name}: {} difference(s):\n  {}",
+        errs.len(),
+        errs.join("\n  ")
+    );
+}
+
+macro_rules! cases {
+    ($($name:ident),* $(,)?) => {
+        $(#[test] fn $name() { check(stringify!($name)); })*
+        const NAMES: &[&str] = &[$(stringify!($name)),*];
+    };
+}
+
+cases!(
+    batch_all_level_field,
+    batch_event_time_point_vs_tmax,
+    batch_level_and_id_tags,
+    batch_state_changes_only,
+    restart_restores_level_and_duration,
+    stream_details_html_template,
+    stream_level_resets_0,
+    stream_message_time_template,
+    stream_no_level_expressions_many_groups,
+    stream_no_recoveries,
+    stream_recovery_once,
+    stream_state_changes_only,
+    stream_state_changes_only_duration_field,
+    stream_window_count_exact_body,
+    stream_window_count_levels_augmented,
+);
+
+/// A new case file must get its own test above.
+#[test]
+fn every_case_file_has_a_test() {
+    let mut files: Vec<String> = conformance::load_all()
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    files.sort();
+    let mut names: Vec<String> = NAMES.iter().map(|s| s.to_string()).collect();
+    names.sort();
+    assert_eq!(files, names);
+}
+
+/// The emitted-row conversion the comparison relies on.
+#[test]
+fn emitted_rows_sort_fields() {
+    let mut p = Point {
+        time: 0,
+        name: "cpu".into(),
+        ..Default::default()
+    };
+    p.fields_double.insert("b".into(), 1.5);
+    p.fields_int.insert("a".into(), 2);
+    let row: EmittedRow = conformance::point_row(&p);
+    assert_eq!(row.columns, vec!["time", "a", "b"]);
+    let _ = ServerInfo::default();
+}

@@ -1,0 +1,235 @@
+//! Helpers every integration test shares: the Kapacitor emulator
+//! ([`kapacitor`]) and [`Agent`], the real `kapacitor-pagertree` binary
+//! started on its own temporary data directory.
+
+#![allow(dead_code)]
+
+pub mod kapacitor;
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// The binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_kapacitor-pagertree");
+
+/// How long an agent may take to start listening.
+const START_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Configures an agent before starting it.
+#[derive(Debug, Default)]
+pub struct AgentBuilder {
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    config: Option<String>,
+    dir: Option<tempfile::TempDir>,
+}
+
+impl AgentBuilder {
+    /// An extra command-line argument (after `serve`).
+    pub fn arg(mut self, a: &str) -> Self {
+        self.args.push(a.into());
+        self
+    }
+
+    pub fn env(mut self, k: &str, v: &str) -> Self {
+        self.env.push((k.into(), v.into()));
+        self
+    }
+
+    /// A config file with this TOML text, passed as `--config`.
+    pub fn config(mut self, toml: &str) -> Self {
+        self.config = Some(toml.into());
+        self
+    }
+
+    /// Reuse a data directory (e.g. to start a second agent on the same sockets).
+    pub fn dir(mut self, dir: tempfile::TempDir) -> Self {
+        self.dir = Some(dir);
+        self
+    }
+
+    fn command(&mut self) -> (Command, tempfile::TempDir, PathBuf) {
+        let dir = self.dir.take().unwrap_or_else(|| tempfile::tempdir().expect("temp dir"));
+        let data = dir.path().join("data");
+        let mut cmd = Command::new(BIN);
+        cmd.arg("serve").arg("--data-dir").arg(&data).arg("--http-addr").arg("off");
+        if let Some(text) = &self.config {
+            let path = dir.path().join("agent.toml");
+            std::fs::write(&path, text).expect("writing the config file");
+            cmd.arg("--config").arg(path);
+        }
+        cmd.args(&self.args);
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        // A test's own RUST_LOG must not change what the agent logs.
+        cmd.env_remove("RUST_LOG");
+        let log = dir.path().join(format!("agent-{}.log", std::process::id() ^ rand_suffix()));
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::from(File::create(&log).expect("log file")))
+            .stderr(Stdio::from(File::options().append(true).open(&log).expect("log file")));
+        (cmd, dir, log)
+    }
+
+    /// Starts the agent and waits until both sockets accept connections.
+    pub fn start(mut self) -> Agent {
+        let (mut cmd, dir, log) = self.command();
+        let child = cmd.spawn().expect("spawning the agent");
+        let data = dir.path().join("data");
+        let mut agent = Agent { child: Some(child), stream: data.join("stream.sock"), batch: data.join("batch.sock"), dir: Some(dir), log };
+        agent.wait_listening();
+        agent
+    }
+
+    /// Runs the agent expecting it to exit by itself (a start that must fail):
+    /// returns its exit status and everything it wrote.
+    pub fn run_to_exit(mut self) -> (ExitStatus, String, tempfile::TempDir) {
+        let (mut cmd, dir, log) = self.command();
+        let mut child = cmd.spawn().expect("spawning the agent");
+        let status = wait_timeout(&mut child, START_DEADLINE).unwrap_or_else(|| {
+            let _ = child.kill();
+            panic!("the agent did not exit; log:\n{}", std::fs::read_to_string(&log).unwrap_or_default())
+        });
+        (status, std::fs::read_to_string(&log).unwrap_or_default(), dir)
+    }
+}
+
+fn rand_suffix() -> u32 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    N.fetch_add(1, Ordering::Relaxed) << 20
+}
+
+fn wait_timeout(child: &mut Child, d: Duration) -> Option<ExitStatus> {
+    let start = Instant::now();
+    while start.elapsed() < d {
+        if let Some(s) = child.try_wait().expect("waiting for the agent") {
+            return Some(s);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+/// A running agent; killed when dropped.
+#[derive(Debug)]
+pub struct Agent {
+    child: Option<Child>,
+    stream: PathBuf,
+    batch: PathBuf,
+    dir: Option<tempfile::TempDir>,
+    log: PathBuf,
+}
+
+impl Agent {
+    /// `serve --data-dir <temp> --http-addr off`, nothing else.
+    pub fn start() -> Agent {
+        Agent::builder().start()
+    }
+
+    pub fn builder() -> AgentBuilder {
+        AgentBuilder::default()
+    }
+
+    pub fn stream_socket(&self) -> &Path {
+        &self.stream
+    }
+
+    pub fn batch_socket(&self) -> &Path {
+        &self.batch
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.as_ref().expect("agent dir").path().join("data")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("agent process").id()
+    }
+
+    /// Everything the agent wrote (stdout and stderr) so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the log contains `needle`; false after `within`.
+    pub fn wait_log(&self, needle: &str, within: Duration) -> bool {
+        let start = Instant::now();
+        while start.elapsed() < within {
+            if self.log().contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    /// The agent's resident memory in KiB (from /proc).
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    fn wait_listening(&mut self) {
+        let start = Instant::now();
+        loop {
+            let up = |p: &Path| std::os::unix::net::UnixStream::connect(p).is_ok();
+            if up(&self.stream) && up(&self.batch) {
+                return;
+            }
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("the agent exited ({status}) before listening; log:\n{}", self.log());
+            }
+            if start.elapsed() > START_DEADLINE {
+                panic!("the agent is not listening after {START_DEADLINE:?}; log:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sends a signal (e.g. `libc::SIGTERM`) to the agent.
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on our own child's pid.
+        let rc = unsafe { libc::kill(self.pid() as i32, sig) };
+        assert_eq!(rc, 0, "kill failed");
+    }
+
+    /// SIGTERM, then waits for the exit.
+    pub fn terminate(&mut self) -> ExitStatus {
+        self.signal(libc::SIGTERM);
+        self.wait_exit(Duration::from_secs(20))
+    }
+
+    /// Waits for the agent to exit by itself.
+    pub fn wait_exit(&mut self, within: Duration) -> ExitStatus {
+        let child = self.child.as_mut().expect("agent process");
+        let status = wait_timeout(child, within)
+            .unwrap_or_else(|| panic!("the agent did not exit within {within:?}; log:\n{}", self.log()));
+        self.child = None;
+        status
+    }
+
+    /// Stops the agent (SIGKILL) and hands back its directory.
+    pub fn kill_keep_dir(mut self) -> tempfile::TempDir {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        self.dir.take().expect("agent dir")
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
