@@ -106,7 +106,7 @@ pub fn build_sink(hooks: &Hooks) -> (Sink, std::thread::JoinHandle<()>, MemorySt
     let (sink, handle) = if hooks.discard_events {
         spawn_sink(DiscardCommitter, SINK_QUEUE)
     } else {
-        spawn_sink(LogCommitter::new(store.clone()), SINK_QUEUE)
+        spawn_sink(crate::ops::status::ViewingCommitter::new(LogCommitter::new(store.clone())), SINK_QUEUE)
     };
     (sink, handle, store)
 }
@@ -152,6 +152,11 @@ pub async fn serve_with(
         kapacitor_conf_snippet(&stream_path, &batch_path)
     );
 
+    // Both sockets listen: ready for /readyz and for systemd (Type=notify).
+    crate::ops::status::readiness().set_stream_listening(true);
+    crate::ops::status::readiness().set_batch_listening(true);
+    crate::ops::systemd::notify_ready(&stream_path, &batch_path);
+
     let tracker = TaskTracker::new();
     let accept: Vec<_> = [(stream, settings(EdgeType::Stream)), (batch, settings(EdgeType::Batch))]
         .into_iter()
@@ -168,6 +173,9 @@ pub async fn serve_with(
     drop(ctx);
 
     wait_for_signal(&shutdown).await?;
+    crate::ops::systemd::notify_stopping();
+    crate::ops::status::readiness().set_stream_listening(false);
+    crate::ops::status::readiness().set_batch_listening(false);
     shutdown.cancel();
     for a in accept {
         let _ = a.await;

@@ -123,6 +123,29 @@ fn print_config_errors(e: &ConfigErrors) {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the agent (the default): listen on the stream and batch sockets for Kapacitor.
+    ///
+    /// Serves every @pagertree() node on the stream socket and every @pagertreeBatch() node
+    /// on the batch socket until SIGTERM or SIGINT, then stops accepting, lets open sessions
+    /// finish and exits 0. Prints the kapacitor.conf lines that point Kapacitor at it. With
+    /// http_addr (default 127.0.0.1:9096) it also serves /metrics, /healthz, /readyz and
+    /// GET /api/v1/alerts. Under systemd (Type=notify) it reports ready once both sockets
+    /// listen. A stale socket file left by a crash is replaced; one a live agent holds is not.
+    Serve,
+    /// Relay stdin/stdout to the running agent's socket (Kapacitor's `prog =` mode).
+    ///
+    /// For kapacitor.conf `[udf.functions.NAME] prog = ".../kapacitor-pagertree"`,
+    /// `args = ["stdio"]` (or `["stdio", "--batch"]`): Kapacitor starts one relay per node;
+    /// each copies frames to the agent's stream (or batch) socket and back, so all state and
+    /// delivery stay in the one daemon. Fails with a clear message when no agent listens.
+    Stdio {
+        /// Relay to the batch socket (for @pagertreeBatch()) instead of the stream socket.
+        #[arg(long)]
+        batch: bool,
+        /// Relay to this socket instead of the configured one.
+        #[arg(long, value_name = "PATH")]
+        socket: Option<PathBuf>,
+    },
     /// Validate the configuration; with --connect, also check that every endpoint answers.
     ///
     /// Reads the file (if any), the environment and the flags exactly as `serve` would, and
@@ -188,15 +211,13 @@ enum OutputFormat {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        None | Some(Command::Serve) => serve(&cli.global),
+        Some(Command::Stdio { batch, socket }) => stdio(&cli.global, batch, socket),
         Some(Command::Check { connect }) => check(&cli.global, connect),
         Some(Command::Simulate(args)) => simulate(&cli.global, &args),
         Some(Command::Version) => {
             println!("kapacitor-pagertree {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
-        }
-        None => {
-            eprintln!("kapacitor-pagertree: no command given; see --help");
-            ExitCode::from(2)
         }
     }
 }
@@ -447,10 +468,20 @@ fn simulate(global: &Global, args: &SimulateArgs) -> ExitCode {
 /// The engine the agent runs, with in-memory state: for the offline tools.
 fn node_factory(config: &Config) -> kapacitor_pagertree::alert::node::AlertFactory {
     use std::sync::Arc;
+    node_factory_with(
+        &Arc::new(config.clone()),
+        Arc::new(kapacitor_pagertree::alert::store::MemoryStore::new()),
+    )
+}
 
+/// The node factory over a given alert state store. ServerInfo: the
+/// `[kapacitor]` values set in the config, else Kapacitor's defaults.
+fn node_factory_with(
+    config: &std::sync::Arc<Config>,
+    store: std::sync::Arc<dyn kapacitor_pagertree::alert::store::AlertStateStore>,
+) -> kapacitor_pagertree::alert::node::AlertFactory {
     use kapacitor_pagertree::alert::ServerInfo;
     use kapacitor_pagertree::alert::node::{AlertFactory, NodeEnv};
-    use kapacitor_pagertree::alert::store::MemoryStore;
     let k = &config.kapacitor;
     let defaults = ServerInfo::default();
     let server_info = ServerInfo {
@@ -458,9 +489,135 @@ fn node_factory(config: &Config) -> kapacitor_pagertree::alert::node::AlertFacto
         cluster_id: k.cluster_id.clone().unwrap_or(defaults.cluster_id),
         server_id: k.server_id.clone().unwrap_or(defaults.server_id),
     };
-    AlertFactory::new(NodeEnv::new(
-        Arc::new(config.clone()),
-        Arc::new(MemoryStore::new()),
-        server_info,
-    ))
+    AlertFactory::new(NodeEnv::new(config.clone(), store, server_info))
+}
+
+/// The daemon's logger, from the configuration; its warnings are logged.
+fn init_daemon_logging(loaded: &Loaded) -> Result<(), ExitCode> {
+    let format = loaded
+        .config
+        .server
+        .log_format_kind()
+        .unwrap_or(LogFormat::Auto);
+    if let Err(e) = logging::init(format, &loaded.config.server.log_level) {
+        eprintln!("kapacitor-pagertree: {e}");
+        return Err(ExitCode::from(2));
+    }
+    for w in &loaded.warnings {
+        tracing::warn!("{w}");
+    }
+    Ok(())
+}
+
+fn serve(global: &Global) -> ExitCode {
+    let loaded = match global.load() {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    if let Err(code) = init_daemon_logging(&loaded) {
+        return code;
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run_agent(loaded.config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("kapacitor-pagertree: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The agent: HTTP listener, delivery sink, node factory, the sockets.
+async fn run_agent(config: Config) -> anyhow::Result<()> {
+    use std::sync::Arc;
+
+    use anyhow::Context;
+    use kapacitor_pagertree::app;
+    use kapacitor_pagertree::ops::config::HttpAddr;
+    use kapacitor_pagertree::ops::http;
+    use tokio_util::sync::CancellationToken;
+
+    let hooks = app::Hooks::from_env()?;
+    std::fs::create_dir_all(&config.server.data_dir).with_context(|| {
+        format!(
+            "cannot create the data directory {}",
+            config.server.data_dir.display()
+        )
+    })?;
+    let http_stop = CancellationToken::new();
+    let addr_file = http::addr_file(&config.server.data_dir);
+    let mut http_task = None;
+    match config.server.http_listen() {
+        Ok(HttpAddr::Listen(addr)) => {
+            let listener = http::bind(addr).await?;
+            let bound = listener
+                .local_addr()
+                .context("reading the HTTP listener's address")?;
+            // `alerts` finds the agent here when http_addr has port 0.
+            if let Err(e) = std::fs::write(&addr_file, format!("{bound}\n")) {
+                tracing::warn!(error = %e, path = %addr_file.display(), "cannot record the HTTP address");
+            }
+            tracing::info!(addr = %bound, "HTTP listening: /metrics /healthz /readyz /api/v1/alerts");
+            http_task = Some(tokio::spawn(http::serve(listener, http_stop.clone())));
+        }
+        Ok(HttpAddr::Off) => {
+            let _ = std::fs::remove_file(&addr_file);
+        }
+        // Validated at load; unreachable in practice, refused all the same.
+        Err(e) => anyhow::bail!("server.http_addr: {e}"),
+    }
+    let (sink, committer, store) = app::build_sink(&hooks);
+    let config = Arc::new(config);
+    let factory = node_factory_with(&config, Arc::new(store));
+    let result = app::serve_with(
+        &config,
+        Arc::new(factory),
+        sink,
+        &hooks,
+        CancellationToken::new(),
+    )
+    .await;
+    http_stop.cancel();
+    if let Some(t) = http_task {
+        let _ = t.await;
+    }
+    let _ = std::fs::remove_file(&addr_file);
+    // Every Sink clone is gone with the sessions: the committer drains and ends.
+    let _ = tokio::task::spawn_blocking(move || committer.join()).await;
+    result.map_err(Into::into)
+}
+
+fn stdio(global: &Global, batch: bool, socket: Option<PathBuf>) -> ExitCode {
+    use kapacitor_pagertree::proto::EdgeType;
+    let loaded = match global.load() {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    // stdout is the protocol: logs go to stderr, which Kapacitor copies to its log.
+    let level = global.log_level.as_deref().unwrap_or("warn");
+    if let Err(e) = logging::init(LogFormat::Text, level) {
+        eprintln!("kapacitor-pagertree: {e}");
+    }
+    let edge = if batch {
+        EdgeType::Batch
+    } else {
+        EdgeType::Stream
+    };
+    match kapacitor_pagertree::udf::stdio::run(&loaded.config, edge, socket.as_deref()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kapacitor-pagertree stdio: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -47,6 +47,12 @@ pub struct HttpError {
     pub source: std::io::Error,
 }
 
+/// The file in the data directory where `serve` records the address it
+/// listens on, so `alerts` finds an agent started with port 0.
+pub fn addr_file(data_dir: &std::path::Path) -> std::path::PathBuf {
+    data_dir.join("http.addr")
+}
+
 /// Binds the listener; the caller learns the real port (for `:0`).
 pub async fn bind(addr: SocketAddr) -> Result<TcpListener, HttpError> {
     TcpListener::bind(addr)

@@ -14,4 +14,5 @@ pub mod logging;
 pub mod metrics;
 pub mod simulate;
 pub mod status;
+pub mod systemd;
 pub mod tick;
