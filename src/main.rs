@@ -43,7 +43,8 @@ Run `kapacitor-pagertree <command> --help` for each command; the README has the 
     about = ABOUT,
     long_about = LONG_ABOUT,
     after_help = AFTER_HELP,
-    propagate_version = true
+    propagate_version = true,
+    args_override_self = true
 )]
 struct Cli {
     #[command(flatten)]
@@ -168,6 +169,21 @@ enum Command {
     /// upstream alert) are NOT executed: record the data that reaches the node, or use Mode 2
     /// data with the level already in it; simulate says which nodes it skipped.
     Simulate(SimulateArgs),
+    /// List the alerts the running agent holds open (non-OK), per task and node.
+    ///
+    /// Asks the running agent over its local HTTP API (GET /api/v1/alerts on http_addr; an
+    /// agent started with port 0 is found through <data_dir>/http.addr). Shows each alert's
+    /// level, since when it is non-OK, and what became of its latest event: pending,
+    /// delivered, retrying, parked (refused by PagerTree; a human must act), dead_letter or
+    /// dry_run. Exit code 1 when the agent cannot be reached.
+    Alerts {
+        /// table, or json (the API's answer as is).
+        #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+        format: OutputFormat,
+        /// The agent's HTTP address or base URL, instead of http_addr.
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+    },
     /// Print the version.
     Version,
 }
@@ -215,6 +231,7 @@ fn main() -> ExitCode {
         Some(Command::Stdio { batch, socket }) => stdio(&cli.global, batch, socket),
         Some(Command::Check { connect }) => check(&cli.global, connect),
         Some(Command::Simulate(args)) => simulate(&cli.global, &args),
+        Some(Command::Alerts { format, url }) => alerts(&cli.global, format, url),
         Some(Command::Version) => {
             println!("kapacitor-pagertree {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
@@ -620,4 +637,137 @@ fn stdio(global: &Global, batch: bool, socket: Option<PathBuf>) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The base URL of the running agent's HTTP API.
+fn agent_url(config: &Config, explicit: Option<String>) -> Result<String, String> {
+    use kapacitor_pagertree::ops::config::HttpAddr;
+    if let Some(u) = explicit {
+        let u = u.trim_end_matches('/').to_string();
+        return Ok(if u.contains("://") {
+            u
+        } else {
+            format!("http://{u}")
+        });
+    }
+    let addr = match config.server.http_listen()? {
+        HttpAddr::Off => {
+            return Err(
+                "http_addr is \"off\": the agent has no local API (set it, or give --url)".into(),
+            );
+        }
+        HttpAddr::Listen(a) if a.port() == 0 => {
+            let file = kapacitor_pagertree::ops::http::addr_file(&config.server.data_dir);
+            let text = std::fs::read_to_string(&file).map_err(|e| {
+                format!(
+                    "http_addr has port 0 and {} cannot be read ({e}): is the agent running with --data-dir {}?",
+                    file.display(),
+                    config.server.data_dir.display()
+                )
+            })?;
+            text.trim()
+                .parse()
+                .map_err(|_| format!("{} does not hold an address", file.display()))?
+        }
+        HttpAddr::Listen(a) => a,
+    };
+    // A wildcard listen address is reached on loopback.
+    let addr = if addr.ip().is_unspecified() {
+        std::net::SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port())
+    } else {
+        addr
+    };
+    Ok(format!("http://{addr}"))
+}
+
+fn alerts(global: &Global, format: OutputFormat, url: Option<String>) -> ExitCode {
+    use kapacitor_pagertree::ops::http::{ALERTS_PATH, AlertsResponse};
+    let loaded = match global.load() {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    init_tool_logging(&loaded, global);
+    let base = match agent_url(&loaded.config, url) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("kapacitor-pagertree alerts: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let url = format!("{base}{ALERTS_PATH}");
+    let fetched = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string()).and_then(
+        |rt| {
+            rt.block_on(async {
+                let client = reqwest::Client::builder()
+                    .timeout(Duration::from_secs(10))
+                    .build()
+                    .map_err(|e| e.to_string())?;
+                let resp = client.get(&url).send().await.map_err(|e| {
+                    format!("cannot reach the agent at {base}: {e} (is `kapacitor-pagertree serve` running with this http_addr?)")
+                })?;
+                let status = resp.status();
+                let body = resp.text().await.map_err(|e| e.to_string())?;
+                if !status.is_success() {
+                    return Err(format!("{url} answered {status}: {}", body.trim()));
+                }
+                Ok(body)
+            })
+        },
+    );
+    let body = match fetched {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("kapacitor-pagertree alerts: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if format == OutputFormat::Json {
+        println!("{}", body.trim_end());
+        return ExitCode::SUCCESS;
+    }
+    let parsed: AlertsResponse = match serde_json::from_str(&body) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("kapacitor-pagertree alerts: {url} did not answer with the alerts JSON: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if parsed.alerts.is_empty() {
+        println!("no open alerts");
+        return ExitCode::SUCCESS;
+    }
+    let header = ["TASK", "NODE", "ID", "LEVEL", "SINCE", "DELIVERY"].map(String::from);
+    let rows: Vec<[String; 6]> = parsed
+        .alerts
+        .iter()
+        .map(|a| {
+            let delivery = match &a.delivery_detail {
+                Some(d) => format!("{} ({d})", a.delivery.as_str()),
+                None => a.delivery.as_str().to_string(),
+            };
+            [
+                a.task.clone(),
+                a.node.clone(),
+                a.id.clone(),
+                a.level.to_string(),
+                a.since.clone(),
+                delivery,
+            ]
+        })
+        .collect();
+    let mut widths = header.clone().map(|h| h.chars().count());
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    for r in std::iter::once(&header).chain(&rows) {
+        let line: Vec<String> = r
+            .iter()
+            .zip(widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        println!("{}", line.join("  ").trim_end());
+    }
+    ExitCode::SUCCESS
 }
