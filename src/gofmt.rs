@@ -1,28 +1,77 @@
 //! Go's printing rules that Kapacitor's output depends on byte for byte:
 //! RFC 3339 times with trimmed nanoseconds, `time.Time.String()`,
-//! `time.Duration.String()`, `%v` floats, and `encoding/json`.
+//! `time.Duration.String()`, `%v` floats, and `encoding/json` (the HTML-safe
+//! `Encoder` Kapacitor uses for the POST body and the templates' `json`).
+//!
+//! No crate prints floats the way Go does (see docs/dependencies.md), so the
+//! float rules are built here on Rust's shortest round-trip digits (`{:e}`),
+//! which are the same digits Go's `strconv` chooses; only the layout differs.
+
+use std::fmt::Write as _;
+
+use crate::alert::{Event, FieldValue, Series, SeriesValue};
 
 /// Formats nanoseconds since the epoch as Go's `time.RFC3339Nano` in UTC:
 /// trailing zeros of the fraction trimmed, no fraction when zero.
 pub fn rfc3339_nano(ns: i64) -> String {
+    let mut s = String::with_capacity(30);
+    write_rfc3339_nano(&mut s, ns);
+    s
+}
+
+/// [`rfc3339_nano`] appending to `out` (no intermediate allocation).
+pub fn write_rfc3339_nano(out: &mut String, ns: i64) {
+    write_date_time(out, ns, 'T');
+    out.push('Z');
+}
+
+/// Go's `time.Time.String()` for a UTC time:
+/// `2006-01-02 15:04:05.999999999 +0000 UTC` (fraction trimmed as Go trims it).
+pub fn time_string(ns: i64) -> String {
+    let mut s = String::with_capacity(40);
+    write_date_time(&mut s, ns, ' ');
+    s.push_str(" +0000 UTC");
+    s
+}
+
+/// `YYYY-MM-DD{sep}hh:mm:ss[.fraction]`, the part both layouts share.
+fn write_date_time(out: &mut String, ns: i64, sep: char) {
     let secs = ns.div_euclid(1_000_000_000);
     let frac = ns.rem_euclid(1_000_000_000);
     let days = secs.div_euclid(86_400);
     let sod = secs.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
-    let mut s = format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
+    // Writing to a String cannot fail.
+    let _ = write!(
+        out,
+        "{y:04}-{m:02}-{d:02}{sep}{:02}:{:02}:{:02}",
         sod / 3600,
         (sod % 3600) / 60,
         sod % 60
     );
-    if frac != 0 {
-        let f = format!("{frac:09}");
-        s.push('.');
-        s.push_str(f.trim_end_matches('0'));
+    write_frac(out, frac as u64, 9);
+}
+
+/// Writes `.ddd` for `v / 10^prec` with trailing zeros removed; nothing when
+/// the fraction is zero (Go's `fmtFrac` and the `.999999999` layouts).
+fn write_frac(out: &mut String, v: u64, prec: u32) {
+    if v == 0 {
+        return;
     }
-    s.push('Z');
-    s
+    let mut digits = [0u8; 9];
+    let mut v = v;
+    for i in (0..prec as usize).rev() {
+        digits[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
+    let mut end = prec as usize;
+    while end > 0 && digits[end - 1] == b'0' {
+        end -= 1;
+    }
+    out.push('.');
+    for &b in &digits[..end] {
+        out.push(b as char);
+    }
 }
 
 /// Days since 1970-01-01 → (year, month, day), proleptic Gregorian
@@ -40,6 +89,346 @@ pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
+/// Go's `time.Duration.String()`: `0s`, `1ns`, `1.5µs`, `100ms`, `1.5s`,
+/// `1m30s`, `2h0m0s`, with a leading `-` for negative durations.
+pub fn duration_string(ns: i64) -> String {
+    let mut out = String::with_capacity(24);
+    write_duration(&mut out, ns);
+    out
+}
+
+/// [`duration_string`] appending to `out`.
+pub fn write_duration(out: &mut String, ns: i64) {
+    if ns == 0 {
+        out.push_str("0s");
+        return;
+    }
+    if ns < 0 {
+        out.push('-');
+    }
+    let u = ns.unsigned_abs();
+    if u < 1_000_000_000 {
+        let (prec, unit) = if u < 1_000 {
+            (0, "ns")
+        } else if u < 1_000_000 {
+            (3, "µs")
+        } else {
+            (6, "ms")
+        };
+        let p = 10u64.pow(prec);
+        let _ = write!(out, "{}", u / p);
+        write_frac(out, u % p, prec);
+        out.push_str(unit);
+        return;
+    }
+    let secs = u / 1_000_000_000;
+    let frac = u % 1_000_000_000;
+    let (h, m, s) = (secs / 3600, (secs / 60) % 60, secs % 60);
+    if h > 0 {
+        let _ = write!(out, "{h}h{m}m");
+    } else if m > 0 {
+        let _ = write!(out, "{m}m");
+    }
+    let _ = write!(out, "{s}");
+    write_frac(out, frac, 9);
+    out.push('s');
+}
+
+/// The shortest round-trip decimal digits of a finite, non-zero `|f|` and its
+/// decimal point position: `f = 0.d1d2d3… × 10^dp`.
+///
+/// Rust's `{:e}` gives the shortest length, but when two digit strings of that
+/// length both round-trip it may not pick the one Go picks (the closest to the
+/// exact binary value, ties to even: Go prints 927900514498476.25 as
+/// `…476.2`, Rust's `{:e}` as `…476.3`). Re-rounding the exact value to that
+/// length (`{:.N e}`, exact and half-even) gives Go's choice; it is kept only
+/// when it round-trips (it may not at a power-of-two boundary).
+fn shortest_digits(f: f64) -> (String, i32) {
+    let abs = f.abs();
+    let s = format!("{abs:e}");
+    let (digits, dp) = split_exp(&s);
+    if digits.len() > 1 {
+        let r = format!("{abs:.prec$e}", prec = digits.len() - 1);
+        if r.parse::<f64>().ok() == Some(abs) {
+            return split_exp(&r);
+        }
+    }
+    (digits, dp)
+}
+
+/// "d.ddde±x" → (digits, decimal point position).
+fn split_exp(s: &str) -> (String, i32) {
+    let (mant, exp) = s.split_once('e').unwrap_or((s, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let digits: String = mant.chars().filter(|c| *c != '.').collect();
+    (digits, exp + 1)
+}
+
+/// Appends `digits` (decimal point after `dp` digits) in positional form,
+/// as Go's `%f` with the shortest precision lays them out.
+fn push_positional(out: &mut String, digits: &str, dp: i32) {
+    let nd = digits.len() as i32;
+    if dp <= 0 {
+        out.push_str("0.");
+        for _ in 0..-dp {
+            out.push('0');
+        }
+        out.push_str(digits);
+    } else if dp >= nd {
+        out.push_str(digits);
+        for _ in 0..dp - nd {
+            out.push('0');
+        }
+    } else {
+        out.push_str(&digits[..dp as usize]);
+        out.push('.');
+        out.push_str(&digits[dp as usize..]);
+    }
+}
+
+/// Appends `digits` in Go's `%e` form: `d.ddde+XX`, at least two exponent
+/// digits.
+fn push_exponent(out: &mut String, digits: &str, dp: i32) {
+    out.push_str(&digits[..1]);
+    if digits.len() > 1 {
+        out.push('.');
+        out.push_str(&digits[1..]);
+    }
+    let e = dp - 1;
+    let _ = write!(out, "e{}{:02}", if e < 0 { '-' } else { '+' }, e.abs());
+}
+
+/// Go's `fmt` `%v` for a `float64` (= `strconv.FormatFloat(f, 'g', -1, 64)`):
+/// shortest digits, exponent form when the decimal exponent is < −4 or ≥ 6
+/// (`%g` decides with precision 6 when the precision is the shortest).
+pub fn format_float_v(f: f64) -> String {
+    let mut out = String::with_capacity(24);
+    write_float_v(&mut out, f);
+    out
+}
+
+/// [`format_float_v`] appending to `out`.
+pub fn write_float_v(out: &mut String, f: f64) {
+    if f.is_nan() {
+        out.push_str("NaN");
+        return;
+    }
+    if f.is_infinite() {
+        out.push_str(if f > 0.0 { "+Inf" } else { "-Inf" });
+        return;
+    }
+    if f.is_sign_negative() {
+        out.push('-');
+    }
+    if f == 0.0 {
+        out.push('0');
+        return;
+    }
+    let (digits, dp) = shortest_digits(f);
+    let exp = dp - 1;
+    if !(-4..6).contains(&exp) {
+        push_exponent(out, &digits, dp);
+    } else {
+        push_positional(out, &digits, dp);
+    }
+}
+
+/// `encoding/json`'s float: positional shortest digits for 1e-6 ≤ |f| < 1e21,
+/// otherwise the `e` form with a one-digit negative exponent cleaned
+/// (`1e-7`, `1e+21`). Non-finite values cannot be encoded by Go (the whole
+/// `Encode` fails); they are written as `null` here so a document stays valid.
+pub fn format_float_json(f: f64) -> String {
+    let mut out = String::with_capacity(24);
+    write_float_json(&mut out, f);
+    out
+}
+
+/// [`format_float_json`] appending to `out`.
+pub fn write_float_json(out: &mut String, f: f64) {
+    if !f.is_finite() {
+        out.push_str("null");
+        return;
+    }
+    if f.is_sign_negative() {
+        out.push('-');
+    }
+    if f == 0.0 {
+        out.push('0');
+        return;
+    }
+    let (digits, dp) = shortest_digits(f);
+    let abs = f.abs();
+    if !(1e-6..1e21).contains(&abs) {
+        let start = out.len();
+        push_exponent(out, &digits, dp);
+        // Go: "clean up e-09 to e-9" (only negative exponents).
+        let b = out.as_bytes();
+        let n = b.len();
+        if n - start >= 4 && b[n - 4] == b'e' && b[n - 3] == b'-' && b[n - 2] == b'0' {
+            out.remove(n - 2);
+        }
+    } else {
+        push_positional(out, &digits, dp);
+    }
+}
+
+/// Appends `s` as a JSON string the way Go's HTML-safe encoder writes it:
+/// `"` and `\` escaped, `\n` `\r` `\t`, other control characters as
+/// `\u00XX`, `<` `>` `&` as `\u003c` `\u003e` `\u0026`, U+2028/U+2029 escaped,
+/// everything else raw UTF-8.
+pub fn write_json_string(out: &mut String, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.reserve(s.len() + 2);
+    out.push('"');
+    let mut start = 0;
+    for (i, c) in s.char_indices() {
+        let esc: Option<&str> = match c {
+            '"' => Some("\\\""),
+            '\\' => Some("\\\\"),
+            '\n' => Some("\\n"),
+            '\r' => Some("\\r"),
+            '\t' => Some("\\t"),
+            '\u{2028}' => Some("\\u2028"),
+            '\u{2029}' => Some("\\u2029"),
+            c if (c as u32) < 0x20 || c == '<' || c == '>' || c == '&' => None,
+            _ => continue,
+        };
+        out.push_str(&s[start..i]);
+        match esc {
+            Some(e) => out.push_str(e),
+            None => {
+                let b = c as u32 as u8;
+                out.push_str("\\u00");
+                out.push(HEX[(b >> 4) as usize] as char);
+                out.push(HEX[(b & 0xf) as usize] as char);
+            }
+        }
+        start = i + c.len_utf8();
+    }
+    out.push_str(&s[start..]);
+    out.push('"');
+}
+
+/// Appends a field value as `encoding/json` encodes the `interface{}` holding it.
+pub fn write_json_field(out: &mut String, v: &FieldValue) {
+    match v {
+        FieldValue::Float(f) => write_float_json(out, *f),
+        FieldValue::Int(i) => {
+            let _ = write!(out, "{i}");
+        }
+        FieldValue::String(s) => write_json_string(out, s),
+        FieldValue::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+    }
+}
+
+/// Appends a `map[string]string` as `encoding/json` does: keys sorted.
+/// `tags` must iterate in key order (a `BTreeMap` does).
+pub fn write_json_string_map<'a>(
+    out: &mut String,
+    tags: impl IntoIterator<Item = (&'a String, &'a String)>,
+) {
+    out.push('{');
+    for (i, (k, v)) in tags.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write_json_string(out, k);
+        out.push(':');
+        write_json_string(out, v);
+    }
+    out.push('}');
+}
+
+/// Appends Kapacitor's `models.Row` (`name`, `tags`, `columns`, `values`,
+/// each omitted when empty).
+fn write_json_row(out: &mut String, row: &Series) {
+    out.push('{');
+    let mut first = true;
+    let mut key = |out: &mut String, k: &str| {
+        if !first {
+            out.push(',');
+        }
+        first = false;
+        out.push('"');
+        out.push_str(k);
+        out.push_str("\":");
+    };
+    if !row.name.is_empty() {
+        key(out, "name");
+        write_json_string(out, &row.name);
+    }
+    if !row.tags.is_empty() {
+        key(out, "tags");
+        write_json_string_map(out, &row.tags);
+    }
+    if !row.columns.is_empty() {
+        key(out, "columns");
+        out.push('[');
+        for (i, c) in row.columns.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            write_json_string(out, c);
+        }
+        out.push(']');
+    }
+    if !row.values.is_empty() {
+        key(out, "values");
+        out.push('[');
+        for (i, vals) in row.values.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push('[');
+            for (j, v) in vals.iter().enumerate() {
+                if j > 0 {
+                    out.push(',');
+                }
+                match v {
+                    SeriesValue::Time(ns) => {
+                        out.push('"');
+                        write_rfc3339_nano(out, *ns);
+                        out.push('"');
+                    }
+                    SeriesValue::Field(f) => write_json_field(out, f),
+                    SeriesValue::Null => out.push_str("null"),
+                }
+            }
+            out.push(']');
+        }
+        out.push(']');
+    }
+    out.push('}');
+}
+
+/// `json.NewEncoder(w).Encode(alert.Data)`: the exact body Kapacitor's
+/// `.post()`, `.tcp()`, `.log()` and `.exec()` write for an event, trailing
+/// newline included (conformance README §5).
+pub fn alert_data_json(e: &Event) -> Vec<u8> {
+    let mut out = String::with_capacity(
+        256 + e.id.len() + e.message.len() + e.details.len() * 2 + e.data.values.len() * 48,
+    );
+    out.push_str("{\"id\":");
+    write_json_string(&mut out, &e.id);
+    out.push_str(",\"message\":");
+    write_json_string(&mut out, &e.message);
+    out.push_str(",\"details\":");
+    write_json_string(&mut out, &e.details);
+    out.push_str(",\"time\":\"");
+    write_rfc3339_nano(&mut out, e.time);
+    let _ = write!(out, "\",\"duration\":{}", e.duration);
+    out.push_str(",\"level\":\"");
+    out.push_str(e.level.as_str());
+    out.push_str("\",\"data\":{\"series\":[");
+    write_json_row(&mut out, &e.data);
+    out.push_str("]},\"previousLevel\":\"");
+    out.push_str(e.previous_level.as_str());
+    out.push_str("\",\"recoverable\":");
+    out.push_str(if e.recoverable { "true" } else { "false" });
+    out.push_str("}\n");
+    out.into_bytes()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -47,7 +436,112 @@ mod tests {
     #[test]
     fn rfc3339() {
         assert_eq!(rfc3339_nano(31_536_010_000_000_000), "1971-01-01T00:00:10Z");
-        assert_eq!(rfc3339_nano(1_580_702_706_003_000_000), "2020-02-03T04:05:06.003Z");
+        assert_eq!(
+            rfc3339_nano(1_580_702_706_003_000_000),
+            "2020-02-03T04:05:06.003Z"
+        );
         assert_eq!(rfc3339_nano(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339_nano(-1), "1969-12-31T23:59:59.999999999Z");
+    }
+
+    #[test]
+    fn time_strings() {
+        assert_eq!(
+            time_string(31_536_010_000_000_000),
+            "1971-01-01 00:00:10 +0000 UTC"
+        );
+        assert_eq!(
+            time_string(31_536_010_000_005_000),
+            "1971-01-01 00:00:10.000005 +0000 UTC"
+        );
+        assert_eq!(
+            time_string(1_580_702_706_008_000_000),
+            "2020-02-03 04:05:06.008 +0000 UTC"
+        );
+    }
+
+    #[test]
+    fn durations() {
+        let cases: &[(i64, &str)] = &[
+            (0, "0s"),
+            (1, "1ns"),
+            (999, "999ns"),
+            (1_000, "1µs"),
+            (1_500, "1.5µs"),
+            (1_000_000, "1ms"),
+            (100_000_000, "100ms"),
+            (1_500_000_000, "1.5s"),
+            (90_000_000_000, "1m30s"),
+            (7_200_000_000_000, "2h0m0s"),
+            (3_723_000_000_001, "1h2m3.000000001s"),
+            (-90_000_000_000, "-1m30s"),
+            (-1, "-1ns"),
+            (i64::MIN, "-2562047h47m16.854775808s"),
+            (i64::MAX, "2562047h47m16.854775807s"),
+        ];
+        for (ns, want) in cases {
+            assert_eq!(duration_string(*ns), *want, "{ns}");
+        }
+    }
+
+    #[test]
+    fn floats_v() {
+        let cases: &[(f64, &str)] = &[
+            (50.0, "50"),
+            (7.0, "7"),
+            (0.0, "0"),
+            (-0.0, "-0"),
+            (1e6, "1e+06"),
+            (123456.7, "123456.7"),
+            (1234567.0, "1.234567e+06"),
+            (0.00001, "1e-05"),
+            (0.0001, "0.0001"),
+            (1e21, "1e+21"),
+            (1e-7, "1e-07"),
+            (1e100, "1e+100"),
+            (2.469916402324427, "2.469916402324427"),
+            (f64::NAN, "NaN"),
+            (f64::INFINITY, "+Inf"),
+            (f64::NEG_INFINITY, "-Inf"),
+            (-1.5, "-1.5"),
+            (
+                f64::from_bits(0x430a_5f5d_646d_bd62),
+                "9.279005144984762e+14",
+            ),
+        ];
+        for (f, want) in cases {
+            assert_eq!(format_float_v(*f), *want, "{f:?}");
+        }
+    }
+
+    #[test]
+    fn floats_json() {
+        let cases: &[(f64, &str)] = &[
+            (7.0, "7"),
+            (96.49999999996908, "96.49999999996908"),
+            (1e-7, "1e-7"),
+            (1e21, "1e+21"),
+            (1e20, "100000000000000000000"),
+            (0.000001, "0.000001"),
+            (0.00001, "0.00001"),
+            (1234567.0, "1234567"),
+            (-0.0, "-0"),
+            (1.5e-10, "1.5e-10"),
+            (5e-324, "5e-324"),
+            (f64::NAN, "null"),
+        ];
+        for (f, want) in cases {
+            assert_eq!(format_float_json(*f), *want, "{f:?}");
+        }
+    }
+
+    #[test]
+    fn json_strings() {
+        let mut s = String::new();
+        write_json_string(&mut s, "a\"b\\c\n\r\t\u{1}<>&\u{2028}\u{2029}é\u{7f}");
+        assert_eq!(
+            s,
+            r#""a\"b\\c\n\r\t\u0001\u003c\u003e\u0026\u2028\u2029é"#.to_owned() + "\u{7f}\""
+        );
     }
 }
