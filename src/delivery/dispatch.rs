@@ -685,7 +685,7 @@ impl State {
     /// Notices operator actions on heads that wait (parked or backing off):
     /// a dropped row releases its key; a retried one is due now.
     async fn reconcile(&mut self) {
-        let soon = Instant::now() + Duration::from_millis(500);
+        let soon = Instant::now();
         let waiting: Vec<i64> = self
             .queues
             .values()

@@ -41,41 +41,7 @@ pub fn body(event: &Event, format: Format) -> Vec<u8> {
 
 /// Kapacitor's `alert.Data` JSON, byte for byte what `|alert().post()` sends.
 pub fn kapacitor_body(event: &Event) -> Vec<u8> {
-    interim::alert_data_json(event).into()
-}
-
-/// Until the template branch's `gofmt::alert_data_json` is merged.
-mod interim {
-    use crate::alert::{Event, FieldValue, SeriesValue};
-    pub fn alert_data_json(e: &Event) -> String {
-        let values: Vec<Vec<serde_json::Value>> = e
-            .data
-            .values
-            .iter()
-            .map(|row| {
-                row.iter()
-                    .map(|v| match v {
-                        SeriesValue::Time(t) => crate::gofmt::rfc3339_nano(*t).into(),
-                        SeriesValue::Field(FieldValue::Float(f)) => (*f).into(),
-                        SeriesValue::Field(FieldValue::Int(i)) => (*i).into(),
-                        SeriesValue::Field(FieldValue::String(s)) => s.clone().into(),
-                        SeriesValue::Field(FieldValue::Bool(b)) => (*b).into(),
-                        SeriesValue::Null => serde_json::Value::Null,
-                    })
-                    .collect()
-            })
-            .collect();
-        let v = serde_json::json!({
-            "id": e.id, "message": e.message, "details": e.details,
-            "time": crate::gofmt::rfc3339_nano(e.time), "duration": e.duration,
-            "level": e.level.as_str(),
-            "data": {"series": [{"name": e.data.name, "tags": e.data.tags, "columns": e.data.columns, "values": values}]},
-            "previousLevel": e.previous_level.as_str(), "recoverable": e.recoverable,
-        });
-        let mut s = v.to_string();
-        s.push('\n');
-        s
-    }
+    crate::gofmt::alert_data_json(event)
 }
 
 /// The urgency a webhook event carries for `level`: the node's
