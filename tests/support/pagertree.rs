@@ -115,6 +115,8 @@ struct State {
     seen: Vec<Seen>,
     alerts: HashMap<(String, String), AlertRecord>,
     violations: Vec<String>,
+    /// Requests whose headers arrived (answered or not).
+    arrivals: usize,
 }
 
 /// The running fake. Dropping it stops the server.
@@ -202,6 +204,16 @@ impl FakePagerTree {
 
     pub fn seen(&self) -> Vec<Seen> {
         self.lock().seen.clone()
+    }
+
+    /// Requests that arrived and have no answer yet (on the wire).
+    pub fn in_flight(&self) -> usize {
+        let st = self.lock();
+        st.arrivals - st.seen.len()
+    }
+
+    pub fn arrivals(&self) -> usize {
+        self.lock().arrivals
     }
 
     pub fn violations(&self) -> Vec<String> {
@@ -330,6 +342,7 @@ async fn serve_conn(mut sock: TcpStream, state: Arc<Mutex<State>>, changed: Arc<
     while let Some(req) = read_request(&mut sock, &mut buf).await {
         let fault = {
             let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
+            st.arrivals += 1;
             st.outage.clone().or_else(|| st.faults.pop_front())
         };
         let record = |status: Option<u16>, fault: Option<Fault>| {
