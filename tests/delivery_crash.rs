@@ -40,7 +40,10 @@ fn events(url: &str) -> Vec<kapacitor_pagertree::alert::Event> {
 /// The child: commits every event (printing progress), then waits to be killed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn child_agent() {
-    let (Ok(dir), Ok(url)) = (std::env::var("KPT_CRASH_CHILD"), std::env::var("KPT_CRASH_URL")) else {
+    let (Ok(dir), Ok(url)) = (
+        std::env::var("KPT_CRASH_CHILD"),
+        std::env::var("KPT_CRASH_URL"),
+    ) else {
         return; // not running as the child
     };
     let mut h = Harness::start(std::path::Path::new(&dir), &config(""), fast());
@@ -87,7 +90,10 @@ async fn kill_9_with_requests_in_flight_then_restart_loses_nothing() {
     let mut committed = 0;
     let deadline = Instant::now() + Duration::from_secs(60);
     while committed < 200 || fake.accepted_count() < 30 || fake.in_flight() == 0 {
-        assert!(Instant::now() < deadline, "child made no progress (committed {committed})");
+        assert!(
+            Instant::now() < deadline,
+            "child made no progress (committed {committed})"
+        );
         if let Ok(Some(n)) = tokio::time::timeout(Duration::from_millis(20), rx.recv()).await {
             committed = n;
         }
@@ -116,11 +122,15 @@ async fn kill_9_with_requests_in_flight_then_restart_loses_nothing() {
     let want: Vec<String> = all[..committed].iter().map(|e| e.message.clone()).collect();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let got: std::collections::HashSet<String> = fake.accepted().into_iter().map(|a| a.marker).collect();
+        let got: std::collections::HashSet<String> =
+            fake.accepted().into_iter().map(|a| a.marker).collect();
         if want.iter().all(|m| got.contains(m)) {
             break;
         }
-        assert!(Instant::now() < deadline, "committed events missing after restart");
+        assert!(
+            Instant::now() < deadline,
+            "committed events missing after restart"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tokio::time::sleep(Duration::from_millis(500)).await; // let stragglers land
@@ -131,13 +141,22 @@ async fn kill_9_with_requests_in_flight_then_restart_loses_nothing() {
         let id = format!("c{i}");
         let have = per_id.get(&id).cloned().unwrap_or_default();
         let collapsed = pagertree::collapse(&have);
-        let expected: Vec<String> = all.iter().filter(|e| e.id == id).map(|e| e.message.clone()).collect();
+        let expected: Vec<String> = all
+            .iter()
+            .filter(|e| e.id == id)
+            .map(|e| e.message.clone())
+            .collect();
         assert_eq!(collapsed, expected[..collapsed.len()], "id {id}: {have:?}");
     }
     // Duplicates only of what was in flight at the kill.
-    let dups = accepted.len() - pagertree::first_occurrences(&accepted.iter().map(|a| &a.marker).collect::<Vec<_>>()).len();
+    let dups = accepted.len()
+        - pagertree::first_occurrences(&accepted.iter().map(|a| &a.marker).collect::<Vec<_>>())
+            .len();
     eprintln!("{} accepted, {dups} duplicates", accepted.len());
-    assert!(dups <= in_flight_at_kill.max(16), "{dups} duplicates, {in_flight_at_kill} were in flight");
+    assert!(
+        dups <= in_flight_at_kill.max(16),
+        "{dups} duplicates, {in_flight_at_kill} were in flight"
+    );
     h.stop().await;
     // Nothing left behind.
     let left = kapacitor_pagertree::delivery::outbox::Outbox::open(
@@ -153,7 +172,11 @@ async fn kill_9_with_requests_in_flight_then_restart_loses_nothing() {
     // Exactly the events that were committed reached PagerTree (nothing
     // uncommitted can), so their count gives the committed prefix, and the
     // alert state must be the last committed event per id.
-    let unique = accepted.iter().map(|a| a.marker.clone()).collect::<std::collections::HashSet<_>>().len();
+    let unique = accepted
+        .iter()
+        .map(|a| a.marker.clone())
+        .collect::<std::collections::HashSet<_>>()
+        .len();
     assert!(unique >= committed);
     let mut want_state = std::collections::HashMap::new();
     for e in &all[..unique] {
@@ -164,8 +187,13 @@ async fn kill_9_with_requests_in_flight_then_restart_loses_nothing() {
         }
     }
     h = Harness::open(dir.path(), &config(""));
-    let st = kapacitor_pagertree::alert::store::AlertStateStore::load(&h.outbox, "task", "pagertree1").unwrap();
-    let got: std::collections::HashMap<_, _> = st.into_iter().map(|(k, v)| (k, (v.level, v.time))).collect();
+    let st =
+        kapacitor_pagertree::alert::store::AlertStateStore::load(&h.outbox, "task", "pagertree1")
+            .unwrap();
+    let got: std::collections::HashMap<_, _> = st
+        .into_iter()
+        .map(|(k, v)| (k, (v.level, v.time)))
+        .collect();
     assert_eq!(got, want_state);
     h.stop().await;
 }

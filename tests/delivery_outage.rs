@@ -20,7 +20,9 @@ use pagertree::{FakePagerTree, Fault, Fmt};
 async fn outage_run(outage: Duration, ids: usize, every: Duration, recover: Duration) {
     let fake = FakePagerTree::start().await;
     let url = fake.integration("int_outage", Fmt::Webhook, None);
-    let cfg = config(&format!("[endpoints.pt]\nurl = \"{url}\"\nformat = \"webhook\"\n"));
+    let cfg = config(&format!(
+        "[endpoints.pt]\nurl = \"{url}\"\nformat = \"webhook\"\n"
+    ));
     let dir = tempfile::tempdir().unwrap();
     let mut dcfg = fast();
     dcfg.retry_initial = Duration::from_millis(100);
@@ -30,7 +32,8 @@ async fn outage_run(outage: Duration, ids: usize, every: Duration, recover: Dura
 
     // A few events go through before the outage.
     for i in 0..ids {
-        h.submit(event(&format!("o{i}"), level_at(0), 0, r.clone())).await;
+        h.submit(event(&format!("o{i}"), level_at(0), 0, r.clone()))
+            .await;
     }
     assert!(fake.wait_accepted(ids, Duration::from_secs(10)).await);
 
@@ -44,7 +47,8 @@ async fn outage_run(outage: Duration, ids: usize, every: Duration, recover: Dura
             switched = true;
         }
         for i in 0..ids {
-            h.submit(event(&format!("o{i}"), level_at(n), n, r.clone())).await;
+            h.submit(event(&format!("o{i}"), level_at(n), n, r.clone()))
+                .await;
         }
         n += 1;
         tokio::time::sleep(every).await;
@@ -53,7 +57,11 @@ async fn outage_run(outage: Duration, ids: usize, every: Duration, recover: Dura
     fake.set_outage(None);
     let lifted = Instant::now();
     let total = h.submitted;
-    assert!(fake.wait_accepted(total, recover).await, "accepted {} of {total}", fake.accepted_count());
+    assert!(
+        fake.wait_accepted(total, recover).await,
+        "accepted {} of {total}",
+        fake.accepted_count()
+    );
     let caught_up = lifted.elapsed();
     eprintln!(
         "outage {outage:?}: {total} events, {during} requests refused during the outage, \
@@ -64,11 +72,20 @@ async fn outage_run(outage: Duration, ids: usize, every: Duration, recover: Dura
     // Backoff, not hammering: per id at most one attempt per retry_initial
     // doubling up to retry_max (2 s) — well under 2 attempts a second.
     let per_id_per_sec = during as f64 / ids as f64 / outage.as_secs_f64();
-    assert!(per_id_per_sec < 2.0, "{per_id_per_sec} attempts per id per second during the outage");
+    assert!(
+        per_id_per_sec < 2.0,
+        "{per_id_per_sec} attempts per id per second during the outage"
+    );
     h.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sixty_second_outage_during_a_stream_loses_and_reorders_nothing() {
-    outage_run(Duration::from_secs(60), 20, Duration::from_millis(100), Duration::from_secs(30)).await;
+    outage_run(
+        Duration::from_secs(60),
+        20,
+        Duration::from_millis(100),
+        Duration::from_secs(30),
+    )
+    .await;
 }

@@ -98,14 +98,38 @@ pub enum DispatchError {
     Thread(std::io::Error),
 }
 
+/// The state of rows by sequence number: `None` when gone; else (parked,
+/// next attempt in wall-clock ns).
+type RowStates = Vec<(i64, Option<(bool, i64)>)>;
+
 /// Work for the database thread.
 enum DbOp {
-    Load { after: i64, limit: usize, reply: oneshot::Sender<rusqlite::Result<Vec<StoredRow>>> },
-    Delivered { seq: i64 },
-    Failed { seq: i64, attempts: u32, next_attempt_ns: i64, parked: bool, error: String },
-    DeadLetter { seq: i64, reason: String },
-    States { seqs: Vec<i64>, reply: oneshot::Sender<Vec<(i64, Option<(bool, i64)>)>> },
-    Stats { reply: oneshot::Sender<(i64, Option<i64>)> },
+    Load {
+        after: i64,
+        limit: usize,
+        reply: oneshot::Sender<rusqlite::Result<Vec<StoredRow>>>,
+    },
+    Delivered {
+        seq: i64,
+    },
+    Failed {
+        seq: i64,
+        attempts: u32,
+        next_attempt_ns: i64,
+        parked: bool,
+        error: String,
+    },
+    DeadLetter {
+        seq: i64,
+        reason: String,
+    },
+    States {
+        seqs: Vec<i64>,
+        reply: oneshot::Sender<RowStates>,
+    },
+    Stats {
+        reply: oneshot::Sender<(i64, Option<i64>)>,
+    },
 }
 
 /// The database thread: applies each batch of operations in one transaction.
@@ -126,7 +150,11 @@ fn db_thread(conn: rusqlite::Connection, rx: std_mpsc::Receiver<DbOp>) {
         };
         for op in batch {
             match op {
-                DbOp::Load { after, limit, reply } => {
+                DbOp::Load {
+                    after,
+                    limit,
+                    reply,
+                } => {
                     let r = outbox::load_rows(&tx, after, limit);
                     replies.push(Box::new(move || {
                         let _ = reply.send(r);
@@ -137,7 +165,13 @@ fn db_thread(conn: rusqlite::Connection, rx: std_mpsc::Receiver<DbOp>) {
                         tracing::error!(seq, error = %e, "outbox: cannot remove a delivered row (it will be sent again)");
                     }
                 }
-                DbOp::Failed { seq, attempts, next_attempt_ns, parked, error } => {
+                DbOp::Failed {
+                    seq,
+                    attempts,
+                    next_attempt_ns,
+                    parked,
+                    error,
+                } => {
                     let r = tx.execute(
                         "UPDATE outbox SET attempts = ?2, next_attempt_ns = ?3, state = ?4, last_error = ?5 \
                          WHERE seq = ?1",
@@ -167,15 +201,19 @@ fn db_thread(conn: rusqlite::Connection, rx: std_mpsc::Receiver<DbOp>) {
                     }
                 }
                 DbOp::States { seqs, reply } => {
-                    let out: Vec<_> =
-                        seqs.into_iter().map(|s| (s, outbox::row_state(&tx, s).ok().flatten())).collect();
+                    let out: Vec<_> = seqs
+                        .into_iter()
+                        .map(|s| (s, outbox::row_state(&tx, s).ok().flatten()))
+                        .collect();
                     replies.push(Box::new(move || {
                         let _ = reply.send(out);
                     }));
                 }
                 DbOp::Stats { reply } => {
                     let r = tx
-                        .query_row("SELECT count(*), min(created_ns) FROM outbox", [], |r| Ok((r.get(0)?, r.get(1)?)))
+                        .query_row("SELECT count(*), min(created_ns) FROM outbox", [], |r| {
+                            Ok((r.get(0)?, r.get(1)?))
+                        })
                         .unwrap_or((0, None));
                     replies.push(Box::new(move || {
                         let _ = reply.send(r);
@@ -238,12 +276,17 @@ pub struct Dispatcher {
 impl Dispatcher {
     /// Starts delivering the outbox's rows. Must be called inside a tokio
     /// runtime. Rows left by a previous run (pending or parked) are resumed.
-    pub fn spawn(outbox: Outbox, cfg: DispatchConfig, cancel: CancellationToken) -> Result<Dispatcher, DispatchError> {
+    pub fn spawn(
+        outbox: Outbox,
+        cfg: DispatchConfig,
+        cancel: CancellationToken,
+    ) -> Result<Dispatcher, DispatchError> {
         let conn = outbox::connect(outbox.path(), false)?;
         let (tx, rx) = std_mpsc::channel();
-        let db_thread =
-            std::thread::Builder::new().name("pagertree-dispatch-db".into()).spawn(move || db_thread(conn, rx))
-                .map_err(DispatchError::Thread)?;
+        let db_thread = std::thread::Builder::new()
+            .name("pagertree-dispatch-db".into())
+            .spawn(move || db_thread(conn, rx))
+            .map_err(DispatchError::Thread)?;
         for w in outbox.endpoints().warnings() {
             tracing::warn!("{w}");
         }
@@ -288,7 +331,11 @@ fn key_of(row: &StoredRow) -> Arc<str> {
 /// Wall-clock nanoseconds → an `Instant` (now when in the past).
 fn instant_of(ns: i64) -> Instant {
     let now = now_ns();
-    if ns <= now { Instant::now() } else { Instant::now() + Duration::from_nanos((ns - now) as u64) }
+    if ns <= now {
+        Instant::now()
+    } else {
+        Instant::now() + Duration::from_nanos((ns - now) as u64)
+    }
 }
 
 fn instant_to_ns(at: Instant) -> i64 {
@@ -364,7 +411,15 @@ impl State {
             }
             let limit = room.min(5_000);
             let (reply, rx) = oneshot::channel();
-            if self.db.send(DbOp::Load { after: self.max_seq, limit, reply }).is_err() {
+            if self
+                .db
+                .send(DbOp::Load {
+                    after: self.max_seq,
+                    limit,
+                    reply,
+                })
+                .is_err()
+            {
                 return;
             }
             let rows = match rx.await {
@@ -396,9 +451,17 @@ impl State {
         let flushed;
         {
             let mem = self.outbox.memory();
-            flushed = self.min_mem_seq < 0 && mem.rows.front().is_none_or(|(r, _)| r.seq < self.min_mem_seq);
+            flushed = self.min_mem_seq < 0
+                && mem
+                    .rows
+                    .front()
+                    .is_none_or(|(r, _)| r.seq < self.min_mem_seq);
             fresh = if self.db_exhausted {
-                mem.rows.iter().filter(|(r, _)| r.seq < self.min_mem_seq).map(|(r, _)| r.clone()).collect()
+                mem.rows
+                    .iter()
+                    .filter(|(r, _)| r.seq < self.min_mem_seq)
+                    .map(|(r, _)| r.clone())
+                    .collect()
             } else {
                 Vec::new()
             };
@@ -416,7 +479,9 @@ impl State {
     fn purge_memory_rows(&mut self) {
         let keys: Vec<Arc<str>> = self.queues.keys().cloned().collect();
         for key in keys {
-            let Some(q) = self.queues.get_mut(&key) else { continue };
+            let Some(q) = self.queues.get_mut(&key) else {
+                continue;
+            };
             let before = q.rows.len();
             let keep_head = q.in_flight;
             let mut i = 0;
@@ -451,7 +516,9 @@ impl State {
     /// The head of `key` changed (or its queue emptied): set its due time and
     /// parked flag from the row, and schedule it.
     fn head_changed(&mut self, key: &Arc<str>) {
-        let Some(q) = self.queues.get_mut(key) else { return };
+        let Some(q) = self.queues.get_mut(key) else {
+            return;
+        };
         if q.parked {
             q.parked = false;
             metrics().parked.dec();
@@ -469,7 +536,9 @@ impl State {
     }
 
     fn schedule(&mut self, key: Arc<str>) {
-        let Some(q) = self.queues.get_mut(&key) else { return };
+        let Some(q) = self.queues.get_mut(&key) else {
+            return;
+        };
         if q.due <= Instant::now() {
             if !q.in_ready {
                 q.in_ready = true;
@@ -495,8 +564,12 @@ impl State {
     /// Starts requests for ready keys, up to the concurrency bound.
     fn start_ready(&mut self) {
         while self.inflight.len() < self.cfg.concurrency {
-            let Some(key) = self.ready.pop_front() else { break };
-            let Some(q) = self.queues.get_mut(&key) else { continue };
+            let Some(key) = self.ready.pop_front() else {
+                break;
+            };
+            let Some(q) = self.queues.get_mut(&key) else {
+                continue;
+            };
             q.in_ready = false;
             if q.in_flight || q.due > Instant::now() {
                 continue;
@@ -515,7 +588,9 @@ impl State {
                     let done = Done {
                         key: key.clone(),
                         seq,
-                        outcome: Outcome::Park { reason: reason.clone() },
+                        outcome: Outcome::Park {
+                            reason: reason.clone(),
+                        },
                         answer: Err(SendError::Request(reason)),
                     };
                     q.in_flight = true;
@@ -530,14 +605,23 @@ impl State {
             self.inflight.spawn(async move {
                 let answer = client.post(&params, body).await;
                 let outcome = pagertree::classify(&answer);
-                Done { key, seq, outcome, answer }
+                Done {
+                    key,
+                    seq,
+                    outcome,
+                    answer,
+                }
             });
         }
     }
 
     fn dead_letter(&mut self, key: &Arc<str>, age: Duration) {
-        let Some(q) = self.queues.get_mut(key) else { return };
-        let Some(row) = q.rows.pop_front() else { return };
+        let Some(q) = self.queues.get_mut(key) else {
+            return;
+        };
+        let Some(row) = q.rows.pop_front() else {
+            return;
+        };
         self.held -= 1;
         let reason = format!(
             "older than max_age ({:?}) after {} attempt(s); last error: {}",
@@ -551,32 +635,53 @@ impl State {
             "event moved to the dead-letter table: it was never accepted by PagerTree (see `outbox list`)"
         );
         if row.seq >= 0 {
-            let _ = self.db.send(DbOp::DeadLetter { seq: row.seq, reason });
+            let _ = self.db.send(DbOp::DeadLetter {
+                seq: row.seq,
+                reason,
+            });
         } else {
             // Degraded: nowhere durable to put it. The log line above (with
             // the body below) is its trace.
             tracing::error!(seq = row.seq, body = %String::from_utf8_lossy(&row.body), "dead letter held in memory only");
             self.outbox.memory().delivered.insert(row.seq);
         }
-        metrics().deliveries_total.get_or_create(&OutcomeLabel { outcome: "dead_letter" }).inc();
+        metrics()
+            .deliveries_total
+            .get_or_create(&OutcomeLabel {
+                outcome: "dead_letter",
+            })
+            .inc();
         metrics().outbox_depth.dec();
         self.head_changed(key);
     }
 
     fn backoff(&self, attempts: u32) -> Duration {
         let exp = attempts.saturating_sub(1).min(30);
-        let step = self.cfg.retry_initial.saturating_mul(1u32 << exp).min(self.cfg.retry_max);
+        let step = self
+            .cfg
+            .retry_initial
+            .saturating_mul(1u32 << exp)
+            .min(self.cfg.retry_max);
         let half = step / 2;
         half + half.mul_f64(rand::thread_rng().gen_range(0.0..=1.0))
     }
 
     /// Handles the outcome of one attempt of a key's head.
     fn finish(&mut self, done: Done) {
-        let Done { key, seq, outcome, answer } = done;
+        let Done {
+            key,
+            seq,
+            outcome,
+            answer,
+        } = done;
         let cfg = self.cfg.clone();
-        let Some(q) = self.queues.get_mut(&key) else { return };
+        let Some(q) = self.queues.get_mut(&key) else {
+            return;
+        };
         q.in_flight = false;
-        let Some(head) = q.rows.front_mut() else { return };
+        let Some(head) = q.rows.front_mut() else {
+            return;
+        };
         if head.seq != seq {
             // The head was dropped by an operator while on the wire.
             self.head_changed(&key);
@@ -595,7 +700,11 @@ impl State {
                     self.outbox.memory().delivered.insert(row.seq);
                 }
                 let m = metrics();
-                m.deliveries_total.get_or_create(&OutcomeLabel { outcome: "delivered" }).inc();
+                m.deliveries_total
+                    .get_or_create(&OutcomeLabel {
+                        outcome: "delivered",
+                    })
+                    .inc();
                 m.outbox_depth.dec();
                 let latency = (now_ns() - row.created_ns).max(0) as f64 / 1e9;
                 m.delivery_latency_seconds.observe(latency);
@@ -615,16 +724,27 @@ impl State {
                 let wait = self.backoff(attempts);
                 self.retry_later(&key, wait, reason, false);
             }
-            Outcome::RateLimited { retry_after, reason } => {
-                let Some(q) = self.queues.get_mut(&key) else { return };
-                let Some(head) = q.rows.front_mut() else { return };
+            Outcome::RateLimited {
+                retry_after,
+                reason,
+            } => {
+                let Some(q) = self.queues.get_mut(&key) else {
+                    return;
+                };
+                let Some(head) = q.rows.front_mut() else {
+                    return;
+                };
                 head.attempts += 1;
                 let wait = retry_after.unwrap_or(cfg.retry_max);
                 self.retry_later(&key, wait, reason, false);
             }
             Outcome::Park { reason } => {
-                let Some(q) = self.queues.get_mut(&key) else { return };
-                let Some(head) = q.rows.front_mut() else { return };
+                let Some(q) = self.queues.get_mut(&key) else {
+                    return;
+                };
+                let Some(head) = q.rows.front_mut() else {
+                    return;
+                };
                 head.attempts += 1;
                 if !q.parked {
                     q.parked = true;
@@ -640,8 +760,12 @@ impl State {
     /// (never later than the moment the row ages out).
     fn retry_later(&mut self, key: &Arc<str>, wait: Duration, reason: String, parked: bool) {
         let max_age = self.cfg.max_age;
-        let Some(q) = self.queues.get_mut(key) else { return };
-        let Some(head) = q.rows.front_mut() else { return };
+        let Some(q) = self.queues.get_mut(key) else {
+            return;
+        };
+        let Some(head) = q.rows.front_mut() else {
+            return;
+        };
         let age = Duration::from_nanos(now_ns().saturating_sub(head.created_ns).max(0) as u64);
         let until_dead = max_age.saturating_sub(age) + Duration::from_millis(1);
         let wait = wait.min(until_dead);
@@ -653,7 +777,9 @@ impl State {
         let url = redact::url(&head.url);
         let m = metrics();
         if parked {
-            m.deliveries_total.get_or_create(&OutcomeLabel { outcome: "parked" }).inc();
+            m.deliveries_total
+                .get_or_create(&OutcomeLabel { outcome: "parked" })
+                .inc();
             tracing::error!(
                 seq = head.seq, task = %head.task, node = %head.node, id = %head.alert_id, level = %head.level,
                 url = %url, attempts = head.attempts, reason = %reason, retry_in = ?wait,
@@ -661,7 +787,9 @@ impl State {
                  Later events of this alert wait behind it"
             );
         } else {
-            m.deliveries_total.get_or_create(&OutcomeLabel { outcome: "retry" }).inc();
+            m.deliveries_total
+                .get_or_create(&OutcomeLabel { outcome: "retry" })
+                .inc();
             m.retries_total.inc();
             if head.attempts == 1 || head.attempts.is_multiple_of(10) {
                 tracing::warn!(
@@ -699,18 +827,29 @@ impl State {
             return;
         }
         let (reply, rx) = oneshot::channel();
-        if self.db.send(DbOp::States { seqs: waiting, reply }).is_err() {
+        if self
+            .db
+            .send(DbOp::States {
+                seqs: waiting,
+                reply,
+            })
+            .is_err()
+        {
             return;
         }
         let Ok(states) = rx.await else { return };
         let states: HashMap<i64, Option<(bool, i64)>> = states.into_iter().collect();
         let keys: Vec<Arc<str>> = self.queues.keys().cloned().collect();
         for key in keys {
-            let Some(q) = self.queues.get_mut(&key) else { continue };
+            let Some(q) = self.queues.get_mut(&key) else {
+                continue;
+            };
             if q.in_flight {
                 continue;
             }
-            let Some(head) = q.rows.front_mut() else { continue };
+            let Some(head) = q.rows.front_mut() else {
+                continue;
+            };
             match states.get(&head.seq) {
                 Some(None) => {
                     tracing::warn!(seq = head.seq, id = %head.alert_id, "event removed from the outbox by an operator");
@@ -736,7 +875,9 @@ impl State {
         if self.db.send(DbOp::Stats { reply }).is_err() {
             return;
         }
-        let Ok((count, oldest)) = rx.await else { return };
+        let Ok((count, oldest)) = rx.await else {
+            return;
+        };
         let mem = self.outbox.memory();
         let mem_rows = mem.rows.len() as i64 - mem.delivered.len() as i64;
         let mem_oldest = mem.rows.front().map(|(r, _)| r.created_ns);
@@ -747,7 +888,11 @@ impl State {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        m.outbox_oldest_age_seconds.set(oldest.map(|o| (now_ns() - o).max(0) / 1_000_000_000).unwrap_or(0));
+        m.outbox_oldest_age_seconds.set(
+            oldest
+                .map(|o| (now_ns() - o).max(0) / 1_000_000_000)
+                .unwrap_or(0),
+        );
     }
 }
 

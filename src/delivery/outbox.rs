@@ -120,13 +120,24 @@ const ROW_COLUMNS: &str = "seq, task, node, alert_id, level, endpoint, url_overr
 #[derive(Debug, thiserror::Error)]
 pub enum OutboxError {
     #[error("cannot create the data directory {path}: {source}")]
-    CreateDir { path: PathBuf, source: std::io::Error },
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot open the outbox database {path}: {source}")]
-    Open { path: PathBuf, source: rusqlite::Error },
-    #[error("outbox database {path} has schema version {found}; this agent knows version {SCHEMA_VERSION}")]
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error(
+        "outbox database {path} has schema version {found}; this agent knows version {SCHEMA_VERSION}"
+    )]
     Version { path: PathBuf, found: i64 },
     #[error("outbox: {what}: {source}")]
-    Sql { what: &'static str, source: rusqlite::Error },
+    Sql {
+        what: &'static str,
+        source: rusqlite::Error,
+    },
 }
 
 fn sql(what: &'static str) -> impl FnOnce(rusqlite::Error) -> OutboxError {
@@ -135,7 +146,10 @@ fn sql(what: &'static str) -> impl FnOnce(rusqlite::Error) -> OutboxError {
 
 /// Nanoseconds since the epoch, now.
 pub fn now_ns() -> i64 {
-    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
 }
 
 /// One undelivered event as the dispatcher sees it.
@@ -289,10 +303,15 @@ pub struct Outbox {
 
 /// Opens a connection with the agent's settings.
 pub(crate) fn connect(path: &Path, full_sync: bool) -> Result<Connection, OutboxError> {
-    let conn = Connection::open(path).map_err(|source| OutboxError::Open { path: path.to_path_buf(), source })?;
-    conn.busy_timeout(Duration::from_secs(10)).map_err(sql("setting busy_timeout"))?;
-    let mode: String =
-        conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0)).map_err(sql("setting journal_mode=WAL"))?;
+    let conn = Connection::open(path).map_err(|source| OutboxError::Open {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    conn.busy_timeout(Duration::from_secs(10))
+        .map_err(sql("setting busy_timeout"))?;
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+        .map_err(sql("setting journal_mode=WAL"))?;
     if !mode.eq_ignore_ascii_case("wal") {
         tracing::warn!(mode, "outbox database is not in WAL mode");
     }
@@ -300,24 +319,37 @@ pub(crate) fn connect(path: &Path, full_sync: bool) -> Result<Connection, Outbox
     // NORMAL: losing its last "delivered" marks to a power cut only means
     // sending those events again (at-least-once), never losing one.
     let sync = if full_sync { "FULL" } else { "NORMAL" };
-    conn.execute_batch(&format!("PRAGMA synchronous={sync}; PRAGMA foreign_keys=OFF;"))
-        .map_err(sql("setting synchronous"))?;
+    conn.execute_batch(&format!(
+        "PRAGMA synchronous={sync}; PRAGMA foreign_keys=OFF;"
+    ))
+    .map_err(sql("setting synchronous"))?;
     Ok(conn)
 }
 
 impl Outbox {
     /// Opens (creating if needed) `<data_dir>/outbox.db`.
-    pub fn open(data_dir: &Path, endpoints: Endpoints, memory_queue: usize) -> Result<Outbox, OutboxError> {
-        std::fs::create_dir_all(data_dir)
-            .map_err(|source| OutboxError::CreateDir { path: data_dir.to_path_buf(), source })?;
+    pub fn open(
+        data_dir: &Path,
+        endpoints: Endpoints,
+        memory_queue: usize,
+    ) -> Result<Outbox, OutboxError> {
+        std::fs::create_dir_all(data_dir).map_err(|source| OutboxError::CreateDir {
+            path: data_dir.to_path_buf(),
+            source,
+        })?;
         let path = data_dir.join(DB_FILE);
         let conn = connect(&path, true)?;
-        let version: i64 =
-            conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(sql("reading the schema version"))?;
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(sql("reading the schema version"))?;
         if version > SCHEMA_VERSION {
-            return Err(OutboxError::Version { path, found: version });
+            return Err(OutboxError::Version {
+                path,
+                found: version,
+            });
         }
-        conn.execute_batch(SCHEMA).map_err(sql("creating the schema"))?;
+        conn.execute_batch(SCHEMA)
+            .map_err(sql("creating the schema"))?;
         conn.execute_batch(&format!("PRAGMA user_version={SCHEMA_VERSION}"))
             .map_err(sql("writing the schema version"))?;
         let read = connect(&path, true)?;
@@ -328,7 +360,10 @@ impl Outbox {
                 read: Mutex::new(read),
                 notify: Arc::new(Notify::new()),
                 endpoints: RwLock::new(Arc::new(endpoints)),
-                memory: Mutex::new(MemoryQueue { next_seq: -1, ..MemoryQueue::default() }),
+                memory: Mutex::new(MemoryQueue {
+                    next_seq: -1,
+                    ..MemoryQueue::default()
+                }),
                 memory_limit: memory_queue.max(1),
                 degraded: AtomicBool::new(false),
                 last_degraded_log: Mutex::new(None),
@@ -348,13 +383,21 @@ impl Outbox {
 
     /// The endpoints as configured now.
     pub fn endpoints(&self) -> Arc<Endpoints> {
-        self.inner.endpoints.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.inner
+            .endpoints
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Replaces the endpoints (a config reload): rows already stored use the
     /// new tokens, timeouts and addresses at their next attempt.
     pub fn set_endpoints(&self, endpoints: Endpoints) {
-        *self.inner.endpoints.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(endpoints);
+        *self
+            .inner
+            .endpoints
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = Arc::new(endpoints);
     }
 
     /// False while degraded (the database cannot store): `/readyz` fails.
@@ -454,7 +497,11 @@ impl Outbox {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             {
                 let mut ins = tx.prepare_cached(INSERT_ROW)?;
-                for (row, _) in mem.rows.iter().filter(|(r, _)| !mem.delivered.contains(&r.seq)) {
+                for (row, _) in mem
+                    .rows
+                    .iter()
+                    .filter(|(r, _)| !mem.delivered.contains(&r.seq))
+                {
                     ins.execute(params![
                         row.task,
                         row.node,
@@ -472,7 +519,9 @@ impl Outbox {
                 let mut del = tx.prepare_cached(DELETE_STATE)?;
                 for ((task, node, id), st) in &mem.state {
                     match st {
-                        Some(s) => up.execute(params![task, node, id, s.level as u8 as i64, s.time])?,
+                        Some(s) => {
+                            up.execute(params![task, node, id, s.level as u8 as i64, s.time])?
+                        }
                         None => del.execute(params![task, node, id])?,
                     };
                 }
@@ -499,7 +548,10 @@ impl Outbox {
                 mem.sessions.clear();
                 drop(mem);
                 self.set_degraded(false, "");
-                tracing::warn!(events = n, "outbox recovered: events held in memory are stored again");
+                tracing::warn!(
+                    events = n,
+                    "outbox recovered: events held in memory are stored again"
+                );
                 true
             }
             Err(_) => false,
@@ -510,7 +562,11 @@ impl Outbox {
         let was = self.inner.degraded.swap(on, Ordering::Relaxed);
         metrics().degraded.set(on as i64);
         if on {
-            let mut last = self.inner.last_degraded_log.lock().unwrap_or_else(|p| p.into_inner());
+            let mut last = self
+                .inner
+                .last_degraded_log
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
             if !was || last.is_none_or(|t| t.elapsed() > Duration::from_secs(30)) {
                 *last = Some(Instant::now());
                 tracing::error!(
@@ -536,8 +592,12 @@ impl Outbox {
         for (mut row, e) in rows {
             row.seq = mem.next_seq;
             mem.next_seq -= 1;
-            let st = (e.level != Level::OK).then_some(StoredAlert { level: e.level, time: e.time });
-            mem.state.insert((e.task.clone(), e.node.clone(), e.id.clone()), st);
+            let st = (e.level != Level::OK).then_some(StoredAlert {
+                level: e.level,
+                time: e.time,
+            });
+            mem.state
+                .insert((e.task.clone(), e.node.clone(), e.id.clone()), st);
             mem.rows.push_back((row, e.clone()));
         }
         drop(mem);
@@ -546,13 +606,25 @@ impl Outbox {
     }
 
     /// The open alerts of one node, including changes held in memory.
-    fn load_state(&self, task: &str, node: &str) -> Result<HashMap<String, StoredAlert>, OutboxError> {
+    fn load_state(
+        &self,
+        task: &str,
+        node: &str,
+    ) -> Result<HashMap<String, StoredAlert>, OutboxError> {
         let conn = self.inner.read.lock().unwrap_or_else(|p| p.into_inner());
         let mut stmt = conn
-            .prepare_cached("SELECT id, level, time_ns FROM alert_state WHERE task = ?1 AND node = ?2")
+            .prepare_cached(
+                "SELECT id, level, time_ns FROM alert_state WHERE task = ?1 AND node = ?2",
+            )
             .map_err(sql("reading alert state"))?;
         let rows = stmt
-            .query_map(params![task, node], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)))
+            .query_map(params![task, node], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            })
             .map_err(sql("reading alert state"))?;
         let mut out = HashMap::new();
         for r in rows {
@@ -561,7 +633,13 @@ impl Outbox {
                 Some(level) => {
                     out.insert(id, StoredAlert { level, time });
                 }
-                None => tracing::warn!(task, node, id, level, "alert state row with an unknown level ignored"),
+                None => tracing::warn!(
+                    task,
+                    node,
+                    id,
+                    level,
+                    "alert state row with an unknown level ignored"
+                ),
             }
         }
         drop(stmt);
@@ -591,7 +669,12 @@ impl Outbox {
             Err(e) if is_storage_error(&e) => {
                 self.memory().sessions.insert(
                     (task.into(), node.into()),
-                    Some(SessionMark { task: task.into(), node: node.into(), edge: edge.into(), marked_at_ns: at }),
+                    Some(SessionMark {
+                        task: task.into(),
+                        node: node.into(),
+                        edge: edge.into(),
+                        marked_at_ns: at,
+                    }),
                 );
                 self.set_degraded(true, &e.to_string());
                 Ok(())
@@ -602,15 +685,31 @@ impl Outbox {
 
     /// Clears the mark of (task, node): Kapacitor ended the session
     /// (`how_ended` says how, for the log). True when there was a mark.
-    pub fn clear_session(&self, task: &str, node: &str, how_ended: &str) -> Result<bool, OutboxError> {
-        let r = self.conn().execute("DELETE FROM sessions WHERE task = ?1 AND node = ?2", params![task, node]);
+    pub fn clear_session(
+        &self,
+        task: &str,
+        node: &str,
+        how_ended: &str,
+    ) -> Result<bool, OutboxError> {
+        let r = self.conn().execute(
+            "DELETE FROM sessions WHERE task = ?1 AND node = ?2",
+            params![task, node],
+        );
         match r {
             Ok(n) => {
-                tracing::debug!(task, node, how_ended, had_mark = n > 0, "session mark cleared");
+                tracing::debug!(
+                    task,
+                    node,
+                    how_ended,
+                    had_mark = n > 0,
+                    "session mark cleared"
+                );
                 Ok(n > 0)
             }
             Err(e) if is_storage_error(&e) => {
-                self.memory().sessions.insert((task.into(), node.into()), None);
+                self.memory()
+                    .sessions
+                    .insert((task.into(), node.into()), None);
                 self.set_degraded(true, &e.to_string());
                 Ok(true)
             }
@@ -622,12 +721,23 @@ impl Outbox {
     pub fn marked_sessions(&self) -> Result<Vec<SessionMark>, OutboxError> {
         let conn = self.inner.read.lock().unwrap_or_else(|p| p.into_inner());
         let mut stmt = conn
-            .prepare_cached("SELECT task, node, edge, marked_at_ns FROM sessions ORDER BY task, node")
+            .prepare_cached(
+                "SELECT task, node, edge, marked_at_ns FROM sessions ORDER BY task, node",
+            )
             .map_err(sql("reading session marks"))?;
         let rows = stmt
-            .query_map([], |r| Ok(SessionMark { task: r.get(0)?, node: r.get(1)?, edge: r.get(2)?, marked_at_ns: r.get(3)? }))
+            .query_map([], |r| {
+                Ok(SessionMark {
+                    task: r.get(0)?,
+                    node: r.get(1)?,
+                    edge: r.get(2)?,
+                    marked_at_ns: r.get(3)?,
+                })
+            })
             .map_err(sql("reading session marks"))?;
-        let mut out: Vec<SessionMark> = rows.collect::<Result<_, _>>().map_err(sql("reading session marks"))?;
+        let mut out: Vec<SessionMark> = rows
+            .collect::<Result<_, _>>()
+            .map_err(sql("reading session marks"))?;
         drop(stmt);
         drop(conn);
         let mem = self.memory();
@@ -643,8 +753,10 @@ impl Outbox {
     /// Undelivered rows (pending and parked) and the oldest one's commit time.
     pub fn pending(&self) -> Result<(u64, Option<i64>), OutboxError> {
         let conn = self.inner.read.lock().unwrap_or_else(|p| p.into_inner());
-        conn.query_row("SELECT count(*), min(created_ns) FROM outbox", [], |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)))
-            .map_err(sql("counting pending rows"))
+        conn.query_row("SELECT count(*), min(created_ns) FROM outbox", [], |r| {
+            Ok((r.get::<_, i64>(0)? as u64, r.get(1)?))
+        })
+        .map_err(sql("counting pending rows"))
     }
 
     /// Parked and dead-lettered events, oldest first.
@@ -715,9 +827,15 @@ impl Outbox {
     /// the end of the outbox with a new sequence number (their attempts
     /// start over). Returns what was retried.
     pub fn retry(&self, sel: &Selection) -> Result<Vec<HeldEvent>, OutboxError> {
-        let chosen: Vec<HeldEvent> = self.held()?.into_iter().filter(|h| sel.matches(h.seq)).collect();
+        let chosen: Vec<HeldEvent> = self
+            .held()?
+            .into_iter()
+            .filter(|h| sel.matches(h.seq))
+            .collect();
         let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql("retrying"))?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql("retrying"))?;
         for h in &chosen {
             match h.kind {
                 HeldKind::Parked => {
@@ -753,15 +871,22 @@ impl Outbox {
     /// running dispatcher notices within a second and releases the id).
     /// Returns what was deleted, for the operator's record.
     pub fn drop_held(&self, sel: &Selection) -> Result<Vec<HeldEvent>, OutboxError> {
-        let chosen: Vec<HeldEvent> = self.held()?.into_iter().filter(|h| sel.matches(h.seq)).collect();
+        let chosen: Vec<HeldEvent> = self
+            .held()?
+            .into_iter()
+            .filter(|h| sel.matches(h.seq))
+            .collect();
         let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql("dropping"))?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql("dropping"))?;
         for h in &chosen {
             let table = match h.kind {
                 HeldKind::Parked => "DELETE FROM outbox WHERE seq = ?1 AND state = 'parked'",
                 HeldKind::DeadLetter => "DELETE FROM dead_letter WHERE seq = ?1",
             };
-            tx.execute(table, params![h.seq]).map_err(sql("dropping an event"))?;
+            tx.execute(table, params![h.seq])
+                .map_err(sql("dropping an event"))?;
         }
         tx.commit().map_err(sql("dropping"))?;
         for h in &chosen {
@@ -780,7 +905,10 @@ pub(crate) fn is_storage_error(e: &rusqlite::Error) -> bool {
     use rusqlite::ErrorCode::*;
     match e {
         rusqlite::Error::SqliteFailure(f, _) => {
-            matches!(f.code, DiskFull | SystemIoFailure | ReadOnly | CannotOpen | DatabaseBusy | DatabaseLocked)
+            matches!(
+                f.code,
+                DiskFull | SystemIoFailure | ReadOnly | CannotOpen | DatabaseBusy | DatabaseLocked
+            )
         }
         _ => false,
     }
@@ -814,21 +942,30 @@ impl Committer for Outbox {
                 self.inner.notify.notify_one();
                 r
             }
-            Err(e) => Err(CommitError { count: rows.len(), reason: format!("outbox {}: {e}", self.inner.path.display()) }),
+            Err(e) => Err(CommitError {
+                count: rows.len(),
+                reason: format!("outbox {}: {e}", self.inner.path.display()),
+            }),
         }
     }
 }
 
 impl AlertStateStore for Outbox {
     fn load(&self, task: &str, node: &str) -> Result<HashMap<String, StoredAlert>, StoreError> {
-        self.load_state(task, node).map_err(|e| StoreError(e.to_string()))
+        self.load_state(task, node)
+            .map_err(|e| StoreError(e.to_string()))
     }
 }
 
 /// Reads up to `limit` rows after `after_seq`, in order.
-pub(crate) fn load_rows(conn: &Connection, after_seq: i64, limit: usize) -> rusqlite::Result<Vec<StoredRow>> {
-    let mut stmt =
-        conn.prepare_cached(&format!("SELECT {ROW_COLUMNS} FROM outbox WHERE seq > ?1 ORDER BY seq LIMIT ?2"))?;
+pub(crate) fn load_rows(
+    conn: &Connection,
+    after_seq: i64,
+    limit: usize,
+) -> rusqlite::Result<Vec<StoredRow>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {ROW_COLUMNS} FROM outbox WHERE seq > ?1 ORDER BY seq LIMIT ?2"
+    ))?;
     let rows = stmt.query_map(params![after_seq, limit as i64], row_from_sql)?;
     rows.collect()
 }
@@ -836,7 +973,9 @@ pub(crate) fn load_rows(conn: &Connection, after_seq: i64, limit: usize) -> rusq
 /// The current state of a row: `None` when it is gone (dropped).
 pub(crate) fn row_state(conn: &Connection, seq: i64) -> rusqlite::Result<Option<(bool, i64)>> {
     conn.prepare_cached("SELECT state, next_attempt_ns FROM outbox WHERE seq = ?1")?
-        .query_row(params![seq], |r| Ok((r.get::<_, String>(0)? == "parked", r.get(1)?)))
+        .query_row(params![seq], |r| {
+            Ok((r.get::<_, String>(0)? == "parked", r.get(1)?))
+        })
         .optional()
 }
 
@@ -859,7 +998,10 @@ mod tests {
             previous_level: Level::OK,
             recoverable: true,
             data: Series::default(),
-            route: Arc::new(Route { url: Some("http://127.0.0.1:9/integration/int_test".into()), ..Route::default() }),
+            route: Arc::new(Route {
+                url: Some("http://127.0.0.1:9/integration/int_test".into()),
+                ..Route::default()
+            }),
         }
     }
 
@@ -871,21 +1013,36 @@ mod tests {
     fn commit_stores_rows_and_alert_state_together() {
         let dir = tempfile::tempdir().unwrap();
         let mut ob = open(dir.path());
-        ob.commit(&[ev("a", Level::CRITICAL, 10), ev("b", Level::WARNING, 11), ev("a", Level::OK, 12)]).unwrap();
+        ob.commit(&[
+            ev("a", Level::CRITICAL, 10),
+            ev("b", Level::WARNING, 11),
+            ev("a", Level::OK, 12),
+        ])
+        .unwrap();
         let st = ob.load("task", "node").unwrap();
         assert_eq!(st.len(), 1);
-        assert_eq!(st["b"], StoredAlert { level: Level::WARNING, time: 11 });
+        assert_eq!(
+            st["b"],
+            StoredAlert {
+                level: Level::WARNING,
+                time: 11
+            }
+        );
         assert!(ob.load("task", "other").unwrap().is_empty());
         let conn = connect(ob.path(), true).unwrap();
         let rows = load_rows(&conn, 0, 100).unwrap();
-        assert_eq!(rows.iter().map(|r| (r.alert_id.as_str(), r.level.as_str())).collect::<Vec<_>>(), [
-            ("a", "CRITICAL"),
-            ("b", "WARNING"),
-            ("a", "OK")
-        ]);
+        assert_eq!(
+            rows.iter()
+                .map(|r| (r.alert_id.as_str(), r.level.as_str()))
+                .collect::<Vec<_>>(),
+            [("a", "CRITICAL"), ("b", "WARNING"), ("a", "OK")]
+        );
         assert_eq!(rows[0].url, "http://127.0.0.1:9/integration/int_test");
         assert_eq!(rows[0].format, Format::Kapacitor);
-        assert_eq!(rows[0].body, Bytes::from(pagertree::kapacitor_body(&ev("a", Level::CRITICAL, 10))));
+        assert_eq!(
+            rows[0].body,
+            Bytes::from(pagertree::kapacitor_body(&ev("a", Level::CRITICAL, 10)))
+        );
         assert_eq!(ob.pending().unwrap().0, 3);
     }
 
@@ -894,7 +1051,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut ob = open(dir.path());
         let mut e = ev("a", Level::CRITICAL, 1);
-        e.route = Arc::new(Route { dry_run: true, ..Route::default() });
+        e.route = Arc::new(Route {
+            dry_run: true,
+            ..Route::default()
+        });
         ob.commit(&[e]).unwrap();
         assert_eq!(ob.pending().unwrap().0, 0);
         assert!(ob.load("task", "node").unwrap().is_empty());
@@ -922,10 +1082,12 @@ mod tests {
         ob.mark_session("t2", "n2", "batch").unwrap();
         ob.mark_session("t1", "n1", "stream").unwrap();
         let m = ob.marked_sessions().unwrap();
-        assert_eq!(m.iter().map(|s| (s.task.as_str(), s.edge.as_str())).collect::<Vec<_>>(), [
-            ("t1", "stream"),
-            ("t2", "batch")
-        ]);
+        assert_eq!(
+            m.iter()
+                .map(|s| (s.task.as_str(), s.edge.as_str()))
+                .collect::<Vec<_>>(),
+            [("t1", "stream"), ("t2", "batch")]
+        );
         assert!(ob.clear_session("t1", "n1", "shutdown").unwrap());
         assert!(!ob.clear_session("t1", "n1", "shutdown").unwrap());
         let ob2 = open(dir.path());
@@ -936,31 +1098,52 @@ mod tests {
     fn retry_and_drop_held_events() {
         let dir = tempfile::tempdir().unwrap();
         let mut ob = open(dir.path());
-        ob.commit(&[ev("a", Level::CRITICAL, 1), ev("b", Level::CRITICAL, 2), ev("c", Level::CRITICAL, 3)]).unwrap();
+        ob.commit(&[
+            ev("a", Level::CRITICAL, 1),
+            ev("b", Level::CRITICAL, 2),
+            ev("c", Level::CRITICAL, 3),
+        ])
+        .unwrap();
         {
             let conn = ob.conn();
-            conn.execute("UPDATE outbox SET state = 'parked', last_error = 'HTTP 403' WHERE alert_id = 'a'", []).unwrap();
+            conn.execute(
+                "UPDATE outbox SET state = 'parked', last_error = 'HTTP 403' WHERE alert_id = 'a'",
+                [],
+            )
+            .unwrap();
             conn.execute(
                 "INSERT INTO dead_letter SELECT seq, task, node, alert_id, level, endpoint, url_override, url, format, \
                  body, created_ns, attempts, last_error, 'older than max_age', 5 FROM outbox WHERE alert_id = 'b'",
                 [],
             )
             .unwrap();
-            conn.execute("DELETE FROM outbox WHERE alert_id = 'b'", []).unwrap();
+            conn.execute("DELETE FROM outbox WHERE alert_id = 'b'", [])
+                .unwrap();
         }
         let held = ob.held().unwrap();
-        assert_eq!(held.iter().map(|h| (h.kind, h.alert_id.as_str())).collect::<Vec<_>>(), [
-            (HeldKind::Parked, "a"),
-            (HeldKind::DeadLetter, "b")
-        ]);
-        assert_eq!(held[0].url_redacted, "http://127.0.0.1:9/integration/int_te…");
+        assert_eq!(
+            held.iter()
+                .map(|h| (h.kind, h.alert_id.as_str()))
+                .collect::<Vec<_>>(),
+            [(HeldKind::Parked, "a"), (HeldKind::DeadLetter, "b")]
+        );
+        assert_eq!(
+            held[0].url_redacted,
+            "http://127.0.0.1:9/integration/int_te…"
+        );
         assert_eq!(held[1].reason, "older than max_age");
         let retried = ob.retry(&Selection::Seqs(vec![held[1].seq])).unwrap();
         assert_eq!(retried.len(), 1);
         let conn = connect(ob.path(), true).unwrap();
         let rows = load_rows(&conn, 0, 10).unwrap();
-        assert_eq!(rows.iter().map(|r| r.alert_id.as_str()).collect::<Vec<_>>(), ["a", "c", "b"]);
-        assert!(rows.iter().all(|r| r.seq != held[1].seq), "a retried dead letter gets a new seq");
+        assert_eq!(
+            rows.iter().map(|r| r.alert_id.as_str()).collect::<Vec<_>>(),
+            ["a", "c", "b"]
+        );
+        assert!(
+            rows.iter().all(|r| r.seq != held[1].seq),
+            "a retried dead letter gets a new seq"
+        );
         let dropped = ob.drop_held(&Selection::All).unwrap();
         assert_eq!(dropped.len(), 1);
         assert_eq!(ob.pending().unwrap().0, 2);
@@ -974,17 +1157,26 @@ mod tests {
         ob.commit(&[ev("a", Level::CRITICAL, 1)]).unwrap();
         // Make the database read-only for writes from this connection.
         ob.conn().execute_batch("PRAGMA query_only=1").unwrap();
-        ob.commit(&[ev("b", Level::WARNING, 2), ev("a", Level::OK, 3)]).unwrap();
+        ob.commit(&[ev("b", Level::WARNING, 2), ev("a", Level::OK, 3)])
+            .unwrap();
         assert!(!ob.is_ready());
         assert_eq!(ob.memory().rows.len(), 2);
         let st = ob.load("task", "node").unwrap();
-        assert_eq!(st.keys().collect::<Vec<_>>(), ["b"], "memory state overlays the stored state");
+        assert_eq!(
+            st.keys().collect::<Vec<_>>(),
+            ["b"],
+            "memory state overlays the stored state"
+        );
         ob.conn().execute_batch("PRAGMA query_only=0").unwrap();
         ob.commit(&[ev("c", Level::INFO, 4)]).unwrap();
         assert!(ob.is_ready());
         assert!(ob.memory().rows.is_empty());
         let conn = connect(ob.path(), true).unwrap();
-        let ids: Vec<String> = load_rows(&conn, 0, 10).unwrap().into_iter().map(|r| r.alert_id).collect();
+        let ids: Vec<String> = load_rows(&conn, 0, 10)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.alert_id)
+            .collect();
         assert_eq!(ids, ["a", "b", "a", "c"]);
         assert_eq!(ob.load("task", "node").unwrap().len(), 2);
     }
@@ -994,7 +1186,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut ob = Outbox::open(dir.path(), Endpoints::default(), 2).unwrap();
         ob.conn().execute_batch("PRAGMA query_only=1").unwrap();
-        ob.commit(&[ev("a", Level::CRITICAL, 1), ev("b", Level::CRITICAL, 1)]).unwrap();
+        ob.commit(&[ev("a", Level::CRITICAL, 1), ev("b", Level::CRITICAL, 1)])
+            .unwrap();
         let e = ob.commit(&[ev("c", Level::CRITICAL, 1)]).unwrap_err();
         assert!(e.reason.contains("memory queue is full"), "{e}");
     }

@@ -98,7 +98,11 @@ pub fn webhook_body(event: &Event) -> Vec<u8> {
         .filter_map(|name| event.data.tags.get(name).map(|v| format!("{name}:{v}")))
         .collect();
     let b = WebhookBody {
-        event_type: if event.level == Level::OK { "resolve" } else { "create" },
+        event_type: if event.level == Level::OK {
+            "resolve"
+        } else {
+            "create"
+        },
         id: &event.id,
         title: &event.message,
         description: &event.details,
@@ -150,7 +154,10 @@ pub struct Endpoints {
 
 impl Endpoints {
     pub fn from_config(config: &Config) -> Self {
-        Self { map: config.endpoints.clone(), default_endpoint: config.delivery.default_endpoint.clone() }
+        Self {
+            map: config.endpoints.clone(),
+            default_endpoint: config.delivery.default_endpoint.clone(),
+        }
     }
 
     pub fn get(&self, name: &str) -> Option<&EndpointConfig> {
@@ -161,22 +168,43 @@ impl Endpoints {
     /// the default), `.url()` overrides its address, the format is the node's,
     /// else the endpoint's, else `kapacitor`.
     pub fn resolve(&self, route: &Route) -> Target {
-        let endpoint = route.endpoint.clone().unwrap_or_else(|| self.default_endpoint.clone());
+        let endpoint = route
+            .endpoint
+            .clone()
+            .unwrap_or_else(|| self.default_endpoint.clone());
         let ep = self.map.get(&endpoint);
-        let url = route.url.clone().or_else(|| ep.map(|e| e.url.clone())).unwrap_or_default();
-        let format = route.format.or_else(|| ep.map(|e| e.format)).unwrap_or_default();
-        Target { endpoint, url_override: route.url.clone(), url, format }
+        let url = route
+            .url
+            .clone()
+            .or_else(|| ep.map(|e| e.url.clone()))
+            .unwrap_or_default();
+        let format = route
+            .format
+            .or_else(|| ep.map(|e| e.format))
+            .unwrap_or_default();
+        Target {
+            endpoint,
+            url_override: route.url.clone(),
+            url,
+            format,
+        }
     }
 
     /// URL, token and timeouts for a stored row, from the config as it is now.
-    pub fn send_params(&self, endpoint: &str, url_override: Option<&str>) -> Result<SendParams, String> {
+    pub fn send_params(
+        &self,
+        endpoint: &str,
+        url_override: Option<&str>,
+    ) -> Result<SendParams, String> {
         let ep = self.map.get(endpoint);
         let defaults = EndpointConfig::default();
         let cfg = ep.unwrap_or(&defaults);
         let url = match (url_override, ep) {
             (Some(u), _) => u.to_string(),
             (None, Some(e)) if !e.url.is_empty() => e.url.clone(),
-            (None, Some(_)) => return Err(format!("endpoint {endpoint:?} has no url in the config")),
+            (None, Some(_)) => {
+                return Err(format!("endpoint {endpoint:?} has no url in the config"));
+            }
             (None, None) if endpoint.is_empty() => {
                 return Err("no url() on the node and no default_endpoint in the config".into());
             }
@@ -209,14 +237,21 @@ impl Endpoints {
             }
         }
         if !self.default_endpoint.is_empty() && !self.map.contains_key(&self.default_endpoint) {
-            w.push(format!("default_endpoint {:?} is not defined under [endpoints]", self.default_endpoint));
+            w.push(format!(
+                "default_endpoint {:?} is not defined under [endpoints]",
+                self.default_endpoint
+            ));
         }
         w
     }
 
     /// Every secret of the config (tokens), to scrub from free text.
     pub fn secrets(&self) -> Vec<&str> {
-        self.map.values().filter(|e| !e.token.is_empty()).map(|e| e.token.as_str()).collect()
+        self.map
+            .values()
+            .filter(|e| !e.token.is_empty())
+            .map(|e| e.token.as_str())
+            .collect()
     }
 }
 
@@ -252,7 +287,10 @@ pub enum Outcome {
     /// 5xx, 408, timeouts, connection errors: back off and retry.
     Transient { reason: String },
     /// 429: wait `retry_after` if PagerTree sent one, else `retry_max`.
-    RateLimited { retry_after: Option<Duration>, reason: String },
+    RateLimited {
+        retry_after: Option<Duration>,
+        reason: String,
+    },
     /// 402, 403, 405, other 4xx, redirects, a config without the endpoint:
     /// a human must act. Keep, hold the id back, retry slowly, alarm loudly.
     Park { reason: String },
@@ -262,11 +300,23 @@ pub enum Outcome {
 pub fn classify(result: &Result<Answer, SendError>) -> Outcome {
     let a = match result {
         Ok(a) => a,
-        Err(SendError::Client(e)) => return Outcome::Park { reason: format!("cannot build an HTTP client: {e}") },
-        Err(e) => return Outcome::Transient { reason: e.to_string() },
+        Err(SendError::Client(e)) => {
+            return Outcome::Park {
+                reason: format!("cannot build an HTTP client: {e}"),
+            };
+        }
+        Err(e) => {
+            return Outcome::Transient {
+                reason: e.to_string(),
+            };
+        }
     };
     let s = a.status;
-    let snippet = if a.body.is_empty() { String::new() } else { format!(": {}", a.body) };
+    let snippet = if a.body.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", a.body)
+    };
     match s {
         200..=299 => Outcome::Delivered { status: s },
         429 => Outcome::RateLimited {
@@ -276,15 +326,29 @@ pub fn classify(result: &Result<Answer, SendError>) -> Outcome {
                 None => "429 rate limited, no Retry-After".into(),
             },
         },
-        408 | 500..=599 => Outcome::Transient { reason: format!("HTTP {s}{snippet}") },
-        402 => Outcome::Park {
-            reason: format!("HTTP 402: PagerTree account subscription inactive or plan too small{snippet}"),
+        408 | 500..=599 => Outcome::Transient {
+            reason: format!("HTTP {s}{snippet}"),
         },
-        403 => Outcome::Park { reason: format!("HTTP 403: refused (wrong or missing token?){snippet}") },
-        405 => Outcome::Park { reason: format!("HTTP 405: integration disabled{snippet}") },
-        300..=399 => Outcome::Park { reason: format!("HTTP {s}: redirect (fix the endpoint URL){snippet}") },
-        400..=499 => Outcome::Park { reason: format!("HTTP {s}: refused{snippet}") },
-        _ => Outcome::Transient { reason: format!("unexpected HTTP status {s}") },
+        402 => Outcome::Park {
+            reason: format!(
+                "HTTP 402: PagerTree account subscription inactive or plan too small{snippet}"
+            ),
+        },
+        403 => Outcome::Park {
+            reason: format!("HTTP 403: refused (wrong or missing token?){snippet}"),
+        },
+        405 => Outcome::Park {
+            reason: format!("HTTP 405: integration disabled{snippet}"),
+        },
+        300..=399 => Outcome::Park {
+            reason: format!("HTTP {s}: redirect (fix the endpoint URL){snippet}"),
+        },
+        400..=499 => Outcome::Park {
+            reason: format!("HTTP {s}: refused{snippet}"),
+        },
+        _ => Outcome::Transient {
+            reason: format!("unexpected HTTP status {s}"),
+        },
     }
 }
 
@@ -313,7 +377,9 @@ fn parse_http_date(v: &str) -> Option<i64> {
     if parts.next()? != "GMT" || parts.next().is_some() {
         return None;
     }
-    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
     let m = MONTHS.iter().position(|x| *x == mon)? as i64 + 1;
     let mut t = hms.split(':');
     let h: i64 = t.next()?.parse().ok()?;
@@ -382,7 +448,10 @@ impl HttpClient {
             req = req.header("pagertree-token", t);
         }
         let secrets: Vec<&str> = p.token.as_deref().into_iter().collect();
-        let resp = req.send().await.map_err(|e| map_err(&e, p.timeout, &secrets))?;
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| map_err(&e, p.timeout, &secrets))?;
         let status = resp.status().as_u16();
         let retry_after = resp
             .headers()
@@ -393,7 +462,12 @@ impl HttpClient {
         let bytes = resp.bytes().await.unwrap_or_default();
         let end = bytes.len().min(BODY_SNIPPET);
         let body = redact::text(String::from_utf8_lossy(&bytes[..end]).trim(), &secrets);
-        Ok(Answer { status, retry_after, body, elapsed: started.elapsed() })
+        Ok(Answer {
+            status,
+            retry_after,
+            body,
+            elapsed: started.elapsed(),
+        })
     }
 }
 
@@ -450,15 +524,24 @@ mod tests {
             level,
             previous_level: Level::OK,
             recoverable: true,
-            data: Series { name: "cpu".into(), tags, columns: vec!["time".into()], values: vec![] },
+            data: Series {
+                name: "cpu".into(),
+                tags,
+                columns: vec!["time".into()],
+                values: vec![],
+            },
             route: Arc::new(route),
         }
     }
 
     #[test]
     fn webhook_create_has_every_key() {
-        let route = Route { tags: vec!["host".into(), "nope".into()], ..Route::default() };
-        let v: serde_json::Value = serde_json::from_slice(&webhook_body(&event(Level::CRITICAL, route))).unwrap();
+        let route = Route {
+            tags: vec!["host".into(), "nope".into()],
+            ..Route::default()
+        };
+        let v: serde_json::Value =
+            serde_json::from_slice(&webhook_body(&event(Level::CRITICAL, route))).unwrap();
         assert_eq!(v["event_type"], "create");
         assert_eq!(v["id"], "cpu:host=web1");
         assert_eq!(v["title"], "cpu is CRITICAL");
@@ -474,10 +557,14 @@ mod tests {
     #[test]
     fn webhook_resolve_and_urgency_mapping() {
         let route = Route {
-            urgency: vec![(Level::WARNING, "low".into()), (Level::WARNING, "high".into())],
+            urgency: vec![
+                (Level::WARNING, "low".into()),
+                (Level::WARNING, "high".into()),
+            ],
             ..Route::default()
         };
-        let v: serde_json::Value = serde_json::from_slice(&webhook_body(&event(Level::OK, route.clone()))).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_slice(&webhook_body(&event(Level::OK, route.clone()))).unwrap();
         assert_eq!(v["event_type"], "resolve");
         assert!(v.get("urgency").is_none());
         assert_eq!(urgency(&route, Level::WARNING), Some("high"));
@@ -496,14 +583,30 @@ mod tests {
         .unwrap();
         let eps = Endpoints::from_config(&cfg);
         let t = eps.resolve(&Route::default());
-        assert_eq!((t.endpoint.as_str(), t.url.as_str(), t.format), ("main", "https://a/integration/int_main", Format::Kapacitor));
-        let t = eps.resolve(&Route { endpoint: Some("hook".into()), url: Some("http://o/x".into()), ..Route::default() });
-        assert_eq!((t.url.as_str(), t.format, t.url_override.as_deref()), ("http://o/x", Format::Webhook, Some("http://o/x")));
+        assert_eq!(
+            (t.endpoint.as_str(), t.url.as_str(), t.format),
+            ("main", "https://a/integration/int_main", Format::Kapacitor)
+        );
+        let t = eps.resolve(&Route {
+            endpoint: Some("hook".into()),
+            url: Some("http://o/x".into()),
+            ..Route::default()
+        });
+        assert_eq!(
+            (t.url.as_str(), t.format, t.url_override.as_deref()),
+            ("http://o/x", Format::Webhook, Some("http://o/x"))
+        );
         let p = eps.send_params("hook", Some("http://o/x")).unwrap();
-        assert_eq!((p.url.as_str(), p.token.as_deref(), p.timeout), ("http://o/x", Some("tok"), Duration::from_secs(3)));
+        assert_eq!(
+            (p.url.as_str(), p.token.as_deref(), p.timeout),
+            ("http://o/x", Some("tok"), Duration::from_secs(3))
+        );
         assert!(eps.send_params("gone", None).unwrap_err().contains("gone"));
         assert!(eps.send_params("", None).is_err());
-        let t = eps.resolve(&Route { format: Some(Format::Webhook), ..Route::default() });
+        let t = eps.resolve(&Route {
+            format: Some(Format::Webhook),
+            ..Route::default()
+        });
         assert_eq!(t.format, Format::Webhook);
         assert!(eps.warnings().is_empty());
     }
@@ -517,39 +620,89 @@ mod tests {
         .unwrap();
         let w = Endpoints::from_config(&cfg).warnings();
         assert_eq!(w.len(), 2, "{w:?}");
-        assert!(w[0].contains("int_OD…") && !w[0].contains("ODCWagoG9"), "{w:?}");
+        assert!(
+            w[0].contains("int_OD…") && !w[0].contains("ODCWagoG9"),
+            "{w:?}"
+        );
     }
 
     fn answer(status: u16, retry_after: Option<Duration>) -> Result<Answer, SendError> {
-        Ok(Answer { status, retry_after, body: String::new(), elapsed: Duration::ZERO })
+        Ok(Answer {
+            status,
+            retry_after,
+            body: String::new(),
+            elapsed: Duration::ZERO,
+        })
     }
 
     #[test]
     fn classification_follows_pagertree() {
-        assert_eq!(classify(&answer(200, None)), Outcome::Delivered { status: 200 });
-        assert!(matches!(classify(&answer(500, None)), Outcome::Transient { .. }));
-        assert!(matches!(classify(&answer(503, None)), Outcome::Transient { .. }));
-        assert!(matches!(classify(&answer(408, None)), Outcome::Transient { .. }));
+        assert_eq!(
+            classify(&answer(200, None)),
+            Outcome::Delivered { status: 200 }
+        );
+        assert!(matches!(
+            classify(&answer(500, None)),
+            Outcome::Transient { .. }
+        ));
+        assert!(matches!(
+            classify(&answer(503, None)),
+            Outcome::Transient { .. }
+        ));
+        assert!(matches!(
+            classify(&answer(408, None)),
+            Outcome::Transient { .. }
+        ));
         assert_eq!(
             classify(&answer(429, Some(Duration::from_secs(7)))),
-            Outcome::RateLimited { retry_after: Some(Duration::from_secs(7)), reason: "429 rate limited, Retry-After 7s".into() }
+            Outcome::RateLimited {
+                retry_after: Some(Duration::from_secs(7)),
+                reason: "429 rate limited, Retry-After 7s".into()
+            }
         );
-        assert!(matches!(classify(&answer(429, None)), Outcome::RateLimited { retry_after: None, .. }));
+        assert!(matches!(
+            classify(&answer(429, None)),
+            Outcome::RateLimited {
+                retry_after: None,
+                ..
+            }
+        ));
         for s in [301, 400, 402, 403, 404, 405, 422] {
-            assert!(matches!(classify(&answer(s, None)), Outcome::Park { .. }), "{s}");
+            assert!(
+                matches!(classify(&answer(s, None)), Outcome::Park { .. }),
+                "{s}"
+            );
         }
-        assert!(matches!(classify(&Err(SendError::Timeout(Duration::from_secs(1)))), Outcome::Transient { .. }));
-        assert!(matches!(classify(&Err(SendError::Connect("refused".into()))), Outcome::Transient { .. }));
+        assert!(matches!(
+            classify(&Err(SendError::Timeout(Duration::from_secs(1)))),
+            Outcome::Transient { .. }
+        ));
+        assert!(matches!(
+            classify(&Err(SendError::Connect("refused".into()))),
+            Outcome::Transient { .. }
+        ));
     }
 
     #[test]
     fn retry_after_seconds_and_dates() {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(784_111_777); // Sun, 06 Nov 1994 08:49:37 GMT
-        assert_eq!(parse_retry_after("120", now), Some(Duration::from_secs(120)));
-        assert_eq!(parse_retry_after("Sun, 06 Nov 1994 08:49:47 GMT", now), Some(Duration::from_secs(10)));
-        assert_eq!(parse_retry_after("Sun, 06 Nov 1994 08:00:00 GMT", now), Some(Duration::ZERO));
+        assert_eq!(
+            parse_retry_after("120", now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:49:47 GMT", now),
+            Some(Duration::from_secs(10))
+        );
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
         assert_eq!(parse_retry_after("soon", now), None);
-        assert_eq!(parse_retry_after("Sun, 06 Foo 1994 08:49:47 GMT", now), None);
+        assert_eq!(
+            parse_retry_after("Sun, 06 Foo 1994 08:49:47 GMT", now),
+            None
+        );
         assert_eq!(parse_retry_after("-5", now), None);
     }
 }

@@ -86,7 +86,11 @@ fn segment(s: &str) -> String {
 
 /// A token is never shown; only whether one is set.
 pub fn token(t: &str) -> &'static str {
-    if t.is_empty() { "(none)" } else { "(set, redacted)" }
+    if t.is_empty() {
+        "(none)"
+    } else {
+        "(set, redacted)"
+    }
 }
 
 /// Scrubs free text (e.g. a library's error message) of anything that looks
@@ -143,7 +147,10 @@ mod tests {
 
     #[test]
     fn other_paths_keep_two_characters_and_trailing_slash() {
-        assert_eq!(url("http://127.0.0.1:8080/hooks/secretvalue/"), "http://127.0.0.1:8080/hooks/se…/");
+        assert_eq!(
+            url("http://127.0.0.1:8080/hooks/secretvalue/"),
+            "http://127.0.0.1:8080/hooks/se…/"
+        );
         assert_eq!(url("http://127.0.0.1:8080"), "http://127.0.0.1:8080");
         assert_eq!(url("http://h/ab"), "http://h/…");
         assert_eq!(url("not a url"), "not a url");
@@ -151,7 +158,10 @@ mod tests {
 
     #[test]
     fn short_integration_id_is_not_shown_whole() {
-        assert_eq!(url("https://x/integration/int_A"), "https://x/integration/int_A…");
+        assert_eq!(
+            url("https://x/integration/int_A"),
+            "https://x/integration/int_A…"
+        );
     }
 
     #[test]

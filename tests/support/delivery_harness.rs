@@ -37,11 +37,17 @@ pub fn config(toml: &str) -> Config {
 }
 
 pub fn route_url(url: &str) -> Arc<Route> {
-    Arc::new(Route { url: Some(url.to_string()), ..Route::default() })
+    Arc::new(Route {
+        url: Some(url.to_string()),
+        ..Route::default()
+    })
 }
 
 pub fn route_endpoint(name: &str) -> Arc<Route> {
-    Arc::new(Route { endpoint: Some(name.to_string()), ..Route::default() })
+    Arc::new(Route {
+        endpoint: Some(name.to_string()),
+        ..Route::default()
+    })
 }
 
 /// An event whose message `"<id>#<n> <LEVEL>"` identifies it.
@@ -59,7 +65,12 @@ pub fn event(id: &str, level: Level, n: usize, route: Arc<Route>) -> Event {
         level,
         previous_level: Level::OK,
         recoverable: true,
-        data: Series { name: "cpu".into(), tags, columns: vec!["time".into()], values: vec![] },
+        data: Series {
+            name: "cpu".into(),
+            tags,
+            columns: vec!["time".into()],
+            values: vec![],
+        },
         route,
     }
 }
@@ -70,7 +81,13 @@ pub fn marker(id: &str, n: usize, level: Level) -> String {
 
 /// Levels cycling through a plausible alert life: creates and resolves.
 pub fn level_at(n: usize) -> Level {
-    [Level::WARNING, Level::CRITICAL, Level::OK, Level::INFO, Level::OK][n % 5]
+    [
+        Level::WARNING,
+        Level::CRITICAL,
+        Level::OK,
+        Level::INFO,
+        Level::OK,
+    ][n % 5]
 }
 
 pub struct Harness {
@@ -94,7 +111,8 @@ impl Harness {
 
     /// Opens the outbox and the committer only.
     pub fn open(dir: &Path, config: &Config) -> Harness {
-        let outbox = Outbox::open(dir, Endpoints::from_config(config), 10_000).expect("open outbox");
+        let outbox =
+            Outbox::open(dir, Endpoints::from_config(config), 10_000).expect("open outbox");
         let (sink, commit_thread) = spawn_sink(outbox.clone(), 4096);
         Harness {
             outbox,
@@ -109,17 +127,32 @@ impl Harness {
 
     pub fn start_dispatcher(&mut self, dcfg: DispatchConfig) {
         self.cancel = CancellationToken::new();
-        self.dispatcher = Some(Dispatcher::spawn(self.outbox.clone(), dcfg, self.cancel.clone()).expect("dispatcher"));
+        self.dispatcher = Some(
+            Dispatcher::spawn(self.outbox.clone(), dcfg, self.cancel.clone()).expect("dispatcher"),
+        );
     }
 
     pub async fn submit(&mut self, e: Event) {
-        self.expected.entry(e.id.clone()).or_default().push(e.message.clone());
+        self.expected
+            .entry(e.id.clone())
+            .or_default()
+            .push(e.message.clone());
         self.submitted += 1;
-        self.sink.as_ref().expect("sink open").submit(Box::new(e)).await.expect("submit");
+        self.sink
+            .as_ref()
+            .expect("sink open")
+            .submit(Box::new(e))
+            .await
+            .expect("submit");
     }
 
     pub async fn barrier(&self) {
-        self.sink.as_ref().expect("sink open").barrier().await.expect("barrier");
+        self.sink
+            .as_ref()
+            .expect("sink open")
+            .barrier()
+            .await
+            .expect("barrier");
     }
 
     /// Stops the dispatcher (after its shutdown grace).
@@ -135,28 +168,45 @@ impl Harness {
         self.stop_dispatcher().await;
         self.sink.take();
         if let Some(t) = self.commit_thread.take() {
-            tokio::task::spawn_blocking(move || t.join()).await.expect("join").expect("commit thread");
+            tokio::task::spawn_blocking(move || t.join())
+                .await
+                .expect("join")
+                .expect("commit thread");
         }
     }
 }
 
 /// Asserts that every id's accepted markers are exactly what was submitted,
 /// allowing only consecutive repeats (at-least-once).
-pub fn assert_exact_order(expected: &HashMap<String, Vec<String>>, got: &HashMap<String, Vec<String>>) {
+pub fn assert_exact_order(
+    expected: &HashMap<String, Vec<String>>,
+    got: &HashMap<String, Vec<String>>,
+) {
     for (id, want) in expected {
         let have = got.get(id).cloned().unwrap_or_default();
         let collapsed = crate::pagertree::collapse(&have);
         assert_eq!(&collapsed, want, "id {id}: accepted {have:?}");
     }
-    assert_eq!(expected.len(), got.len(), "ids accepted that were never submitted");
+    assert_eq!(
+        expected.len(),
+        got.len(),
+        "ids accepted that were never submitted"
+    );
 }
 
 /// Asserts that every submitted event arrived and that the first arrival of
 /// each is in submission order per id (late originals of timed-out requests
 /// may repeat afterwards).
-pub fn assert_first_order(expected: &HashMap<String, Vec<String>>, got: &HashMap<String, Vec<String>>) {
+pub fn assert_first_order(
+    expected: &HashMap<String, Vec<String>>,
+    got: &HashMap<String, Vec<String>>,
+) {
     for (id, want) in expected {
         let have = got.get(id).cloned().unwrap_or_default();
-        assert_eq!(&crate::pagertree::first_occurrences(&have), want, "id {id}: accepted {have:?}");
+        assert_eq!(
+            &crate::pagertree::first_occurrences(&have),
+            want,
+            "id {id}: accepted {have:?}"
+        );
     }
 }

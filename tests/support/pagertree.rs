@@ -136,19 +136,28 @@ impl Drop for FakePagerTree {
 impl FakePagerTree {
     /// Starts on an ephemeral loopback port (inside a tokio runtime).
     pub async fn start() -> FakePagerTree {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind fake PagerTree");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind fake PagerTree");
         let addr = listener.local_addr().expect("local addr");
         let state = Arc::new(Mutex::new(State::default()));
         let changed = Arc::new(Notify::new());
         let (st, ch) = (state.clone(), changed.clone());
         let task = tokio::spawn(async move {
             loop {
-                let Ok((sock, _)) = listener.accept().await else { continue };
+                let Ok((sock, _)) = listener.accept().await else {
+                    continue;
+                };
                 let _ = sock.set_nodelay(true);
                 tokio::spawn(serve_conn(sock, st.clone(), ch.clone()));
             }
         });
-        FakePagerTree { addr, state, changed, task }
+        FakePagerTree {
+            addr,
+            state,
+            changed,
+            task,
+        }
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -161,9 +170,14 @@ impl FakePagerTree {
 
     /// Adds an integration and returns its endpoint URL.
     pub fn integration(&self, name: &str, fmt: Fmt, token: Option<&str>) -> String {
-        self.lock()
-            .integrations
-            .insert(name.to_string(), Integration { fmt, token: token.map(str::to_string), forced: None });
+        self.lock().integrations.insert(
+            name.to_string(),
+            Integration {
+                fmt,
+                token: token.map(str::to_string),
+                forced: None,
+            },
+        );
         self.url(name)
     }
 
@@ -221,7 +235,11 @@ impl FakePagerTree {
     }
 
     pub fn alert(&self, integration: &str, id: &str) -> AlertRecord {
-        self.lock().alerts.get(&(integration.to_string(), id.to_string())).cloned().unwrap_or_default()
+        self.lock()
+            .alerts
+            .get(&(integration.to_string(), id.to_string()))
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// Waits until at least `n` requests were accepted; false on timeout.
@@ -295,7 +313,10 @@ async fn read_request(sock: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Request
             headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
         }
     }
-    let len: usize = headers.get("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let len: usize = headers
+        .get("content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     let start = header_end + 4;
     while buf.len() < start + len {
         let mut chunk = [0u8; 8192];
@@ -307,10 +328,21 @@ async fn read_request(sock: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Request
     }
     let body = buf[start..start + len].to_vec();
     buf.drain(..start + len);
-    Some(Request { path, method, headers, body, at })
+    Some(Request {
+        path,
+        method,
+        headers,
+        body,
+        at,
+    })
 }
 
-async fn respond(sock: &mut TcpStream, status: u16, extra: &[(&str, String)], body: &str) -> std::io::Result<()> {
+async fn respond(
+    sock: &mut TcpStream,
+    status: u16,
+    extra: &[(&str, String)],
+    body: &str,
+) -> std::io::Result<()> {
     let reason = match status {
         200 => "OK",
         400 => "Bad Request",
@@ -347,7 +379,12 @@ async fn serve_conn(mut sock: TcpStream, state: Arc<Mutex<State>>, changed: Arc<
         };
         let record = |status: Option<u16>, fault: Option<Fault>| {
             let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
-            st.seen.push(Seen { path: req.path.clone(), status, at: req.at, fault });
+            st.seen.push(Seen {
+                path: req.path.clone(),
+                status,
+                at: req.at,
+                fault,
+            });
             drop(st);
             changed.notify_waiters();
         };
@@ -363,15 +400,22 @@ async fn serve_conn(mut sock: TcpStream, state: Arc<Mutex<State>>, changed: Arc<
             }
             Some(Fault::Status(s)) => {
                 record(Some(*s), fault.clone());
-                if respond(&mut sock, *s, &[], "{\"error\":\"scripted fault\"}").await.is_err() {
+                if respond(&mut sock, *s, &[], "{\"error\":\"scripted fault\"}")
+                    .await
+                    .is_err()
+                {
                     return;
                 }
                 continue;
             }
             Some(Fault::RateLimit(ra)) => {
                 record(Some(429), fault.clone());
-                let extra: Vec<(&str, String)> = ra.iter().map(|v| ("retry-after", v.clone())).collect();
-                if respond(&mut sock, 429, &extra, "{\"error\":\"rate limited\"}").await.is_err() {
+                let extra: Vec<(&str, String)> =
+                    ra.iter().map(|v| ("retry-after", v.clone())).collect();
+                if respond(&mut sock, 429, &extra, "{\"error\":\"rate limited\"}")
+                    .await
+                    .is_err()
+                {
                     return;
                 }
                 continue;
@@ -392,7 +436,10 @@ async fn serve_conn(mut sock: TcpStream, state: Arc<Mutex<State>>, changed: Arc<
 
 fn socket2_linger_zero(s: &std::net::TcpStream) -> std::io::Result<()> {
     use std::os::fd::AsRawFd;
-    let linger = libc::linger { l_onoff: 1, l_linger: 0 };
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
     // SAFETY: a valid socket fd and a correctly sized linger struct.
     let r = unsafe {
         libc::setsockopt(
@@ -403,7 +450,11 @@ fn socket2_linger_zero(s: &std::net::TcpStream) -> std::io::Result<()> {
             std::mem::size_of::<libc::linger>() as libc::socklen_t,
         )
     };
-    if r == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 /// PagerTree's rules for one request → (status, body).
@@ -428,8 +479,13 @@ fn process(st: &mut State, req: &Request) -> (u16, String) {
     {
         return (403, "{\"error\":\"blocked\"}".into());
     }
-    if !req.headers.get("content-type").is_some_and(|c| c.starts_with("application/json")) {
-        st.violations.push(format!("{name}: content-type is not application/json"));
+    if !req
+        .headers
+        .get("content-type")
+        .is_some_and(|c| c.starts_with("application/json"))
+    {
+        st.violations
+            .push(format!("{name}: content-type is not application/json"));
     }
     let body: Value = match serde_json::from_slice(&req.body) {
         Ok(v) => v,
@@ -495,25 +551,45 @@ type Checked = (String, Action, Option<String>, Option<String>, Vec<String>);
 /// shape must be what Kapacitor sends.
 fn check_kapacitor(b: &Value) -> Result<Checked, String> {
     let o = b.as_object().ok_or("body is not an object")?;
-    let id = o.get("id").and_then(Value::as_str).ok_or("id missing or not a string")?;
+    let id = o
+        .get("id")
+        .and_then(Value::as_str)
+        .ok_or("id missing or not a string")?;
     if id.is_empty() {
         return Err("empty id".into());
     }
-    let level = o.get("level").and_then(Value::as_str).ok_or("level missing")?;
+    let level = o
+        .get("level")
+        .and_then(Value::as_str)
+        .ok_or("level missing")?;
     if !["OK", "INFO", "WARNING", "CRITICAL"].contains(&level) {
         return Err(format!("level {level:?} is not a Kapacitor level"));
     }
     for k in ["message", "details"] {
-        o.get(k).and_then(Value::as_str).ok_or(format!("{k} missing or not a string"))?;
+        o.get(k)
+            .and_then(Value::as_str)
+            .ok_or(format!("{k} missing or not a string"))?;
     }
-    let time = o.get("time").and_then(Value::as_str).ok_or("time missing")?;
+    let time = o
+        .get("time")
+        .and_then(Value::as_str)
+        .ok_or("time missing")?;
     if !(time.len() >= 20 && time.ends_with('Z') && time.as_bytes().get(10) == Some(&b'T')) {
         return Err(format!("time {time:?} is not RFC 3339 UTC"));
     }
-    o.get("duration").and_then(Value::as_i64).ok_or("duration missing or not an integer")?;
-    o.get("previousLevel").and_then(Value::as_str).ok_or("previousLevel missing")?;
-    o.get("recoverable").and_then(Value::as_bool).ok_or("recoverable missing")?;
-    o.get("data").and_then(|d| d.get("series")).and_then(Value::as_array).ok_or("data.series missing")?;
+    o.get("duration")
+        .and_then(Value::as_i64)
+        .ok_or("duration missing or not an integer")?;
+    o.get("previousLevel")
+        .and_then(Value::as_str)
+        .ok_or("previousLevel missing")?;
+    o.get("recoverable")
+        .and_then(Value::as_bool)
+        .ok_or("recoverable missing")?;
+    o.get("data")
+        .and_then(|d| d.get("series"))
+        .and_then(Value::as_array)
+        .ok_or("data.series missing")?;
     let keys: Vec<&str> = o.keys().map(String::as_str).collect();
     let urgency = match level {
         "INFO" => Some("low"),
@@ -522,23 +598,47 @@ fn check_kapacitor(b: &Value) -> Result<Checked, String> {
         _ => None,
     };
     let _ = keys;
-    let action = if level == "OK" { Action::Resolve } else { Action::Create };
-    Ok((id.to_string(), action, Some(level.to_string()), urgency.map(str::to_string), Vec::new()))
+    let action = if level == "OK" {
+        Action::Resolve
+    } else {
+        Action::Create
+    };
+    Ok((
+        id.to_string(),
+        action,
+        Some(level.to_string()),
+        urgency.map(str::to_string),
+        Vec::new(),
+    ))
 }
 
 /// webhook/v3: case-insensitive top-level keys; id required (else the
 /// alert can never be resolved); urgency, tags, meta, dedup_keys typed.
 fn check_webhook(b: &Value) -> Result<Checked, String> {
     let o = b.as_object().ok_or("body is not an object")?;
-    let get = |k: &str| o.iter().find(|(key, _)| key.eq_ignore_ascii_case(k)).map(|(_, v)| v);
-    let id = get("id").and_then(Value::as_str).ok_or("id missing: PagerTree would invent one")?;
+    let get = |k: &str| {
+        o.iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(k))
+            .map(|(_, v)| v)
+    };
+    let id = get("id")
+        .and_then(Value::as_str)
+        .ok_or("id missing: PagerTree would invent one")?;
     if id.is_empty() {
         return Err("empty id".into());
     }
-    let action = match get("event_type").and_then(Value::as_str).map(|s| s.trim().to_ascii_lowercase()).as_deref() {
+    let action = match get("event_type")
+        .and_then(Value::as_str)
+        .map(|s| s.trim().to_ascii_lowercase())
+        .as_deref()
+    {
         Some("create") => Action::Create,
         Some("resolve") => Action::Resolve,
-        Some(other) => return Err(format!("event_type {other:?} is neither create nor resolve")),
+        Some(other) => {
+            return Err(format!(
+                "event_type {other:?} is neither create nor resolve"
+            ));
+        }
         None => return Err("event_type missing".into()),
     };
     for k in ["title", "description"] {
@@ -547,14 +647,25 @@ fn check_webhook(b: &Value) -> Result<Checked, String> {
         }
     }
     if action == Action::Create {
-        get("title").and_then(Value::as_str).ok_or("create without a title")?;
+        get("title")
+            .and_then(Value::as_str)
+            .ok_or("create without a title")?;
     }
     let urgency = match get("urgency") {
         None => None,
         Some(u) => {
-            let u = u.as_str().ok_or("urgency is not a string")?.to_ascii_lowercase();
-            let known = ["low", "medium", "high", "critical"].into_iter().find(|k| u.contains(k));
-            Some(known.ok_or(format!("urgency {u:?} is not low/medium/high/critical"))?.to_string())
+            let u = u
+                .as_str()
+                .ok_or("urgency is not a string")?
+                .to_ascii_lowercase();
+            let known = ["low", "medium", "high", "critical"]
+                .into_iter()
+                .find(|k| u.contains(k));
+            Some(
+                known
+                    .ok_or(format!("urgency {u:?} is not low/medium/high/critical"))?
+                    .to_string(),
+            )
         }
     };
     if let Some(t) = get("tags") {
@@ -574,7 +685,11 @@ fn check_webhook(b: &Value) -> Result<Checked, String> {
             .as_array()
             .ok_or("dedup_keys is not an array")?
             .iter()
-            .map(|x| x.as_str().map(str::to_string).ok_or("dedup key not a string"))
+            .map(|x| {
+                x.as_str()
+                    .map(str::to_string)
+                    .ok_or("dedup key not a string")
+            })
             .collect::<Result<_, _>>()?,
     };
     Ok((id.to_string(), action, level, urgency, dedup))
