@@ -140,8 +140,37 @@ fn db_thread(conn: rusqlite::Connection, rx: std_mpsc::Receiver<DbOp>) {
         while let Ok(op) = rx.try_recv() {
             batch.push(op);
         }
+        // New rows are read first, outside the write transaction, so a
+        // fresh event never waits for the committer's fsync to be loaded.
+        let mut writes = Vec::with_capacity(batch.len());
+        for op in batch {
+            match op {
+                DbOp::Load {
+                    after,
+                    limit,
+                    reply,
+                } => {
+                    let _ = reply.send(outbox::load_rows(&conn, after, limit));
+                }
+                DbOp::Stats { reply } => {
+                    let r = conn
+                        .query_row("SELECT count(*), min(created_ns) FROM outbox", [], |r| {
+                            Ok((r.get(0)?, r.get(1)?))
+                        })
+                        .unwrap_or((0, None));
+                    let _ = reply.send(r);
+                }
+                other => writes.push(other),
+            }
+        }
+        if writes.is_empty() {
+            continue;
+        }
+        let batch = writes;
         let mut replies: Vec<Box<dyn FnOnce()>> = Vec::new();
-        let tx = match conn.transaction() {
+        // IMMEDIATE: take the write lock up front (waiting for the committer
+        // under the busy timeout) rather than failing on a lock upgrade.
+        let tx = match conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate) {
             Ok(tx) => tx,
             Err(e) => {
                 tracing::error!(error = %e, "outbox: cannot begin a transaction; delivery marks lost (events may repeat)");
@@ -150,16 +179,8 @@ fn db_thread(conn: rusqlite::Connection, rx: std_mpsc::Receiver<DbOp>) {
         };
         for op in batch {
             match op {
-                DbOp::Load {
-                    after,
-                    limit,
-                    reply,
-                } => {
-                    let r = outbox::load_rows(&tx, after, limit);
-                    replies.push(Box::new(move || {
-                        let _ = reply.send(r);
-                    }));
-                }
+                // Reads were answered before the transaction.
+                DbOp::Load { .. } | DbOp::Stats { .. } => {}
                 DbOp::Delivered { seq } => {
                     if let Err(e) = tx.execute("DELETE FROM outbox WHERE seq = ?1", [seq]) {
                         tracing::error!(seq, error = %e, "outbox: cannot remove a delivered row (it will be sent again)");
@@ -207,16 +228,6 @@ fn db_thread(conn: rusqlite::Connection, rx: std_mpsc::Receiver<DbOp>) {
                         .collect();
                     replies.push(Box::new(move || {
                         let _ = reply.send(out);
-                    }));
-                }
-                DbOp::Stats { reply } => {
-                    let r = tx
-                        .query_row("SELECT count(*), min(created_ns) FROM outbox", [], |r| {
-                            Ok((r.get(0)?, r.get(1)?))
-                        })
-                        .unwrap_or((0, None));
-                    replies.push(Box::new(move || {
-                        let _ = reply.send(r);
                     }));
                 }
             }
@@ -571,7 +582,13 @@ impl State {
                 continue;
             };
             q.in_ready = false;
-            if q.in_flight || q.due > Instant::now() {
+            if q.in_flight {
+                continue;
+            }
+            if q.due > Instant::now() {
+                // Its head changed while it waited in the ready list.
+                let due = q.due;
+                self.timers.push(Reverse((due, key)));
                 continue;
             }
             let Some(head) = q.rows.front() else { continue };
