@@ -10,8 +10,9 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::alert::Event;
+use crate::alert::node::{AlertFactory, NodeEnv};
 use crate::alert::store::MemoryStore;
+use crate::alert::{Event, ServerInfo};
 use crate::delivery::log_sink::LogCommitter;
 use crate::delivery::{CommitError, Committer, Sink, spawn_sink};
 use crate::ops::config::{Config, ConfigError};
@@ -39,7 +40,10 @@ pub enum AppError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     #[error("cannot create the data directory {path}: {source}")]
-    DataDir { path: PathBuf, source: std::io::Error },
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Server(#[from] ServerError),
     #[error("cannot install the signal handlers: {0}")]
@@ -60,20 +64,27 @@ impl Hooks {
     pub fn from_env() -> Result<Hooks, AppError> {
         let fault_process_delay = match std::env::var(ENV_FAULT_PROCESS_DELAY_MS) {
             Ok(v) => {
-                let ms: u64 = v
-                    .trim()
-                    .parse()
-                    .map_err(|_| AppError::FaultHook { name: ENV_FAULT_PROCESS_DELAY_MS, value: v.clone() })?;
-                tracing::warn!("{ENV_FAULT_PROCESS_DELAY_MS}={ms}: every data frame is delayed on purpose (tests only)");
+                let ms: u64 = v.trim().parse().map_err(|_| AppError::FaultHook {
+                    name: ENV_FAULT_PROCESS_DELAY_MS,
+                    value: v.clone(),
+                })?;
+                tracing::warn!(
+                    "{ENV_FAULT_PROCESS_DELAY_MS}={ms}: every data frame is delayed on purpose (tests only)"
+                );
                 Some(Duration::from_millis(ms))
             }
             Err(_) => None,
         };
         let discard_events = std::env::var(ENV_BENCH_DISCARD_EVENTS).is_ok_and(|v| v == "1");
         if discard_events {
-            tracing::warn!("{ENV_BENCH_DISCARD_EVENTS}=1: alert events are discarded (benchmarks only)");
+            tracing::warn!(
+                "{ENV_BENCH_DISCARD_EVENTS}=1: alert events are discarded (benchmarks only)"
+            );
         }
-        Ok(Hooks { fault_process_delay, discard_events })
+        Ok(Hooks {
+            fault_process_delay,
+            discard_events,
+        })
     }
 }
 
@@ -111,6 +122,42 @@ pub fn build_sink(hooks: &Hooks) -> (Sink, std::thread::JoinHandle<()>, MemorySt
     (sink, handle, store)
 }
 
+/// Runs the agent until SIGTERM or SIGINT (see [`serve_with`]): the alert
+/// node behind both sockets, events to the log committer. `Ok` means exit 0.
+pub async fn serve(config: Config) -> Result<(), AppError> {
+    let hooks = Hooks::from_env()?;
+    let (sink, committer, store) = build_sink(&hooks);
+    let env = NodeEnv::new(
+        Arc::new(config.clone()),
+        Arc::new(store),
+        server_info(&config),
+    );
+    let factory = Arc::new(AlertFactory::new(env));
+    let result = serve_with(&config, factory, sink, &hooks, CancellationToken::new()).await;
+    // Every Sink clone is gone once the sessions ended: the committer commits
+    // what is queued and stops.
+    let joined = tokio::task::spawn_blocking(move || committer.join());
+    if tokio::time::timeout(SESSION_DRAIN_LIMIT, joined)
+        .await
+        .is_err()
+    {
+        tracing::warn!("the delivery committer did not stop in time; exiting anyway");
+    }
+    result
+}
+
+/// `.ServerInfo` for templates: the `[kapacitor]` values, else Kapacitor's
+/// defaults (`localhost`, empty ids).
+pub fn server_info(config: &Config) -> ServerInfo {
+    let k = &config.kapacitor;
+    let d = ServerInfo::default();
+    ServerInfo {
+        hostname: k.hostname.clone().unwrap_or(d.hostname),
+        cluster_id: k.cluster_id.clone().unwrap_or(d.cluster_id),
+        server_id: k.server_id.clone().unwrap_or(d.server_id),
+    }
+}
+
 /// Runs the agent with `factory` until SIGTERM or SIGINT, then shuts down
 /// gracefully: stop accepting, let sessions finish what they read, remove the
 /// socket files, commit what was handed on. `Ok` means exit 0.
@@ -123,14 +170,25 @@ pub async fn serve_with(
 ) -> Result<(), AppError> {
     let server_cfg = &config.server;
     let mode = server_cfg.socket_mode_bits()?;
-    std::fs::create_dir_all(&server_cfg.data_dir)
-        .map_err(|source| AppError::DataDir { path: server_cfg.data_dir.clone(), source })?;
+    std::fs::create_dir_all(&server_cfg.data_dir).map_err(|source| AppError::DataDir {
+        path: server_cfg.data_dir.clone(),
+        source,
+    })?;
     let stream_path = absolute(&server_cfg.stream_socket_path());
     let batch_path = absolute(&server_cfg.batch_socket_path());
-    let stream = server::bind(&stream_path, EdgeType::Stream, mode, &server_cfg.socket_group)?;
+    let stream = server::bind(
+        &stream_path,
+        EdgeType::Stream,
+        mode,
+        &server_cfg.socket_group,
+    )?;
     let batch = server::bind(&batch_path, EdgeType::Batch, mode, &server_cfg.socket_group)?;
 
-    let ctx = Arc::new(SessionContext { factory, sink, events: Arc::new(LogSessionEvents) });
+    let ctx = Arc::new(SessionContext {
+        factory,
+        sink,
+        events: Arc::new(LogSessionEvents),
+    });
     let settings = |edge| {
         let mut s = SessionSettings::new(edge, server_cfg.max_frame_bytes);
         s.fault_process_delay = hooks.fault_process_delay;
@@ -153,18 +211,21 @@ pub async fn serve_with(
     );
 
     let tracker = TaskTracker::new();
-    let accept: Vec<_> = [(stream, settings(EdgeType::Stream)), (batch, settings(EdgeType::Batch))]
-        .into_iter()
-        .map(|(socket, settings)| {
-            let (ctx, shutdown, tracker) = (ctx.clone(), shutdown.clone(), tracker.clone());
-            tokio::spawn(async move {
-                server::serve(&socket, settings, ctx, shutdown, tracker).await;
-                // Removed as soon as we stop accepting, so a new agent can start.
-                socket.remove_file();
-                drop(socket);
-            })
+    let accept: Vec<_> = [
+        (stream, settings(EdgeType::Stream)),
+        (batch, settings(EdgeType::Batch)),
+    ]
+    .into_iter()
+    .map(|(socket, settings)| {
+        let (ctx, shutdown, tracker) = (ctx.clone(), shutdown.clone(), tracker.clone());
+        tokio::spawn(async move {
+            server::serve(&socket, settings, ctx, shutdown, tracker).await;
+            // Removed as soon as we stop accepting, so a new agent can start.
+            socket.remove_file();
+            drop(socket);
         })
-        .collect();
+    })
+    .collect();
     drop(ctx);
 
     wait_for_signal(&shutdown, || {
@@ -183,8 +244,14 @@ pub async fn serve_with(
         let _ = a.await;
     }
     tracker.close();
-    if tokio::time::timeout(SESSION_DRAIN_LIMIT, tracker.wait()).await.is_err() {
-        tracing::warn!(open = tracker.len(), "sessions still open after {SESSION_DRAIN_LIMIT:?}; exiting anyway");
+    if tokio::time::timeout(SESSION_DRAIN_LIMIT, tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            open = tracker.len(),
+            "sessions still open after {SESSION_DRAIN_LIMIT:?}; exiting anyway"
+        );
     }
     tracing::info!("kapacitor-pagertree stopped");
     Ok(())
@@ -205,4 +272,3 @@ async fn wait_for_signal(shutdown: &CancellationToken, ready: impl FnOnce()) -> 
     }
     Ok(())
 }
-

@@ -9,10 +9,15 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use kapacitor_pagertree::delivery::dispatch::{DispatchConfig, Dispatcher};
+use kapacitor_pagertree::delivery::outbox::Outbox;
+use kapacitor_pagertree::delivery::pagertree::Endpoints;
+use kapacitor_pagertree::delivery::spawn_sink;
 use kapacitor_pagertree::ops::config::{
     Config, ConfigErrors, Loaded, LogFormat, Overrides, redact_url,
 };
 use kapacitor_pagertree::ops::logging;
+use kapacitor_pagertree::ops::status::ViewingCommitter;
 
 const ABOUT: &str = "A Kapacitor UDF agent that pages on-call people through PagerTree, durably.";
 
@@ -184,8 +189,55 @@ enum Command {
         #[arg(long, value_name = "URL")]
         url: Option<String>,
     },
+    /// Send a test page (a CRITICAL, then its OK) to an endpoint, once each; report the answers.
+    ///
+    /// Builds a test alert `kapacitor-pagertree-send-test-<time>` and posts it exactly as the
+    /// agent would (format, token, timeouts of the endpoint), then resolves it — also when
+    /// the create failed, so no test alert is left open. No retries: each answer is shown
+    /// with what the agent would do with it (accepted, retry, park). Exit 0 when PagerTree
+    /// accepted both, 1 otherwise, 2 when no endpoint is given or configured.
+    SendTest {
+        /// The endpoint (an [endpoints.NAME] table) to test; default: delivery.default_endpoint.
+        #[arg(long, value_name = "NAME")]
+        endpoint: Option<String>,
+        /// Post to this URL instead (with the named or default endpoint's token and timeouts).
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+        /// kapacitor or webhook; default: the endpoint's format.
+        #[arg(long, value_name = "FORMAT")]
+        format: Option<String>,
+    },
+    /// Inspect and act on undelivered events: the parked ones and the dead letters.
+    ///
+    /// Works on the outbox of --data-dir (also while the agent runs). An event is parked when
+    /// PagerTree refused it (4xx): it is retried every delivery.parked_retry and holds back
+    /// the later events of its alert. A dead letter is an event older than delivery.max_age
+    /// that never got through.
+    Outbox {
+        #[command(subcommand)]
+        action: OutboxAction,
+    },
     /// Print the version.
     Version,
+}
+
+#[derive(Debug, Subcommand)]
+enum OutboxAction {
+    /// How many events wait, and every parked and dead-lettered event with its number,
+    /// alert id, endpoint (redacted) and the reason.
+    List,
+    /// Try parked events again now, and put dead letters back in the queue.
+    Retry {
+        /// `all`, or event numbers from `outbox list`.
+        #[arg(required = true, value_name = "all|NUMBER")]
+        events: Vec<String>,
+    },
+    /// Delete parked or dead-lettered events for good (their alerts' later events go on).
+    Drop {
+        /// `all`, or event numbers from `outbox list`.
+        #[arg(required = true, value_name = "all|NUMBER")]
+        events: Vec<String>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -232,6 +284,12 @@ fn main() -> ExitCode {
         Some(Command::Check { connect }) => check(&cli.global, connect),
         Some(Command::Simulate(args)) => simulate(&cli.global, &args),
         Some(Command::Alerts { format, url }) => alerts(&cli.global, format, url),
+        Some(Command::SendTest {
+            endpoint,
+            url,
+            format,
+        }) => send_test(&cli.global, endpoint, url, format),
+        Some(Command::Outbox { action }) => outbox(&cli.global, action),
         Some(Command::Version) => {
             println!("kapacitor-pagertree {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
@@ -593,9 +651,42 @@ async fn run_agent(config: Config) -> anyhow::Result<()> {
         // Validated at load; unreachable in practice, refused all the same.
         Err(e) => anyhow::bail!("server.http_addr: {e}"),
     }
-    let (sink, committer, store) = app::build_sink(&hooks);
     let config = Arc::new(config);
-    let factory = node_factory_with(&config, Arc::new(store));
+    if hooks.discard_events {
+        // Benchmarks only: no outbox, no delivery.
+        let (sink, committer, store) = app::build_sink(&hooks);
+        let factory = node_factory_with(&config, Arc::new(store));
+        let result = app::serve_with(
+            &config,
+            Arc::new(factory),
+            sink,
+            &hooks,
+            CancellationToken::new(),
+        )
+        .await;
+        let _ = tokio::task::spawn_blocking(move || committer.join()).await;
+        http_stop.cancel();
+        return result.map_err(Into::into);
+    }
+
+    // The durable path: sessions → committer (group commit into the outbox,
+    // alert state in the same transaction) → dispatcher → PagerTree.
+    let outbox = Outbox::open(
+        &config.server.data_dir,
+        Endpoints::from_config(&config),
+        config.delivery.memory_queue,
+    )?;
+    tracing::info!(path = %outbox.path().display(), "outbox open");
+    let (sink, committer) = spawn_sink(ViewingCommitter::new(outbox.clone()).logging(), SINK_QUEUE);
+    let dispatch_stop = CancellationToken::new();
+    let dispatcher = Dispatcher::spawn(
+        outbox.clone(),
+        DispatchConfig::from(&config.delivery),
+        dispatch_stop.clone(),
+    )?;
+    let watcher = tokio::spawn(watch_outbox(outbox.clone(), http_stop.clone()));
+
+    let factory = node_factory_with(&config, Arc::new(outbox.clone()));
     let result = app::serve_with(
         &config,
         Arc::new(factory),
@@ -604,14 +695,65 @@ async fn run_agent(config: Config) -> anyhow::Result<()> {
         CancellationToken::new(),
     )
     .await;
+    // Every Sink clone is gone with the sessions: the committer commits what
+    // is queued and ends; then the dispatcher gets shutdown_grace for
+    // requests on the wire. What is not delivered stays in the outbox.
+    let _ = tokio::task::spawn_blocking(move || committer.join()).await;
+    dispatch_stop.cancel();
+    dispatcher.join().await;
     http_stop.cancel();
     if let Some(t) = http_task {
         let _ = t.await;
     }
+    let _ = watcher.await;
     let _ = std::fs::remove_file(&addr_file);
-    // Every Sink clone is gone with the sessions: the committer drains and ends.
-    let _ = tokio::task::spawn_blocking(move || committer.join()).await;
     result.map_err(Into::into)
+}
+
+/// Messages the delivery queue holds before a session waits.
+const SINK_QUEUE: usize = 8192;
+
+/// Once a second: readiness (can the outbox store?) and the delivery state
+/// of the open alerts, from the outbox, for `/readyz` and `alerts`.
+async fn watch_outbox(outbox: Outbox, stop: tokio_util::sync::CancellationToken) {
+    use kapacitor_pagertree::delivery::outbox::HeldKind;
+    use kapacitor_pagertree::ops::status::{DeliveryState, alerts_view, readiness};
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        readiness().set_outbox_writable(
+            outbox.is_ready(),
+            "it cannot store (disk full, read-only or I/O errors); events wait in memory — see the log",
+        );
+        let ob = outbox.clone();
+        let read = tokio::task::spawn_blocking(move || {
+            Ok::<_, String>((
+                ob.held().map_err(|e| e.to_string())?,
+                ob.pending().map_err(|e| e.to_string())?,
+            ))
+        })
+        .await;
+        match read {
+            Ok(Ok((held, (pending, _)))) => {
+                let held: Vec<_> = held
+                    .into_iter()
+                    .map(|h| {
+                        let state = match h.kind {
+                            HeldKind::Parked => DeliveryState::Parked,
+                            _ => DeliveryState::DeadLetter,
+                        };
+                        (h.task, h.node, h.alert_id, state, h.reason)
+                    })
+                    .collect();
+                alerts_view().sync_delivery(&held, pending == 0 && outbox.is_ready());
+            }
+            Ok(Err(e)) => tracing::debug!(error = %e, "cannot read the outbox for the alerts view"),
+            Err(_) => {}
+        }
+    }
 }
 
 fn stdio(global: &Global, batch: bool, socket: Option<PathBuf>) -> ExitCode {
@@ -770,4 +912,99 @@ fn alerts(global: &Global, format: OutputFormat, url: Option<String>) -> ExitCod
         println!("{}", line.join("  ").trim_end());
     }
     ExitCode::SUCCESS
+}
+
+fn send_test(
+    global: &Global,
+    endpoint: Option<String>,
+    url: Option<String>,
+    format: Option<String>,
+) -> ExitCode {
+    use kapacitor_pagertree::alert::Format;
+    use kapacitor_pagertree::delivery::cli::{self, CliError};
+    let loaded = match global.load() {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    init_tool_logging(&loaded, global);
+    let format = match format.as_deref().map(|f| (f, Format::parse(f))) {
+        None => None,
+        Some((_, Some(f))) => Some(f),
+        Some((f, None)) => {
+            eprintln!("kapacitor-pagertree send-test: --format {f:?}: use kapacitor or webhook");
+            return ExitCode::from(2);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("kapacitor-pagertree send-test: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(cli::send_test(
+        &loaded.config,
+        endpoint.as_deref(),
+        url.as_deref(),
+        format,
+    )) {
+        Ok(report) => {
+            print!("{report}");
+            if report.ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e @ (CliError::NoEndpoint | CliError::Endpoint(_))) => {
+            eprintln!("kapacitor-pagertree send-test: {e}");
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("kapacitor-pagertree send-test: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn outbox(global: &Global, action: OutboxAction) -> ExitCode {
+    use kapacitor_pagertree::delivery::cli::{self, CliError};
+    let loaded = match global.load() {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    init_tool_logging(&loaded, global);
+    let config = &loaded.config;
+    let fail = |e: CliError| {
+        eprintln!("kapacitor-pagertree outbox: {e}");
+        match e {
+            CliError::BadSelection(_) | CliError::EmptySelection | CliError::NoOutbox(_) => {
+                ExitCode::from(2)
+            }
+            _ => ExitCode::FAILURE,
+        }
+    };
+    let ob = match cli::open_existing(&config.server.data_dir, config) {
+        Ok(o) => o,
+        Err(e) => return fail(e),
+    };
+    let result = match action {
+        OutboxAction::List => cli::list(&ob).map(|l| l.to_string()),
+        OutboxAction::Retry { events } => cli::parse_selection(&events)
+            .and_then(|sel| cli::retry(&ob, &sel))
+            .map(|a| a.to_string()),
+        OutboxAction::Drop { events } => cli::parse_selection(&events)
+            .and_then(|sel| cli::drop_events(&ob, &sel))
+            .map(|a| a.to_string()),
+    };
+    match result {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
 }

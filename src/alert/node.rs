@@ -32,7 +32,7 @@ use crate::alert::state::{AlertState, Decision, StateRules};
 use crate::alert::store::{AlertStateStore, StoredAlert};
 use crate::alert::{Event, FieldValue, Level, ServerInfo};
 use crate::ops::config::Config;
-use crate::ops::metrics::metrics;
+use crate::ops::metrics::{LevelLabel, metrics};
 use crate::proto::{
     BeginBatch, EdgeType, EndBatch, InfoResponse, InitRequest, Point, Response, response,
 };
@@ -895,7 +895,12 @@ impl Core {
                     },
                 );
             }
-            // events_total is counted where events are handed to delivery (the session).
+            metrics()
+                .events_total
+                .get_or_create(&LevelLabel {
+                    level: input.level.as_str(),
+                })
+                .inc();
             out.events.push(Event {
                 task: self.task.clone(),
                 node: self.node.clone(),

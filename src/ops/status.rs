@@ -193,6 +193,52 @@ impl AlertsView {
         }
     }
 
+    /// Brings the delivery states up to date from the outbox: `held` are the
+    /// (task, node, id, state, reason) of its parked and dead-lettered events;
+    /// `outbox_empty` says nothing else waits. An open alert whose latest
+    /// event is held shows that; one no longer held (retried) is pending
+    /// again; and when nothing waits, every pending alert was delivered.
+    pub fn sync_delivery(
+        &self,
+        held: &[(String, String, String, DeliveryState, String)],
+        outbox_empty: bool,
+    ) {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        for ((task, node, id), a) in open.iter_mut() {
+            if a.delivery == DeliveryState::DryRun {
+                continue;
+            }
+            // The newest held entry of this id wins (held is in outbox order).
+            let h = held
+                .iter()
+                .rev()
+                .find(|(t, n, i, _, _)| t == task && n == node && i == id);
+            match h {
+                Some((_, _, _, state, reason)) => {
+                    a.delivery = *state;
+                    a.delivery_detail = Some(reason.clone());
+                }
+                None if matches!(
+                    a.delivery,
+                    DeliveryState::Parked | DeliveryState::DeadLetter
+                ) =>
+                {
+                    a.delivery = if outbox_empty {
+                        DeliveryState::Delivered
+                    } else {
+                        DeliveryState::Pending
+                    };
+                    a.delivery_detail = None;
+                }
+                None if outbox_empty && a.delivery != DeliveryState::Delivered => {
+                    a.delivery = DeliveryState::Delivered;
+                    a.delivery_detail = None;
+                }
+                None => {}
+            }
+        }
+    }
+
     /// Forgets the alerts of one node (its task was deleted).
     pub fn forget_node(&self, task: &str, node: &str) {
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
@@ -214,15 +260,27 @@ pub fn alerts_view() -> &'static AlertsView {
 
 /// A committer that records every committed event in [`alerts_view()`]
 /// after the inner committer stored it, so the view never shows an alert the
-/// agent has not taken responsibility for.
+/// agent has not taken responsibility for; optionally it also logs each
+/// committed event as one line (see [`ViewingCommitter::logging`]).
 #[derive(Debug)]
 pub struct ViewingCommitter<C> {
     inner: C,
+    log: bool,
 }
 
 impl<C: Committer> ViewingCommitter<C> {
     pub fn new(inner: C) -> Self {
-        Self { inner }
+        Self { inner, log: false }
+    }
+
+    /// Also log each committed event: target `pagertree::event`, message
+    /// `alert event`, field `event` = one JSON object (task, node, id, level,
+    /// previousLevel, message, time, duration, dryRun) — the same line the log
+    /// committer writes, so an operator finds every event the same way
+    /// whatever stores it. URLs are not in it (the route is named, not shown).
+    pub fn logging(mut self) -> Self {
+        self.log = true;
+        self
     }
 }
 
@@ -232,6 +290,16 @@ impl<C: Committer> Committer for ViewingCommitter<C> {
         let view = alerts_view();
         for e in events {
             view.record_event(e);
+            if self.log {
+                let line = serde_json::json!({
+                    "task": e.task, "node": e.node, "id": e.id,
+                    "level": e.level, "previousLevel": e.previous_level,
+                    "message": e.message,
+                    "time": crate::gofmt::rfc3339_nano(e.time), "duration": e.duration,
+                    "endpoint": e.route.endpoint, "dryRun": e.route.dry_run,
+                });
+                tracing::info!(target: "pagertree::event", event = %line, "alert event");
+            }
         }
         Ok(())
     }
@@ -303,6 +371,39 @@ mod tests {
         assert_eq!(v.list().len(), 1);
         v.forget_node("t", "n");
         assert!(v.list().is_empty());
+    }
+
+    #[test]
+    fn delivery_states_follow_the_outbox() {
+        let v = AlertsView::default();
+        v.record_event(&event("a", Level::CRITICAL, 1, 0));
+        v.record_event(&event("b", Level::WARNING, 1, 0));
+        let held = vec![(
+            "t".to_string(),
+            "n".to_string(),
+            "a".to_string(),
+            DeliveryState::Parked,
+            "403 Forbidden".to_string(),
+        )];
+        v.sync_delivery(&held, false);
+        let l = v.list();
+        assert_eq!(
+            (l[0].delivery, l[0].delivery_detail.as_deref()),
+            (DeliveryState::Parked, Some("403 Forbidden"))
+        );
+        assert_eq!(l[1].delivery, DeliveryState::Pending);
+        // a was retried and everything went out.
+        v.sync_delivery(&[], true);
+        let l = v.list();
+        assert_eq!(
+            (l[0].delivery, l[0].delivery_detail.as_deref()),
+            (DeliveryState::Delivered, None)
+        );
+        assert_eq!(l[1].delivery, DeliveryState::Delivered);
+        // A new event of b is pending again until the outbox empties.
+        v.record_event(&event("b", Level::CRITICAL, 2, 1));
+        v.sync_delivery(&[], false);
+        assert_eq!(v.list()[1].delivery, DeliveryState::Pending);
     }
 
     #[test]

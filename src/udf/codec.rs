@@ -30,7 +30,11 @@ pub enum CodecError {
     #[error("invalid frame length prefix: the varint is longer than 10 bytes")]
     BadLengthPrefix,
     #[error("cannot decode a {kind} frame of {len} bytes: {source}")]
-    Decode { kind: &'static str, len: usize, source: prost::DecodeError },
+    Decode {
+        kind: &'static str,
+        len: usize,
+        source: prost::DecodeError,
+    },
     /// The peer closed its write half in the middle of a frame.
     #[error("connection closed in the middle of a frame: {received} of {expected} bytes received")]
     Truncated { received: usize, expected: usize },
@@ -66,7 +70,11 @@ pub type KapacitorCodec = FrameCodec<Response, Request>;
 
 impl<In, Out> FrameCodec<In, Out> {
     pub fn new(max_frame_bytes: usize) -> Self {
-        Self { max_frame_bytes, pending: None, _dir: PhantomData }
+        Self {
+            max_frame_bytes,
+            pending: None,
+            _dir: PhantomData,
+        }
     }
 
     pub fn max_frame_bytes(&self) -> usize {
@@ -87,7 +95,11 @@ fn peek_varint(buf: &[u8]) -> Result<Option<(u64, usize)>, CodecError> {
             return Ok(Some((value, i + 1)));
         }
     }
-    if buf.len() >= MAX_VARINT_LEN { Err(CodecError::BadLengthPrefix) } else { Ok(None) }
+    if buf.len() >= MAX_VARINT_LEN {
+        Err(CodecError::BadLengthPrefix)
+    } else {
+        Ok(None)
+    }
 }
 
 fn kind_name<T>() -> &'static str {
@@ -107,7 +119,10 @@ impl<In: Message + Default, Out> Decoder for FrameCodec<In, Out> {
                     return Ok(None);
                 };
                 if len > self.max_frame_bytes as u64 {
-                    return Err(CodecError::FrameTooLarge { len, max: self.max_frame_bytes });
+                    return Err(CodecError::FrameTooLarge {
+                        len,
+                        max: self.max_frame_bytes,
+                    });
                 }
                 // Bounded by max_frame_bytes (a usize) just above.
                 let len = len as usize;
@@ -124,7 +139,13 @@ impl<In: Message + Default, Out> Decoder for FrameCodec<In, Out> {
         self.pending = None;
         src.advance(prefix);
         let frame = src.split_to(len).freeze();
-        In::decode(frame).map(Some).map_err(|source| CodecError::Decode { kind: kind_name::<In>(), len, source })
+        In::decode(frame)
+            .map(Some)
+            .map_err(|source| CodecError::Decode {
+                kind: kind_name::<In>(),
+                len,
+                source,
+            })
     }
 
     fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<In>, CodecError> {
@@ -137,7 +158,10 @@ impl<In: Message + Default, Out> Decoder for FrameCodec<In, Out> {
                     // Not even the length prefix is complete.
                     None => src.len() + 1,
                 };
-                Err(CodecError::Truncated { received: src.len(), expected })
+                Err(CodecError::Truncated {
+                    received: src.len(),
+                    expected,
+                })
             }
         }
     }
@@ -182,14 +206,23 @@ mod tests {
     use crate::proto::{KeepaliveRequest, Point, request};
 
     fn keepalive(t: i64) -> Request {
-        Request { message: Some(request::Message::Keepalive(KeepaliveRequest { time: t })) }
+        Request {
+            message: Some(request::Message::Keepalive(KeepaliveRequest { time: t })),
+        }
     }
 
     fn point(i: i64) -> Request {
-        let mut p = Point { time: i, name: "cpu".into(), database: "db".into(), ..Default::default() };
+        let mut p = Point {
+            time: i,
+            name: "cpu".into(),
+            database: "db".into(),
+            ..Default::default()
+        };
         p.tags.insert("host".into(), format!("h{i}"));
         p.fields_double.insert("v".into(), i as f64);
-        Request { message: Some(request::Message::Point(p)) }
+        Request {
+            message: Some(request::Message::Point(p)),
+        }
     }
 
     fn encode_all(reqs: &[Request]) -> BytesMut {
@@ -202,7 +235,9 @@ mod tests {
 
     #[test]
     fn many_frames_in_one_read() {
-        let reqs: Vec<Request> = (0..50).map(|i| if i % 3 == 0 { keepalive(i) } else { point(i) }).collect();
+        let reqs: Vec<Request> = (0..50)
+            .map(|i| if i % 3 == 0 { keepalive(i) } else { point(i) })
+            .collect();
         let mut buf = encode_all(&reqs);
         let mut c = AgentCodec::new(1 << 20);
         let mut got = Vec::new();
@@ -236,8 +271,21 @@ mod tests {
         put_length_prefix(2 * 1024 * 1024 * 1024, &mut buf);
         let mut c = AgentCodec::new(16 * 1024 * 1024);
         let err = c.decode(&mut buf).unwrap_err();
-        assert!(matches!(err, CodecError::FrameTooLarge { len: 2147483648, max: 16777216 }), "{err}");
-        assert!(buf.capacity() < 1024, "allocated {} bytes for a refused frame", buf.capacity());
+        assert!(
+            matches!(
+                err,
+                CodecError::FrameTooLarge {
+                    len: 2147483648,
+                    max: 16777216
+                }
+            ),
+            "{err}"
+        );
+        assert!(
+            buf.capacity() < 1024,
+            "allocated {} bytes for a refused frame",
+            buf.capacity()
+        );
         assert!(err.to_string().contains("2147483648"));
     }
 
@@ -246,18 +294,31 @@ mod tests {
         let r = point(7);
         let len = r.encoded_len();
         let mut buf = encode_all(std::slice::from_ref(&r));
-        assert_eq!(AgentCodec::new(len).decode(&mut buf).unwrap(), Some(r.clone()));
+        assert_eq!(
+            AgentCodec::new(len).decode(&mut buf).unwrap(),
+            Some(r.clone())
+        );
         let mut buf = encode_all(std::slice::from_ref(&r));
-        assert!(matches!(AgentCodec::new(len - 1).decode(&mut buf), Err(CodecError::FrameTooLarge { .. })));
+        assert!(matches!(
+            AgentCodec::new(len - 1).decode(&mut buf),
+            Err(CodecError::FrameTooLarge { .. })
+        ));
     }
 
     #[test]
     fn overlong_varint_is_refused() {
         let mut buf = BytesMut::from(&[0xffu8; 11][..]);
-        assert!(matches!(AgentCodec::new(100).decode(&mut buf), Err(CodecError::BadLengthPrefix)));
+        assert!(matches!(
+            AgentCodec::new(100).decode(&mut buf),
+            Err(CodecError::BadLengthPrefix)
+        ));
         // Ten bytes whose last one would overflow u64.
-        let mut buf = BytesMut::from(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f][..]);
-        assert!(matches!(AgentCodec::new(100).decode(&mut buf), Err(CodecError::BadLengthPrefix)));
+        let mut buf =
+            BytesMut::from(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f][..]);
+        assert!(matches!(
+            AgentCodec::new(100).decode(&mut buf),
+            Err(CodecError::BadLengthPrefix)
+        ));
     }
 
     #[test]
@@ -275,7 +336,10 @@ mod tests {
         }
         // A lone continuation byte: not even the prefix.
         let mut buf = BytesMut::from(&[0x80u8][..]);
-        assert!(matches!(AgentCodec::new(100).decode_eof(&mut buf), Err(CodecError::Truncated { .. })));
+        assert!(matches!(
+            AgentCodec::new(100).decode_eof(&mut buf),
+            Err(CodecError::Truncated { .. })
+        ));
     }
 
     #[test]
@@ -283,17 +347,35 @@ mod tests {
         // Length 3, then bytes that are not a valid protobuf (field 0 is illegal).
         let mut buf = BytesMut::from(&[3u8, 0x00, 0x00, 0x00][..]);
         let err = AgentCodec::new(100).decode(&mut buf).unwrap_err();
-        assert!(matches!(err, CodecError::Decode { kind: "Request", len: 3, .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                CodecError::Decode {
+                    kind: "Request",
+                    len: 3,
+                    ..
+                }
+            ),
+            "{err}"
+        );
         let mut buf = BytesMut::from(&[0u8][..]);
-        assert_eq!(AgentCodec::new(100).decode(&mut buf).unwrap(), Some(Request { message: None }));
+        assert_eq!(
+            AgentCodec::new(100).decode(&mut buf).unwrap(),
+            Some(Request { message: None })
+        );
     }
 
     #[test]
     fn encoder_round_trips_through_the_other_direction() {
         use crate::proto::{KeepaliveResponse, response};
-        let resp = Response { message: Some(response::Message::Keepalive(KeepaliveResponse { time: 42 })) };
+        let resp = Response {
+            message: Some(response::Message::Keepalive(KeepaliveResponse { time: 42 })),
+        };
         let mut buf = BytesMut::new();
         Encoder::encode(&mut AgentCodec::new(100), resp.clone(), &mut buf).unwrap();
-        assert_eq!(KapacitorCodec::new(100).decode(&mut buf).unwrap(), Some(resp));
+        assert_eq!(
+            KapacitorCodec::new(100).decode(&mut buf).unwrap(),
+            Some(resp)
+        );
     }
 }

@@ -29,7 +29,9 @@ pub enum ServerError {
          --data-dir / --stream-socket / --batch-socket"
     )]
     InUse { path: PathBuf },
-    #[error("{path} exists and is not a socket; refusing to remove it (choose another socket path)")]
+    #[error(
+        "{path} exists and is not a socket; refusing to remove it (choose another socket path)"
+    )]
     NotASocket { path: PathBuf },
     #[error("cannot remove the stale socket file {path}: {source}")]
     RemoveStale { path: PathBuf, source: io::Error },
@@ -38,11 +40,21 @@ pub enum ServerError {
     #[error("cannot listen on {path}: {source}")]
     Bind { path: PathBuf, source: io::Error },
     #[error("cannot set mode {mode:04o} on {path}: {source}")]
-    Chmod { path: PathBuf, mode: u32, source: io::Error },
+    Chmod {
+        path: PathBuf,
+        mode: u32,
+        source: io::Error,
+    },
     #[error("server.socket_group: no group named {group:?} on this machine")]
     UnknownGroup { group: String },
-    #[error("cannot give {path} to group {group:?}: {source} (is the agent a member of that group?)")]
-    Chown { path: PathBuf, group: String, source: io::Error },
+    #[error(
+        "cannot give {path} to group {group:?}: {source} (is the agent a member of that group?)"
+    )]
+    Chown {
+        path: PathBuf,
+        group: String,
+        source: io::Error,
+    },
 }
 
 /// A bound socket; the file is removed when it is dropped (if it is still ours).
@@ -60,10 +72,9 @@ impl BoundSocket {
     pub fn remove_file(&self) {
         if let Ok(m) = std::fs::symlink_metadata(&self.path)
             && (m.dev(), m.ino()) == self.identity
+            && let Err(e) = std::fs::remove_file(&self.path)
         {
-            if let Err(e) = std::fs::remove_file(&self.path) {
-                tracing::warn!(path = %self.path.display(), error = %e, "cannot remove the socket file");
-            }
+            tracing::warn!(path = %self.path.display(), error = %e, "cannot remove the socket file");
         }
     }
 }
@@ -77,21 +88,48 @@ impl Drop for BoundSocket {
 /// Binds `path` for `edge`: removes a stale socket file nobody listens on,
 /// refuses if another agent listens, then applies mode and group.
 /// Must run inside a tokio runtime.
-pub fn bind(path: &Path, edge: EdgeType, mode: u32, group: &str) -> Result<BoundSocket, ServerError> {
+pub fn bind(
+    path: &Path,
+    edge: EdgeType,
+    mode: u32,
+    group: &str,
+) -> Result<BoundSocket, ServerError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|source| ServerError::CreateDir { path: dir.to_path_buf(), source })?;
+        std::fs::create_dir_all(dir).map_err(|source| ServerError::CreateDir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
     }
     remove_stale(path)?;
-    let listener = UnixListener::bind(path).map_err(|source| ServerError::Bind { path: path.to_path_buf(), source })?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-        .map_err(|source| ServerError::Chmod { path: path.to_path_buf(), mode, source })?;
+    let listener = UnixListener::bind(path).map_err(|source| ServerError::Bind {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(|source| {
+        ServerError::Chmod {
+            path: path.to_path_buf(),
+            mode,
+            source,
+        }
+    })?;
     if !group.is_empty() {
         let gid = lookup_group(group)?;
-        std::os::unix::fs::chown(path, None, Some(gid))
-            .map_err(|source| ServerError::Chown { path: path.to_path_buf(), group: group.to_string(), source })?;
+        std::os::unix::fs::chown(path, None, Some(gid)).map_err(|source| ServerError::Chown {
+            path: path.to_path_buf(),
+            group: group.to_string(),
+            source,
+        })?;
     }
-    let m = std::fs::symlink_metadata(path).map_err(|source| ServerError::Bind { path: path.to_path_buf(), source })?;
-    Ok(BoundSocket { listener, path: path.to_path_buf(), edge, identity: (m.dev(), m.ino()) })
+    let m = std::fs::symlink_metadata(path).map_err(|source| ServerError::Bind {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(BoundSocket {
+        listener,
+        path: path.to_path_buf(),
+        edge,
+        identity: (m.dev(), m.ino()),
+    })
 }
 
 /// A socket file left by a crash would make `bind` fail: remove it, but only
@@ -100,23 +138,41 @@ fn remove_stale(path: &Path) -> Result<(), ServerError> {
     let meta = match std::fs::symlink_metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(source) => return Err(ServerError::Bind { path: path.to_path_buf(), source }),
+        Err(source) => {
+            return Err(ServerError::Bind {
+                path: path.to_path_buf(),
+                source,
+            });
+        }
     };
     if !meta.file_type().is_socket() {
-        return Err(ServerError::NotASocket { path: path.to_path_buf() });
+        return Err(ServerError::NotASocket {
+            path: path.to_path_buf(),
+        });
     }
     match std::os::unix::net::UnixStream::connect(path) {
-        Ok(_) => Err(ServerError::InUse { path: path.to_path_buf() }),
-        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused || e.kind() == io::ErrorKind::NotFound => {
+        Ok(_) => Err(ServerError::InUse {
+            path: path.to_path_buf(),
+        }),
+        Err(e)
+            if e.kind() == io::ErrorKind::ConnectionRefused
+                || e.kind() == io::ErrorKind::NotFound =>
+        {
             tracing::info!(path = %path.display(), "removing a stale socket file (nobody listens on it)");
             match std::fs::remove_file(path) {
                 Ok(()) => Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-                Err(source) => Err(ServerError::RemoveStale { path: path.to_path_buf(), source }),
+                Err(source) => Err(ServerError::RemoveStale {
+                    path: path.to_path_buf(),
+                    source,
+                }),
             }
         }
         // Permission denied and the like: not ours to judge or remove.
-        Err(source) => Err(ServerError::RemoveStale { path: path.to_path_buf(), source }),
+        Err(source) => Err(ServerError::RemoveStale {
+            path: path.to_path_buf(),
+            source,
+        }),
     }
 }
 
@@ -125,7 +181,9 @@ fn lookup_group(group: &str) -> Result<u32, ServerError> {
     if let Ok(gid) = group.parse::<u32>() {
         return Ok(gid);
     }
-    let unknown = || ServerError::UnknownGroup { group: group.to_string() };
+    let unknown = || ServerError::UnknownGroup {
+        group: group.to_string(),
+    };
     let name = std::ffi::CString::new(group).map_err(|_| unknown())?;
     let mut buf = vec![0u8; 4096];
     loop {
@@ -133,7 +191,15 @@ fn lookup_group(group: &str) -> Result<u32, ServerError> {
         // pass) and stores in `result` either null or a pointer to `grp`.
         let mut grp: libc::group = unsafe { std::mem::zeroed() };
         let mut result: *mut libc::group = std::ptr::null_mut();
-        let rc = unsafe { libc::getgrnam_r(name.as_ptr(), &mut grp, buf.as_mut_ptr().cast(), buf.len(), &mut result) };
+        let rc = unsafe {
+            libc::getgrnam_r(
+                name.as_ptr(),
+                &mut grp,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                &mut result,
+            )
+        };
         if rc == libc::ERANGE && buf.len() < 1 << 20 {
             buf.resize(buf.len() * 2, 0);
             continue;
@@ -217,7 +283,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.sock");
         std::fs::write(&path, "data").unwrap();
-        assert!(matches!(bind(&path, EdgeType::Stream, 0o660, ""), Err(ServerError::NotASocket { .. })));
+        assert!(matches!(
+            bind(&path, EdgeType::Stream, 0o660, ""),
+            Err(ServerError::NotASocket { .. })
+        ));
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "data");
     }
 
@@ -230,7 +299,10 @@ mod tests {
         let s = bind(&path, EdgeType::Batch, 0o600, &gid.to_string()).unwrap();
         assert_eq!(std::fs::metadata(&path).unwrap().gid(), gid);
         drop(s);
-        assert!(matches!(lookup_group("no-such-group-xyz"), Err(ServerError::UnknownGroup { .. })));
+        assert!(matches!(
+            lookup_group("no-such-group-xyz"),
+            Err(ServerError::UnknownGroup { .. })
+        ));
         assert_eq!(lookup_group("root").unwrap(), 0);
     }
 }

@@ -9,8 +9,8 @@
 //!   `KeepaliveRequest` itself at once — a keepalive never queues behind slow
 //!   work — and forwards everything else, in order, through a bounded queue. If
 //!   that queue is full it stops reading (the last resort) and sends an
-//!   unsolicited `KeepaliveResponse` about every second until it can forward
-//!   again (architecture.md, *Backpressure*);
+//!   unsolicited `KeepaliveResponse` whenever nothing was written for about a
+//!   second, until it can forward again (architecture.md, *Backpressure*);
 //! - the **processor** keeps the conversation's state (Init seen, open batch),
 //!   calls the handler, hands events to the [`Sink`] and answers Snapshot only
 //!   after `Sink::barrier` (every earlier event committed);
@@ -31,10 +31,10 @@ use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
 use crate::delivery::Sink;
-use crate::ops::metrics::{EdgeLabel, LevelLabel, ReasonLabel, metrics};
+use crate::ops::metrics::{EdgeLabel, ReasonLabel, metrics};
 use crate::proto::{
-    EdgeType, ErrorResponse, InitResponse, KeepaliveResponse, Request, RestoreResponse, Response, SnapshotResponse,
-    request, response,
+    EdgeType, ErrorResponse, InitResponse, KeepaliveResponse, Request, Response, RestoreResponse,
+    SnapshotResponse, request, response,
 };
 use crate::udf::codec::{AgentCodec, CodecError, encode_frame};
 use crate::udf::handler::{Handler, HandlerFactory, NodeKey, Output};
@@ -60,7 +60,9 @@ pub enum UnusableSnapshot {
     Empty,
     #[error("not a kapacitor-pagertree snapshot ({len} bytes without our header)")]
     Foreign { len: usize },
-    #[error("snapshot format version {found} is not the version this agent writes ({SNAPSHOT_VERSION})")]
+    #[error(
+        "snapshot format version {found} is not the version this agent writes ({SNAPSHOT_VERSION})"
+    )]
     OtherVersion { found: u8 },
 }
 
@@ -167,14 +169,25 @@ impl SessionEvents for LogSessionEvents {
     }
 
     fn ended(&self, r: &SessionRecord) {
-        let (task, node) = r.node.as_ref().map(|n| (n.task.as_str(), n.node.as_str())).unwrap_or(("", ""));
+        let (task, node) = r
+            .node
+            .as_ref()
+            .map(|n| (n.task.as_str(), n.node.as_str()))
+            .unwrap_or(("", ""));
         let detail = match &r.end {
             SessionEnd::Aborted(e) | SessionEnd::ProtocolError(e) => e.as_str(),
             _ => "",
         };
         tracing::info!(
-            session = r.id, edge = edge_name(r.edge), task, node, end = r.end.as_str(), detail,
-            init_refused = r.init_refused.as_deref().unwrap_or(""), points = r.points, batches = r.batches,
+            session = r.id,
+            edge = edge_name(r.edge),
+            task,
+            node,
+            end = r.end.as_str(),
+            detail,
+            init_refused = r.init_refused.as_deref().unwrap_or(""),
+            points = r.points,
+            batches = r.batches,
             "session ended"
         );
     }
@@ -202,19 +215,30 @@ pub fn next_session_id() -> u64 {
 }
 
 fn now_ns() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
 }
 
 fn resp(message: response::Message) -> Response {
-    Response { message: Some(message) }
+    Response {
+        message: Some(message),
+    }
 }
 
 /// What the reader hands the processor.
+// The large variant is the common one (every point): boxing it would cost an
+// allocation per point to shrink the rare one.
+#[allow(clippy::large_enum_variant)]
 enum Work {
     Request(request::Message),
     /// A frame that could not be decoded, or a Request with no message: answered
     /// with an ErrorResponse in order, after every earlier frame.
-    Violation { reason: &'static str, message: String },
+    Violation {
+        reason: &'static str,
+        message: String,
+    },
 }
 
 /// What the processor hands the writer, in order.
@@ -244,17 +268,30 @@ where
     let (work_tx, work_rx) = mpsc::channel::<Work>(settings.process_queue.max(1));
     let stop_reading = CancellationToken::new();
 
-    let writer_task = tokio::spawn(write_loop(writer, out_rx, ka_rx));
+    let clock = Arc::new(WriteClock::new());
+    let writer_task = tokio::spawn(write_loop(writer, out_rx, ka_rx, clock.clone()));
     let processor = Processor::new(id, settings.clone(), ctx.clone());
     let process_task = tokio::spawn(processor.run(work_rx, out_tx, stop_reading.clone()));
 
-    let read_end = read_loop(reader, work_tx, ka_tx, &settings, &stop_reading, &shutdown).await;
+    let read_end = read_loop(
+        reader,
+        work_tx,
+        ka_tx,
+        &clock,
+        &settings,
+        &stop_reading,
+        &shutdown,
+    )
+    .await;
 
     let outcome = match process_task.await {
         Ok(o) => o,
         Err(e) => {
             tracing::error!(session = id, error = %e, "session processor failed");
-            ProcessOutcome { violation: Some(format!("internal error: {e}")), ..Default::default() }
+            ProcessOutcome {
+                violation: Some(format!("internal error: {e}")),
+                ..Default::default()
+            }
         }
     };
     let write_err = match writer_task.await {
@@ -278,7 +315,12 @@ where
     };
     if let SessionEnd::ProtocolError(_) = &end {
         // Counted here, once per session, by the reason the reader or processor gave.
-        metrics().protocol_errors_total.get_or_create(&ReasonLabel { reason: outcome.reason }).inc();
+        metrics()
+            .protocol_errors_total
+            .get_or_create(&ReasonLabel {
+                reason: outcome.reason,
+            })
+            .inc();
     }
     let record = SessionRecord {
         id,
@@ -305,11 +347,13 @@ async fn read_loop<R: AsyncRead + Unpin>(
     reader: R,
     work_tx: mpsc::Sender<Work>,
     ka_tx: mpsc::Sender<i64>,
+    clock: &WriteClock,
     settings: &SessionSettings,
     stop: &CancellationToken,
     shutdown: &CancellationToken,
 ) -> ReadEnd {
-    let mut frames = FramedRead::with_capacity(reader, AgentCodec::new(settings.max_frame_bytes), 64 * 1024);
+    let mut frames =
+        FramedRead::with_capacity(reader, AgentCodec::new(settings.max_frame_bytes), 64 * 1024);
     loop {
         let next = tokio::select! {
             biased;
@@ -323,6 +367,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 metrics().keepalives_total.inc();
                 // A full queue means the writer is stuck: one more would not help.
                 let _ = ka_tx.try_send(k.time);
+                clock.touch();
                 continue;
             }
             Some(Ok(Request { message: Some(m) })) => Work::Request(m),
@@ -336,7 +381,16 @@ async fn read_loop<R: AsyncRead + Unpin>(
             Some(Err(e)) => Work::Violation { reason: e.reason(), message: format!("protocol error: {e}") },
         };
         let last = matches!(work, Work::Violation { .. });
-        if !forward(&work_tx, work, &ka_tx, settings.pause_keepalive_every, stop).await {
+        if !forward(
+            &work_tx,
+            work,
+            &ka_tx,
+            clock,
+            settings.pause_keepalive_every,
+            stop,
+        )
+        .await
+        {
             return ReadEnd::Stopped;
         }
         if last {
@@ -348,13 +402,43 @@ async fn read_loop<R: AsyncRead + Unpin>(
     }
 }
 
+/// When the writer last wrote (or a keepalive was queued for it): Kapacitor's
+/// watchdog is fed by any response, so a paused reader only needs to speak
+/// when nothing else did for a while.
+struct WriteClock {
+    start: tokio::time::Instant,
+    /// Milliseconds since `start`.
+    last_ms: AtomicU64,
+}
+
+impl WriteClock {
+    fn new() -> Self {
+        Self {
+            start: tokio::time::Instant::now(),
+            last_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn touch(&self) {
+        let ms = self.start.elapsed().as_millis() as u64;
+        self.last_ms.fetch_max(ms, Ordering::Relaxed);
+    }
+
+    fn last(&self) -> tokio::time::Instant {
+        self.start + Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
+    }
+}
+
 /// Hands a frame to the processor. When the queue is full the reader is
-/// paused: it sends a `KeepaliveResponse` every `every` so Kapacitor, whose own
-/// keepalives now wait behind its unread points, does not abort the task.
+/// paused: whenever nothing was written for `every`, it sends an unsolicited
+/// `KeepaliveResponse`, so Kapacitor — whose own keepalives now wait behind
+/// its unread points — does not abort the task. The clock spans pauses: a
+/// node that keeps the reader paused in short bursts is covered too.
 async fn forward(
     work_tx: &mpsc::Sender<Work>,
     work: Work,
     ka_tx: &mpsc::Sender<i64>,
+    clock: &WriteClock,
     every: Duration,
     stop: &CancellationToken,
 ) -> bool {
@@ -363,10 +447,9 @@ async fn forward(
         Err(mpsc::error::TrySendError::Closed(_)) => return false,
         Err(mpsc::error::TrySendError::Full(w)) => w,
     };
-    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tracing::debug!("session paused reading: the node is behind");
+    tracing::trace!("session paused reading: the node is behind");
     loop {
+        let due = clock.last() + every;
         tokio::select! {
             biased;
             permit = work_tx.reserve() => {
@@ -376,9 +459,12 @@ async fn forward(
                 };
             }
             _ = stop.cancelled() => return false,
-            _ = tick.tick() => {
-                metrics().keepalives_unsolicited_total.inc();
-                let _ = ka_tx.try_send(now_ns());
+            _ = tokio::time::sleep_until(due) => {
+                if clock.last() + every <= tokio::time::Instant::now() {
+                    metrics().keepalives_unsolicited_total.inc();
+                    let _ = ka_tx.try_send(now_ns());
+                    clock.touch();
+                }
             }
         }
     }
@@ -390,6 +476,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     mut w: W,
     mut out: mpsc::Receiver<Outgoing>,
     mut ka: mpsc::Receiver<i64>,
+    clock: Arc<WriteClock>,
 ) -> std::io::Result<()> {
     let mut buf = BytesMut::with_capacity(64 * 1024);
     let mut failed: Option<std::io::Error> = None;
@@ -430,6 +517,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             failed = Some(e);
             buf.clear();
         }
+        clock.touch();
     }
     match failed {
         Some(e) => Err(e),
@@ -472,7 +560,9 @@ enum Step {
 
 impl Processor {
     fn new(id: u64, settings: SessionSettings, ctx: Arc<SessionContext>) -> Self {
-        let edge_label = EdgeLabel { edge: edge_name(settings.edge) };
+        let edge_label = EdgeLabel {
+            edge: edge_name(settings.edge),
+        };
         Self {
             id,
             settings,
@@ -533,7 +623,10 @@ impl Processor {
     /// Answers a violation with an `ErrorResponse` and ends the conversation.
     fn violation(&mut self, reason: &'static str, message: String) -> Step {
         tracing::warn!(session = self.id, edge = edge_name(self.settings.edge), reason, error = %message, "protocol violation; closing the session");
-        self.pending.push(resp(response::Message::Error(ErrorResponse { error: message.clone() })));
+        self.pending
+            .push(resp(response::Message::Error(ErrorResponse {
+                error: message.clone(),
+            })));
         self.outcome.violation = Some(message);
         self.outcome.reason = reason;
         Step::Stop
@@ -547,7 +640,9 @@ impl Processor {
         use request::Message as M;
         match msg {
             M::Info(_) => {
-                self.pending.push(resp(response::Message::Info(self.ctx.factory.info(self.settings.edge))));
+                self.pending.push(resp(response::Message::Info(
+                    self.ctx.factory.info(self.settings.edge),
+                )));
                 Step::Continue
             }
             M::Init(req) => {
@@ -563,17 +658,30 @@ impl Processor {
                 self.init_seen = true;
                 match self.ctx.factory.init(self.settings.edge, &req) {
                     Ok(h) => {
-                        let key = NodeKey { task: req.task_id, node: req.node_id };
-                        self.ctx.events.initialized(self.id, self.settings.edge, &key);
+                        let key = NodeKey {
+                            task: req.task_id,
+                            node: req.node_id,
+                        };
+                        self.ctx
+                            .events
+                            .initialized(self.id, self.settings.edge, &key);
                         self.outcome.node = Some(key);
                         self.handler = Some(h);
-                        self.pending.push(resp(response::Message::Init(InitResponse { success: true, error: String::new() })));
+                        self.pending
+                            .push(resp(response::Message::Init(InitResponse {
+                                success: true,
+                                error: String::new(),
+                            })));
                     }
                     Err(error) => {
                         metrics().init_failures_total.inc();
                         tracing::warn!(session = self.id, task = %req.task_id, node = %req.node_id, %error, "Init refused");
                         self.outcome.init_refused = Some(error.clone());
-                        self.pending.push(resp(response::Message::Init(InitResponse { success: false, error })));
+                        self.pending
+                            .push(resp(response::Message::Init(InitResponse {
+                                success: false,
+                                error,
+                            })));
                     }
                 }
                 Step::Continue
@@ -584,7 +692,12 @@ impl Processor {
                     None => ("(before Init)", "(before Init)"),
                 };
                 match check_snapshot(&req.snapshot) {
-                    Ok(()) => tracing::debug!(session = self.id, task, node, "snapshot restored (version header only)"),
+                    Ok(()) => tracing::debug!(
+                        session = self.id,
+                        task,
+                        node,
+                        "snapshot restored (version header only)"
+                    ),
                     Err(reason) => {
                         metrics().restore_unusable_total.inc();
                         tracing::warn!(
@@ -594,7 +707,11 @@ impl Processor {
                     }
                 }
                 // Never refused: a refusal stops the task at every start until it is deleted.
-                self.pending.push(resp(response::Message::Restore(RestoreResponse { success: true, error: String::new() })));
+                self.pending
+                    .push(resp(response::Message::Restore(RestoreResponse {
+                        success: true,
+                        error: String::new(),
+                    })));
                 Step::Continue
             }
             M::Snapshot(_) => {
@@ -604,12 +721,18 @@ impl Processor {
                 if let Err(e) = self.ctx.sink.barrier().await {
                     return self.violation("sink_closed", format!("cannot take a snapshot: {e}"));
                 }
-                self.pending.push(resp(response::Message::Snapshot(SnapshotResponse { snapshot: snapshot_bytes() })));
+                self.pending
+                    .push(resp(response::Message::Snapshot(SnapshotResponse {
+                        snapshot: snapshot_bytes(),
+                    })));
                 Step::Continue
             }
             M::Keepalive(k) => {
                 // The reader answers keepalives; kept correct should one arrive here.
-                self.pending.push(resp(response::Message::Keepalive(KeepaliveResponse { time: k.time })));
+                self.pending
+                    .push(resp(response::Message::Keepalive(KeepaliveResponse {
+                        time: k.time,
+                    })));
                 Step::Continue
             }
             M::Point(p) => {
@@ -632,14 +755,18 @@ impl Processor {
                     );
                 }
                 self.open_batch = true;
-                self.data(|h, out| h.begin_batch(b, out), "BeginBatch").await
+                self.data(|h, out| h.begin_batch(b, out), "BeginBatch")
+                    .await
             }
             M::End(e) => {
                 if self.settings.edge == EdgeType::Stream {
                     return self.violation("batch_on_stream", "EndBatch on the stream socket: use the batch socket (and @pagertreeBatch) for batch tasks".into());
                 }
                 if !self.open_batch {
-                    return self.violation("end_without_begin", format!("EndBatch without a BeginBatch on {}", self.node_desc()));
+                    return self.violation(
+                        "end_without_begin",
+                        format!("EndBatch without a BeginBatch on {}", self.node_desc()),
+                    );
                 }
                 self.open_batch = false;
                 self.outcome.batches += 1;
@@ -651,10 +778,21 @@ impl Processor {
 
     /// Runs one data message through the handler, then writes what it emitted
     /// and hands its events to delivery (waiting only while the sink queue is full).
-    async fn data(&mut self, f: impl FnOnce(&mut dyn Handler, &mut Output), what: &'static str) -> Step {
+    async fn data(
+        &mut self,
+        f: impl FnOnce(&mut dyn Handler, &mut Output),
+        what: &'static str,
+    ) -> Step {
         let Some(handler) = self.handler.as_deref_mut() else {
-            let why = if self.init_seen { "the InitRequest was refused" } else { "a task's connection starts with InitRequest" };
-            return self.violation("data_before_init", format!("{what} before a successful InitRequest: {why}"));
+            let why = if self.init_seen {
+                "the InitRequest was refused"
+            } else {
+                "a task's connection starts with InitRequest"
+            };
+            return self.violation(
+                "data_before_init",
+                format!("{what} before a successful InitRequest: {why}"),
+            );
         };
         if let Some(d) = self.settings.fault_process_delay {
             tokio::time::sleep(d).await;
@@ -669,7 +807,6 @@ impl Processor {
         let mut events = std::mem::take(&mut self.out.events);
         let mut failed = None;
         for event in events.drain(..) {
-            metrics().events_total.get_or_create(&LevelLabel { level: event.level.as_str() }).inc();
             if let Err(e) = self.ctx.sink.submit(Box::new(event)).await {
                 failed = Some(e);
                 break;
@@ -678,7 +815,10 @@ impl Processor {
         events.clear();
         self.out.events = events;
         match failed {
-            Some(e) => self.violation("sink_closed", format!("cannot hand an event to delivery: {e}")),
+            Some(e) => self.violation(
+                "sink_closed",
+                format!("cannot hand an event to delivery: {e}"),
+            ),
             None => Step::Continue,
         }
     }
@@ -690,8 +830,8 @@ mod tests {
     use crate::alert::{Event, Level, Series};
     use crate::delivery::{CommitError, Committer, spawn_sink};
     use crate::proto::{
-        BeginBatch, EndBatch, InfoRequest, InfoResponse, InitRequest, KeepaliveRequest, Point, RestoreRequest,
-        SnapshotRequest,
+        BeginBatch, EndBatch, InfoRequest, InfoResponse, InitRequest, KeepaliveRequest, Point,
+        RestoreRequest, SnapshotRequest,
     };
     use crate::udf::codec::KapacitorCodec;
     use std::sync::Mutex;
@@ -737,13 +877,22 @@ mod tests {
     struct EchoFactory;
     impl HandlerFactory for EchoFactory {
         fn info(&self, edge: EdgeType) -> InfoResponse {
-            InfoResponse { wants: edge as i32, provides: edge as i32, options: Default::default() }
+            InfoResponse {
+                wants: edge as i32,
+                provides: edge as i32,
+                options: Default::default(),
+            }
         }
         fn init(&self, _edge: EdgeType, req: &InitRequest) -> Result<Box<dyn Handler>, String> {
             if req.options.iter().any(|o| o.name == "bad") {
                 return Err("option bad: refused".into());
             }
-            Ok(Box::new(Echo { key: NodeKey { task: req.task_id.clone(), node: req.node_id.clone() } }))
+            Ok(Box::new(Echo {
+                key: NodeKey {
+                    task: req.task_id.clone(),
+                    node: req.node_id.clone(),
+                },
+            }))
         }
     }
 
@@ -785,8 +934,21 @@ mod tests {
             events: Arc::new(Records::default()),
         });
         let (r, w) = tokio::io::split(server);
-        let done = tokio::spawn(run(next_session_id(), r, w, settings, ctx, CancellationToken::new()));
-        Harness { client, buf: BytesMut::new(), codec: KapacitorCodec::new(1 << 20), done, committed: committed.0 }
+        let done = tokio::spawn(run(
+            next_session_id(),
+            r,
+            w,
+            settings,
+            ctx,
+            CancellationToken::new(),
+        ));
+        Harness {
+            client,
+            buf: BytesMut::new(),
+            codec: KapacitorCodec::new(1 << 20),
+            done,
+            committed: committed.0,
+        }
     }
 
     impl Harness {
@@ -804,19 +966,32 @@ mod tests {
                 if let Some(r) = self.codec.decode(&mut self.buf).unwrap() {
                     return Some(r.message.expect("a Response with no message"));
                 }
-                let n = tokio::time::timeout(Duration::from_secs(5), self.client.read_buf(&mut self.buf))
-                    .await
-                    .expect("no response within 5s")
-                    .unwrap();
+                let n = tokio::time::timeout(
+                    Duration::from_secs(5),
+                    self.client.read_buf(&mut self.buf),
+                )
+                .await
+                .expect("no response within 5s")
+                .unwrap();
                 if n == 0 {
                     return None;
                 }
             }
         }
         async fn init(&mut self) {
-            self.send(request::Message::Init(InitRequest { task_id: "t".into(), node_id: "n".into(), options: vec![] }))
-                .await;
-            assert_eq!(self.recv().await, Some(response::Message::Init(InitResponse { success: true, error: "".into() })));
+            self.send(request::Message::Init(InitRequest {
+                task_id: "t".into(),
+                node_id: "n".into(),
+                options: vec![],
+            }))
+            .await;
+            assert_eq!(
+                self.recv().await,
+                Some(response::Message::Init(InitResponse {
+                    success: true,
+                    error: "".into()
+                }))
+            );
         }
         async fn close(mut self) -> (Vec<response::Message>, SessionRecord) {
             self.client.shutdown().await.unwrap();
@@ -829,7 +1004,11 @@ mod tests {
     }
 
     fn point(name: &str, level: &str, t: i64) -> request::Message {
-        let mut p = Point { time: t, name: name.into(), ..Default::default() };
+        let mut p = Point {
+            time: t,
+            name: name.into(),
+            ..Default::default()
+        };
         p.fields_string.insert("level".into(), level.into());
         request::Message::Point(p)
     }
@@ -844,17 +1023,32 @@ mod tests {
         h.send(request::Message::Info(InfoRequest {})).await;
         assert!(matches!(h.recv().await, Some(response::Message::Info(i)) if i.wants == 0));
         h.init().await;
-        h.send(request::Message::Restore(RestoreRequest { snapshot: snapshot_bytes() })).await;
-        assert_eq!(h.recv().await, Some(response::Message::Restore(RestoreResponse { success: true, error: "".into() })));
+        h.send(request::Message::Restore(RestoreRequest {
+            snapshot: snapshot_bytes(),
+        }))
+        .await;
+        assert_eq!(
+            h.recv().await,
+            Some(response::Message::Restore(RestoreResponse {
+                success: true,
+                error: "".into()
+            }))
+        );
         for i in 0..10 {
-            h.send(point("cpu", if i % 2 == 0 { "CRITICAL" } else { "OK" }, i)).await;
+            h.send(point("cpu", if i % 2 == 0 { "CRITICAL" } else { "OK" }, i))
+                .await;
         }
         h.send(request::Message::Snapshot(SnapshotRequest {})).await;
         for i in 0..10 {
             assert!(matches!(h.recv().await, Some(response::Message::Point(p)) if p.time == i));
         }
         // The snapshot comes after the points, and only once their events are committed.
-        assert_eq!(h.recv().await, Some(response::Message::Snapshot(SnapshotResponse { snapshot: snapshot_bytes() })));
+        assert_eq!(
+            h.recv().await,
+            Some(response::Message::Snapshot(SnapshotResponse {
+                snapshot: snapshot_bytes()
+            }))
+        );
         assert_eq!(h.committed.lock().unwrap().len(), 5);
         h.send(point("cpu", "WARNING", 11)).await;
         let committed = h.committed.clone();
@@ -862,7 +1056,13 @@ mod tests {
         assert_eq!(rest.len(), 1);
         assert_eq!(rec.end, SessionEnd::Closed);
         assert_eq!(rec.points, 11);
-        assert_eq!(rec.node, Some(NodeKey { task: "t".into(), node: "n".into() }));
+        assert_eq!(
+            rec.node,
+            Some(NodeKey {
+                task: "t".into(),
+                node: "n".into()
+            })
+        );
         // The last event was committed before the connection closed.
         assert_eq!(committed.lock().unwrap().len(), 6);
     }
@@ -873,7 +1073,11 @@ mod tests {
             Some(response::Message::Error(e)) => assert!(e.error.contains(contains), "{}", e.error),
             other => panic!("expected an ErrorResponse, got {other:?}"),
         }
-        assert!(matches!(rec.end, SessionEnd::ProtocolError(_)), "{:?}", rec.end);
+        assert!(
+            matches!(rec.end, SessionEnd::ProtocolError(_)),
+            "{:?}",
+            rec.end
+        );
         rec
     }
 
@@ -887,9 +1091,19 @@ mod tests {
     #[tokio::test]
     async fn data_after_refused_init_is_an_error() {
         let mut h = start(settings(EdgeType::Stream), Duration::ZERO);
-        let opt = crate::proto::Option { name: "bad".into(), values: vec![] };
-        h.send(request::Message::Init(InitRequest { task_id: "t".into(), node_id: "n".into(), options: vec![opt] })).await;
-        assert!(matches!(h.recv().await, Some(response::Message::Init(r)) if !r.success && r.error == "option bad: refused"));
+        let opt = crate::proto::Option {
+            name: "bad".into(),
+            values: vec![],
+        };
+        h.send(request::Message::Init(InitRequest {
+            task_id: "t".into(),
+            node_id: "n".into(),
+            options: vec![opt],
+        }))
+        .await;
+        assert!(
+            matches!(h.recv().await, Some(response::Message::Init(r)) if !r.success && r.error == "option bad: refused")
+        );
         h.send(point("cpu", "OK", 1)).await;
         let rec = expect_error(h, "InitRequest was refused").await;
         assert_eq!(rec.init_refused.as_deref(), Some("option bad: refused"));
@@ -899,7 +1113,12 @@ mod tests {
     async fn second_init_is_an_error() {
         let mut h = start(settings(EdgeType::Stream), Duration::ZERO);
         h.init().await;
-        h.send(request::Message::Init(InitRequest { task_id: "t2".into(), node_id: "n".into(), options: vec![] })).await;
+        h.send(request::Message::Init(InitRequest {
+            task_id: "t2".into(),
+            node_id: "n".into(),
+            options: vec![],
+        }))
+        .await;
         expect_error(h, "a second InitRequest").await;
     }
 
@@ -945,7 +1164,10 @@ mod tests {
         h.send(request::Message::End(EndBatch::default())).await;
         let (rest, rec) = h.close().await;
         assert_eq!(rest.len(), 5);
-        assert_eq!((rec.end, rec.batches, rec.points), (SessionEnd::Closed, 2, 1));
+        assert_eq!(
+            (rec.end, rec.batches, rec.points),
+            (SessionEnd::Closed, 2, 1)
+        );
     }
 
     #[tokio::test]
@@ -954,12 +1176,24 @@ mod tests {
             let mut h = start(settings(EdgeType::Stream), Duration::ZERO);
             h.init().await;
             let before = metrics().restore_unusable_total.get();
-            h.send(request::Message::Restore(RestoreRequest { snapshot: bytes })).await;
-            assert_eq!(h.recv().await, Some(response::Message::Restore(RestoreResponse { success: true, error: "".into() })));
+            h.send(request::Message::Restore(RestoreRequest {
+                snapshot: bytes,
+            }))
+            .await;
+            assert_eq!(
+                h.recv().await,
+                Some(response::Message::Restore(RestoreResponse {
+                    success: true,
+                    error: "".into()
+                }))
+            );
             assert!(metrics().restore_unusable_total.get() > before);
             assert_eq!(h.close().await.1.end, SessionEnd::Closed);
         }
-        assert_eq!(check_snapshot(b"KPTSNAP\0\x09"), Err(UnusableSnapshot::OtherVersion { found: 9 }));
+        assert_eq!(
+            check_snapshot(b"KPTSNAP\0\x09"),
+            Err(UnusableSnapshot::OtherVersion { found: 9 })
+        );
         assert_eq!(check_snapshot(&snapshot_bytes()), Ok(()));
     }
 
@@ -972,10 +1206,18 @@ mod tests {
         for i in 0..3 {
             h.send(point("cpu", "OK", i)).await;
         }
-        h.send(request::Message::Keepalive(KeepaliveRequest { time: 77 })).await;
+        h.send(request::Message::Keepalive(KeepaliveRequest { time: 77 }))
+            .await;
         let t0 = std::time::Instant::now();
-        assert_eq!(h.recv().await, Some(response::Message::Keepalive(KeepaliveResponse { time: 77 })));
-        assert!(t0.elapsed() < Duration::from_millis(200), "{:?}", t0.elapsed());
+        assert_eq!(
+            h.recv().await,
+            Some(response::Message::Keepalive(KeepaliveResponse { time: 77 }))
+        );
+        assert!(
+            t0.elapsed() < Duration::from_millis(200),
+            "{:?}",
+            t0.elapsed()
+        );
         let (rest, _) = h.close().await;
         assert_eq!(rest.len(), 3);
     }
@@ -1015,7 +1257,11 @@ mod tests {
         let committed = h.committed.clone();
         drop(h.client);
         let rec = h.done.await.unwrap();
-        assert!(matches!(rec.end, SessionEnd::Closed | SessionEnd::Aborted(_)), "{:?}", rec.end);
+        assert!(
+            matches!(rec.end, SessionEnd::Closed | SessionEnd::Aborted(_)),
+            "{:?}",
+            rec.end
+        );
         assert_eq!(committed.lock().unwrap().len(), 1);
     }
 }

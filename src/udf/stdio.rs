@@ -44,18 +44,29 @@ pub fn socket_path(config: &Config, edge: EdgeType, socket: Option<&Path>) -> Pa
 /// until either side ends. Blocking (plain threads): no runtime is needed.
 pub fn run(config: &Config, edge: EdgeType, socket: Option<&Path>) -> Result<(), StdioError> {
     let path = socket_path(config, edge, socket);
-    let stream = UnixStream::connect(&path).map_err(|source| StdioError::NoAgent { path: path.clone(), source })?;
+    let stream = UnixStream::connect(&path).map_err(|source| StdioError::NoAgent {
+        path: path.clone(),
+        source,
+    })?;
     relay(stream, io::stdin(), io::stdout(), &path)
 }
 
 /// Copies `input` → `stream` on a thread (half-closing the socket at `input`'s
 /// EOF) and `stream` → `output` here; returns when the agent closes.
-pub fn relay<I, O>(stream: UnixStream, input: I, mut output: O, path: &Path) -> Result<(), StdioError>
+pub fn relay<I, O>(
+    stream: UnixStream,
+    input: I,
+    mut output: O,
+    path: &Path,
+) -> Result<(), StdioError>
 where
     I: Read + Send + 'static,
     O: Write,
 {
-    let relay_err = |source| StdioError::Relay { path: path.to_path_buf(), source };
+    let relay_err = |source| StdioError::Relay {
+        path: path.to_path_buf(),
+        source,
+    };
     let mut to_agent = stream.try_clone().map_err(relay_err)?;
     // Detached: when the agent side ends first, the process exits without
     // waiting for stdin (Kapacitor may keep it open).
@@ -113,7 +124,13 @@ mod tests {
             got
         });
         let mut out = Vec::new();
-        relay(ours, io::Cursor::new(b"hello".to_vec()), &mut out, Path::new("test")).unwrap();
+        relay(
+            ours,
+            io::Cursor::new(b"hello".to_vec()),
+            &mut out,
+            Path::new("test"),
+        )
+        .unwrap();
         assert_eq!(agent_thread.join().unwrap(), b"hello");
         assert_eq!(out, b"hellobye");
     }
@@ -125,7 +142,10 @@ mod tests {
         c.server.data_dir = dir.path().to_path_buf();
         let err = run(&c, EdgeType::Batch, None).unwrap_err();
         let text = err.to_string();
-        assert!(text.contains("no kapacitor-pagertree agent is listening"), "{text}");
+        assert!(
+            text.contains("no kapacitor-pagertree agent is listening"),
+            "{text}"
+        );
         assert!(text.contains("batch.sock"), "{text}");
     }
 }

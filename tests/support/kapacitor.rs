@@ -18,9 +18,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bytes::BytesMut;
 use futures_util::StreamExt;
 use kapacitor_pagertree::proto::{
-    self, BeginBatch, EndBatch, InfoRequest, InfoResponse, InitRequest, InitResponse, KeepaliveRequest, OptionValue,
-    Point, Request, RestoreRequest, RestoreResponse, Response, SnapshotRequest, ValueType, option_value, request,
-    response,
+    self, BeginBatch, EndBatch, InfoRequest, InfoResponse, InitRequest, InitResponse,
+    KeepaliveRequest, OptionValue, Point, Request, Response, RestoreRequest, RestoreResponse,
+    SnapshotRequest, ValueType, option_value, request, response,
 };
 use kapacitor_pagertree::udf::codec::{KapacitorCodec, encode_frame};
 use tokio::io::AsyncWriteExt;
@@ -35,7 +35,10 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const RECV_DEADLINE: Duration = Duration::from_secs(15);
 
 pub fn now_ns() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as i64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64
 }
 
 fn req(m: request::Message) -> Request {
@@ -73,7 +76,9 @@ impl Kapacitor {
 
     /// Connects with a given keepalive `timeout` (keepalives every timeout/2).
     pub async fn connect_with(path: &Path, timeout: Duration) -> Kapacitor {
-        let stream = UnixStream::connect(path).await.unwrap_or_else(|e| panic!("connect {}: {e}", path.display()));
+        let stream = UnixStream::connect(path)
+            .await
+            .unwrap_or_else(|e| panic!("connect {}: {e}", path.display()));
         Self::over(stream, timeout)
     }
 
@@ -223,12 +228,17 @@ impl Kapacitor {
 
     /// Sends a keepalive now (behind queued data, as Kapacitor does).
     pub async fn keepalive(&self) {
-        self.send(req(request::Message::Keepalive(KeepaliveRequest { time: now_ns() }))).await;
+        self.send(req(request::Message::Keepalive(KeepaliveRequest {
+            time: now_ns(),
+        })))
+        .await;
     }
 
     /// The next response that is not a keepalive; `None` at the agent's EOF.
     pub async fn recv(&mut self) -> Option<Response> {
-        self.recv_within(RECV_DEADLINE).await.unwrap_or_else(|| panic!("no response within {RECV_DEADLINE:?}"))
+        self.recv_within(RECV_DEADLINE)
+            .await
+            .unwrap_or_else(|| panic!("no response within {RECV_DEADLINE:?}"))
     }
 
     /// Like `recv`, but `None` (outer) when nothing arrives within `d`.
@@ -239,12 +249,16 @@ impl Kapacitor {
     /// The next response's message, which must exist (never an empty Response).
     pub async fn recv_message(&mut self) -> response::Message {
         let r = self.recv().await.expect("the agent closed the connection");
-        r.message.expect("the agent wrote a Response with no message")
+        r.message
+            .expect("the agent wrote a Response with no message")
     }
 
     /// Waits for the next keepalive response; returns when it arrived.
     pub async fn next_keepalive_response(&mut self, within: Duration) -> Option<Instant> {
-        tokio::time::timeout(within, self.keepalive_times.recv()).await.ok().flatten()
+        tokio::time::timeout(within, self.keepalive_times.recv())
+            .await
+            .ok()
+            .flatten()
     }
 
     pub async fn info(&mut self) -> InfoResponse {
@@ -257,8 +271,12 @@ impl Kapacitor {
 
     pub async fn init(&mut self, task: &str, node: &str, options: Vec<Opt>) -> InitResponse {
         let options = options.into_iter().map(|o| o.0).collect();
-        self.send(req(request::Message::Init(InitRequest { options, task_id: task.into(), node_id: node.into() })))
-            .await;
+        self.send(req(request::Message::Init(InitRequest {
+            options,
+            task_id: task.into(),
+            node_id: node.into(),
+        })))
+        .await;
         match self.recv_message().await {
             response::Message::Init(i) => i,
             other => panic!("expected InitResponse, got {other:?}"),
@@ -266,7 +284,8 @@ impl Kapacitor {
     }
 
     pub async fn restore(&mut self, snapshot: Vec<u8>) -> RestoreResponse {
-        self.send(req(request::Message::Restore(RestoreRequest { snapshot }))).await;
+        self.send(req(request::Message::Restore(RestoreRequest { snapshot })))
+            .await;
         match self.recv_message().await {
             response::Message::Restore(r) => r,
             other => panic!("expected RestoreResponse, got {other:?}"),
@@ -276,7 +295,8 @@ impl Kapacitor {
     /// Requests a snapshot; returns the data responses that came before it
     /// and the snapshot bytes.
     pub async fn snapshot(&mut self) -> (Vec<response::Message>, Vec<u8>) {
-        self.send(req(request::Message::Snapshot(SnapshotRequest {}))).await;
+        self.send(req(request::Message::Snapshot(SnapshotRequest {})))
+            .await;
         let mut before = Vec::new();
         loop {
             match self.recv_message().await {
@@ -313,7 +333,9 @@ impl Kapacitor {
             match tokio::time::timeout_at(deadline, self.responses.recv()).await {
                 Ok(Some(r)) => rest.push(r),
                 Ok(None) => break,
-                Err(_) => panic!("the agent did not close within {RECV_DEADLINE:?} after the half-close"),
+                Err(_) => {
+                    panic!("the agent did not close within {RECV_DEADLINE:?} after the half-close")
+                }
             }
         }
         if let Some(w) = self.writer.take() {
@@ -340,16 +362,25 @@ impl Drop for Kapacitor {
 pub struct Opt(pub proto::Option);
 
 pub fn opt(name: &str) -> Opt {
-    Opt(proto::Option { name: name.into(), values: vec![] })
+    Opt(proto::Option {
+        name: name.into(),
+        values: vec![],
+    })
 }
 
 impl Opt {
     fn value(mut self, t: ValueType, v: option_value::Value) -> Self {
-        self.0.values.push(OptionValue { r#type: t as i32, value: Some(v) });
+        self.0.values.push(OptionValue {
+            r#type: t as i32,
+            value: Some(v),
+        });
         self
     }
     pub fn string(self, s: &str) -> Self {
-        self.value(ValueType::String, option_value::Value::StringValue(s.into()))
+        self.value(
+            ValueType::String,
+            option_value::Value::StringValue(s.into()),
+        )
     }
     pub fn int(self, i: i64) -> Self {
         self.value(ValueType::Int, option_value::Value::IntValue(i))
@@ -361,7 +392,10 @@ impl Opt {
         self.value(ValueType::Bool, option_value::Value::BoolValue(b))
     }
     pub fn duration(self, d: Duration) -> Self {
-        self.value(ValueType::Duration, option_value::Value::DurationValue(d.as_nanos() as i64))
+        self.value(
+            ValueType::Duration,
+            option_value::Value::DurationValue(d.as_nanos() as i64),
+        )
     }
 }
 
@@ -395,7 +429,11 @@ impl PointBuilder {
         self.0.dimensions.push(k.into());
         let mut dims: Vec<_> = self.0.dimensions.clone();
         dims.sort();
-        self.0.group = dims.iter().map(|d| format!("{d}={}", self.0.tags[d])).collect::<Vec<_>>().join(",");
+        self.0.group = dims
+            .iter()
+            .map(|d| format!("{d}={}", self.0.tags[d]))
+            .collect::<Vec<_>>()
+            .join(",");
         self
     }
     pub fn field(mut self, k: &str, v: f64) -> Self {

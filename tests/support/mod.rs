@@ -51,10 +51,17 @@ impl AgentBuilder {
     }
 
     fn command(&mut self) -> (Command, tempfile::TempDir, PathBuf) {
-        let dir = self.dir.take().unwrap_or_else(|| tempfile::tempdir().expect("temp dir"));
+        let dir = self
+            .dir
+            .take()
+            .unwrap_or_else(|| tempfile::tempdir().expect("temp dir"));
         let data = dir.path().join("data");
         let mut cmd = Command::new(BIN);
-        cmd.arg("serve").arg("--data-dir").arg(&data).arg("--http-addr").arg("off");
+        cmd.arg("serve")
+            .arg("--data-dir")
+            .arg(&data)
+            .arg("--http-addr")
+            .arg("off");
         // Text logs: tests search them for event lines (JSON is the default off a terminal).
         cmd.arg("--log-format").arg("text");
         if let Some(text) = &self.config {
@@ -68,10 +75,14 @@ impl AgentBuilder {
         }
         // A test's own RUST_LOG must not change what the agent logs.
         cmd.env_remove("RUST_LOG");
-        let log = dir.path().join(format!("agent-{}.log", std::process::id() ^ rand_suffix()));
+        let log = dir
+            .path()
+            .join(format!("agent-{}.log", std::process::id() ^ rand_suffix()));
         cmd.stdin(Stdio::null())
             .stdout(Stdio::from(File::create(&log).expect("log file")))
-            .stderr(Stdio::from(File::options().append(true).open(&log).expect("log file")));
+            .stderr(Stdio::from(
+                File::options().append(true).open(&log).expect("log file"),
+            ));
         (cmd, dir, log)
     }
 
@@ -80,7 +91,13 @@ impl AgentBuilder {
         let (mut cmd, dir, log) = self.command();
         let child = cmd.spawn().expect("spawning the agent");
         let data = dir.path().join("data");
-        let mut agent = Agent { child: Some(child), stream: data.join("stream.sock"), batch: data.join("batch.sock"), dir: Some(dir), log };
+        let mut agent = Agent {
+            child: Some(child),
+            stream: data.join("stream.sock"),
+            batch: data.join("batch.sock"),
+            dir: Some(dir),
+            log,
+        };
         agent.wait_listening();
         agent
     }
@@ -92,9 +109,16 @@ impl AgentBuilder {
         let mut child = cmd.spawn().expect("spawning the agent");
         let status = wait_timeout(&mut child, START_DEADLINE).unwrap_or_else(|| {
             let _ = child.kill();
-            panic!("the agent did not exit; log:\n{}", std::fs::read_to_string(&log).unwrap_or_default())
+            panic!(
+                "the agent did not exit; log:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            )
         });
-        (status, std::fs::read_to_string(&log).unwrap_or_default(), dir)
+        (
+            status,
+            std::fs::read_to_string(&log).unwrap_or_default(),
+            dir,
+        )
     }
 }
 
@@ -170,7 +194,8 @@ impl Agent {
 
     /// The agent's resident memory in KiB (from /proc).
     pub fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
         status
             .lines()
             .find_map(|l| l.strip_prefix("VmRSS:"))
@@ -185,11 +210,21 @@ impl Agent {
             if up(&self.stream) && up(&self.batch) {
                 return;
             }
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                panic!("the agent exited ({status}) before listening; log:\n{}", self.log());
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!(
+                    "the agent exited ({status}) before listening; log:\n{}",
+                    self.log()
+                );
             }
             if start.elapsed() > START_DEADLINE {
-                panic!("the agent is not listening after {START_DEADLINE:?}; log:\n{}", self.log());
+                panic!(
+                    "the agent is not listening after {START_DEADLINE:?}; log:\n{}",
+                    self.log()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -211,8 +246,12 @@ impl Agent {
     /// Waits for the agent to exit by itself.
     pub fn wait_exit(&mut self, within: Duration) -> ExitStatus {
         let child = self.child.as_mut().expect("agent process");
-        let status = wait_timeout(child, within)
-            .unwrap_or_else(|| panic!("the agent did not exit within {within:?}; log:\n{}", self.log()));
+        let status = wait_timeout(child, within).unwrap_or_else(|| {
+            panic!(
+                "the agent did not exit within {within:?}; log:\n{}",
+                self.log()
+            )
+        });
         self.child = None;
         status
     }
