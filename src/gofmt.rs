@@ -74,6 +74,277 @@ fn write_frac(out: &mut String, v: u64, prec: u32) {
     }
 }
 
+/// Reads back what [`time_string`] writes (`2006-01-02 15:04:05.999999999
+/// +0000 UTC`) as nanoseconds since the epoch; `None` for anything else.
+pub fn parse_time_string(s: &str) -> Option<i64> {
+    let core = s.strip_suffix(" +0000 UTC")?;
+    let (date, time) = core.split_once(' ')?;
+    let (y, rest) = date
+        .rsplit_once('-')
+        .and_then(|(ym, d)| Some((ym.rsplit_once('-')?, d)))?;
+    let (year, month, day): (i64, i64, i64) =
+        (y.0.parse().ok()?, y.1.parse().ok()?, rest.parse().ok()?);
+    let (hms, frac) = time.split_once('.').unwrap_or((time, ""));
+    let mut parts = hms.split(':');
+    let (h, m, sec): (i64, i64, i64) = (
+        parts.next()?.parse().ok()?,
+        parts.next()?.parse().ok()?,
+        parts.next()?.parse().ok()?,
+    );
+    if frac.len() > 9 || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let nanos: i64 = if frac.is_empty() {
+        0
+    } else {
+        format!("{frac:0<9}").parse().ok()?
+    };
+    let days = days_from_civil(year, month, day);
+    let secs = days.checked_mul(86_400)? + h * 3600 + m * 60 + sec;
+    secs.checked_mul(1_000_000_000)?.checked_add(nanos)
+}
+
+/// (year, month, day) → days since 1970-01-01 (Howard Hinnant's
+/// `days_from_civil`).
+pub fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+const MONTHS: [&str; 12] = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+];
+const WEEKDAYS: [&str; 7] = [
+    "Sunday",
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Thursday",
+    "Friday",
+    "Saturday",
+];
+
+/// The calendar fields of a UTC instant, as Go's `time.Time` methods give them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Civil {
+    pub year: i64,
+    /// 1..=12
+    pub month: u32,
+    pub day: u32,
+    pub hour: u32,
+    pub minute: u32,
+    pub second: u32,
+    pub nanosecond: u32,
+    /// 0 = Sunday
+    pub weekday: u32,
+    /// 1..=366
+    pub yearday: u32,
+}
+
+impl Civil {
+    pub fn from_unix_nanos(ns: i64) -> Civil {
+        let secs = ns.div_euclid(1_000_000_000);
+        let days = secs.div_euclid(86_400);
+        let sod = secs.rem_euclid(86_400);
+        let (year, month, day) = civil_from_days(days);
+        Civil {
+            year,
+            month,
+            day,
+            hour: (sod / 3600) as u32,
+            minute: ((sod % 3600) / 60) as u32,
+            second: (sod % 60) as u32,
+            nanosecond: ns.rem_euclid(1_000_000_000) as u32,
+            // 1970-01-01 was a Thursday.
+            weekday: (days + 4).rem_euclid(7) as u32,
+            yearday: (days - days_from_civil(year, 1, 1) + 1) as u32,
+        }
+    }
+
+    pub fn month_name(&self) -> &'static str {
+        MONTHS[(self.month as usize + 11) % 12]
+    }
+
+    pub fn weekday_name(&self) -> &'static str {
+        WEEKDAYS[self.weekday as usize % 7]
+    }
+}
+
+/// Go's `time.Time.Format(layout)` for a UTC instant: the reference-time
+/// layout (`2006-01-02T15:04:05.000Z07:00`, `Jan _2 15:04`, `Monday`, `PM`,
+/// `.999`, `MST` …) exactly as Go's `nextStdChunk` reads it.
+pub fn format_go_layout(ns: i64, layout: &str) -> String {
+    let t = Civil::from_unix_nanos(ns);
+    let l = layout.as_bytes();
+    let mut out = String::with_capacity(layout.len() + 10);
+    let at = |i: usize, p: &str| l.len() >= i + p.len() && &l[i..i + p.len()] == p.as_bytes();
+    let lower_at = |i: usize| l.get(i).is_some_and(|c| c.is_ascii_lowercase());
+    let pad = |out: &mut String, v: i64, w: usize| {
+        let _ = write!(out, "{v:0w$}");
+    };
+    let hour12 = if t.hour.is_multiple_of(12) {
+        12
+    } else {
+        t.hour % 12
+    } as i64;
+    let mut i = 0;
+    while i < l.len() {
+        let c = l[i];
+        let step = match c {
+            b'J' if at(i, "January") => {
+                out.push_str(t.month_name());
+                7
+            }
+            b'J' if at(i, "Jan") && !lower_at(i + 3) => {
+                out.push_str(&t.month_name()[..3]);
+                3
+            }
+            b'M' if at(i, "Monday") => {
+                out.push_str(t.weekday_name());
+                6
+            }
+            b'M' if at(i, "Mon") && !lower_at(i + 3) => {
+                out.push_str(&t.weekday_name()[..3]);
+                3
+            }
+            b'M' if at(i, "MST") => {
+                out.push_str("UTC");
+                3
+            }
+            b'0' if l.get(i + 1).is_some_and(|d| (b'1'..=b'6').contains(d)) => {
+                match l[i + 1] {
+                    b'1' => pad(&mut out, t.month as i64, 2),
+                    b'2' => pad(&mut out, t.day as i64, 2),
+                    b'3' => pad(&mut out, hour12, 2),
+                    b'4' => pad(&mut out, t.minute as i64, 2),
+                    b'5' => pad(&mut out, t.second as i64, 2),
+                    _ => pad(&mut out, t.year.rem_euclid(100), 2),
+                }
+                2
+            }
+            b'0' if at(i, "002") => {
+                pad(&mut out, t.yearday as i64, 3);
+                3
+            }
+            b'1' if at(i, "15") => {
+                pad(&mut out, t.hour as i64, 2);
+                2
+            }
+            b'1' => {
+                let _ = write!(out, "{}", t.month);
+                1
+            }
+            b'2' if at(i, "2006") => {
+                pad(&mut out, t.year, 4);
+                4
+            }
+            b'2' => {
+                let _ = write!(out, "{}", t.day);
+                1
+            }
+            b'_' if at(i, "_2006") => {
+                out.push('_');
+                pad(&mut out, t.year, 4);
+                5
+            }
+            b'_' if at(i, "_2") => {
+                let _ = write!(out, "{:>2}", t.day);
+                2
+            }
+            b'_' if at(i, "__2") => {
+                let _ = write!(out, "{:>3}", t.yearday);
+                3
+            }
+            b'3' => {
+                let _ = write!(out, "{hour12}");
+                1
+            }
+            b'4' => {
+                let _ = write!(out, "{}", t.minute);
+                1
+            }
+            b'5' => {
+                let _ = write!(out, "{}", t.second);
+                1
+            }
+            b'P' if at(i, "PM") => {
+                out.push_str(if t.hour >= 12 { "PM" } else { "AM" });
+                2
+            }
+            b'p' if at(i, "pm") => {
+                out.push_str(if t.hour >= 12 { "pm" } else { "am" });
+                2
+            }
+            b'-' | b'Z' => {
+                let zones: [(&str, &str); 5] = [
+                    ("070000", "+000000"),
+                    ("07:00:00", "+00:00:00"),
+                    ("0700", "+0000"),
+                    ("07:00", "+00:00"),
+                    ("07", "+00"),
+                ];
+                match zones.iter().find(|(p, _)| at(i + 1, p)) {
+                    Some((p, utc)) => {
+                        out.push_str(if c == b'Z' { "Z" } else { utc });
+                        1 + p.len()
+                    }
+                    None => {
+                        out.push(c as char);
+                        1
+                    }
+                }
+            }
+            b'.' | b',' if l.get(i + 1).is_some_and(|d| *d == b'0' || *d == b'9') => {
+                let digit = l[i + 1];
+                let mut j = i + 1;
+                while l.get(j) == Some(&digit) {
+                    j += 1;
+                }
+                if l.get(j).is_some_and(u8::is_ascii_digit) {
+                    out.push(c as char);
+                    1
+                } else {
+                    let n = (j - i - 1).min(9);
+                    let digits = format!("{:09}", t.nanosecond);
+                    let mut frac = &digits[..n];
+                    if digit == b'9' {
+                        frac = frac.trim_end_matches('0');
+                    }
+                    if !frac.is_empty() {
+                        out.push(c as char);
+                        out.push_str(frac);
+                    }
+                    j - i
+                }
+            }
+            _ => {
+                // Copy one UTF-8 character.
+                let ch = layout[i..].chars().next().unwrap_or('?');
+                out.push(ch);
+                ch.len_utf8()
+            }
+        };
+        i += step;
+    }
+    out
+}
+
 /// Days since 1970-01-01 → (year, month, day), proleptic Gregorian
 /// (Howard Hinnant's `civil_from_days`).
 pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
@@ -134,6 +405,48 @@ pub fn write_duration(out: &mut String, ns: i64) {
     out.push('s');
 }
 
+/// Reads back what [`duration_string`] writes (`1h2m3.5s`, `1.5µs`, `-1ns`,
+/// `0s`); `None` for anything else. Exact: every digit Go prints is kept.
+pub fn parse_duration_string(s: &str) -> Option<i64> {
+    let (neg, mut rest) = match s.strip_prefix('-') {
+        Some(r) => (true, r),
+        None => (false, s),
+    };
+    if rest.is_empty() {
+        return None;
+    }
+    let mut total: i128 = 0;
+    while !rest.is_empty() {
+        let num_end = rest.find(|c: char| !c.is_ascii_digit() && c != '.')?;
+        let (num, tail) = rest.split_at(num_end);
+        let unit_end = tail
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(tail.len());
+        let (unit, tail) = tail.split_at(unit_end);
+        let scale: i128 = match unit {
+            "h" => 3_600_000_000_000,
+            "m" => 60_000_000_000,
+            "s" => 1_000_000_000,
+            "ms" => 1_000_000,
+            "µs" | "us" => 1_000,
+            "ns" => 1,
+            _ => return None,
+        };
+        let (int, frac) = num.split_once('.').unwrap_or((num, ""));
+        if int.is_empty() || frac.len() > 9 {
+            return None;
+        }
+        total += int.parse::<i128>().ok()? * scale;
+        if !frac.is_empty() {
+            let f: i128 = frac.parse().ok()?;
+            total += f * scale / 10i128.pow(frac.len() as u32);
+        }
+        rest = tail;
+    }
+    let total = if neg { -total } else { total };
+    i64::try_from(total).ok()
+}
+
 /// The shortest round-trip decimal digits of a finite, non-zero `|f|` and its
 /// decimal point position: `f = 0.d1d2d3… × 10^dp`.
 ///
@@ -147,7 +460,10 @@ fn shortest_digits(f: f64) -> (String, i32) {
     let abs = f.abs();
     let s = format!("{abs:e}");
     let (digits, dp) = split_exp(&s);
-    if digits.len() > 1 {
+    // Two candidates of the shortest length can only both round-trip when
+    // the decimal grid is finer than the float's rounding interval (≈ 2.2e-16
+    // relative): 16 or 17 digits.
+    if digits.len() >= 16 {
         let r = format!("{abs:.prec$e}", prec = digits.len() - 1);
         if r.parse::<f64>().ok() == Some(abs) {
             return split_exp(&r);
@@ -280,30 +596,45 @@ pub fn write_json_string(out: &mut String, s: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     out.reserve(s.len() + 2);
     out.push('"');
+    let b = s.as_bytes();
     let mut start = 0;
-    for (i, c) in s.char_indices() {
-        let esc: Option<&str> = match c {
-            '"' => Some("\\\""),
-            '\\' => Some("\\\\"),
-            '\n' => Some("\\n"),
-            '\r' => Some("\\r"),
-            '\t' => Some("\\t"),
-            '\u{2028}' => Some("\\u2028"),
-            '\u{2029}' => Some("\\u2029"),
-            c if (c as u32) < 0x20 || c == '<' || c == '>' || c == '&' => None,
-            _ => continue,
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        let esc: &str = match c {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0..=0x1f | b'<' | b'>' | b'&' => "",
+            // U+2028 / U+2029 are E2 80 A8 / E2 80 A9 in UTF-8.
+            0xe2 if b.get(i + 1) == Some(&0x80) && matches!(b.get(i + 2), Some(0xa8 | 0xa9)) => {
+                out.push_str(&s[start..i]);
+                out.push_str(if b[i + 2] == 0xa8 {
+                    "\\u2028"
+                } else {
+                    "\\u2029"
+                });
+                i += 3;
+                start = i;
+                continue;
+            }
+            _ => {
+                i += 1;
+                continue;
+            }
         };
         out.push_str(&s[start..i]);
-        match esc {
-            Some(e) => out.push_str(e),
-            None => {
-                let b = c as u32 as u8;
-                out.push_str("\\u00");
-                out.push(HEX[(b >> 4) as usize] as char);
-                out.push(HEX[(b & 0xf) as usize] as char);
-            }
+        if esc.is_empty() {
+            out.push_str("\\u00");
+            out.push(HEX[(c >> 4) as usize] as char);
+            out.push(HEX[(c & 0xf) as usize] as char);
+        } else {
+            out.push_str(esc);
         }
-        start = i + c.len_utf8();
+        i += 1;
+        start = i;
     }
     out.push_str(&s[start..]);
     out.push('"');
@@ -481,7 +812,10 @@ mod tests {
         ];
         for (ns, want) in cases {
             assert_eq!(duration_string(*ns), *want, "{ns}");
+            assert_eq!(parse_duration_string(want), Some(*ns), "{want}");
         }
+        assert_eq!(parse_duration_string("1x"), None);
+        assert_eq!(parse_duration_string(""), None);
     }
 
     #[test]

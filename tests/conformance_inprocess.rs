@@ -133,7 +133,8 @@ fn collect_emitted(out: &Output, result: &mut RunResult) {
 fn check(name: &str) {
     let case = conformance::load_named(name);
     let result = run(&case);
-    let errs = conformance::compare(&case, &result);
+    let mut errs = conformance::compare(&case, &result);
+    errs.extend(conformance::compare_bodies(&case, &result));
     assert!(
         errs.is_empty(),
         "{name}: {} difference(s):\n  {}",

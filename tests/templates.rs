@@ -372,6 +372,11 @@ fn go_printing_fixtures() {
                     rest,
                     "duration {arg}"
                 );
+                assert_eq!(
+                    gofmt::parse_duration_string(rest),
+                    Some(arg.parse().unwrap()),
+                    "parse {rest}"
+                );
                 durations += 1;
             }
             "T" => {
@@ -418,4 +423,532 @@ fn alert_data_json_matches_every_case_body() {
         }
     }
     assert!(checked > 40, "only {checked} bodies checked");
+}
+
+use kapacitor_pagertree::alert::ServerInfo;
+use kapacitor_pagertree::alert::template::{
+    DEFAULT_DETAILS, DEFAULT_ID, DEFAULT_MESSAGE, Engine, Fields, Scope, Tags, Template,
+    TemplateData,
+};
+
+/// Owned data behind a [`TemplateData`].
+struct Owned {
+    name: String,
+    task_name: String,
+    group: String,
+    tags: BTreeMap<String, String>,
+    server_info: ServerInfo,
+    id: String,
+    fields: BTreeMap<String, FieldValue>,
+    level: Level,
+    time: i64,
+    duration: i64,
+    message: String,
+    details: String,
+}
+
+impl Owned {
+    fn data(&self) -> TemplateData<'_> {
+        TemplateData {
+            name: &self.name,
+            task_name: &self.task_name,
+            group: &self.group,
+            tags: Tags::Sorted(&self.tags),
+            server_info: &self.server_info,
+            id: &self.id,
+            fields: Fields::Map(&self.fields),
+            level: self.level,
+            time: self.time,
+            duration: self.duration,
+            message: &self.message,
+            details: &self.details,
+        }
+    }
+}
+
+fn string_map(v: &J) -> BTreeMap<String, String> {
+    v.as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn go_dataset(d: &J) -> Owned {
+    let fields = d["Fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            let (k, t, v) = (
+                f["K"].as_str().unwrap(),
+                f["T"].as_str().unwrap(),
+                f["V"].as_str().unwrap(),
+            );
+            let v = match t {
+                "float" => FieldValue::Float(v.parse().unwrap()),
+                "int" => FieldValue::Int(v.parse().unwrap()),
+                "string" => FieldValue::String(v.to_owned()),
+                "bool" => FieldValue::Bool(v == "true"),
+                other => panic!("field type {other}"),
+            };
+            (k.to_owned(), v)
+        })
+        .collect();
+    let si = &d["ServerInfo"];
+    Owned {
+        name: d["Name"].as_str().unwrap().into(),
+        task_name: d["TaskName"].as_str().unwrap().into(),
+        group: d["Group"].as_str().unwrap().into(),
+        tags: string_map(&d["Tags"]),
+        server_info: ServerInfo {
+            hostname: si["Hostname"].as_str().unwrap().into(),
+            cluster_id: si["ClusterID"].as_str().unwrap().into(),
+            server_id: si["ServerID"].as_str().unwrap().into(),
+        },
+        id: d["ID"].as_str().unwrap().into(),
+        fields,
+        level: level(d["Level"].as_str().unwrap()),
+        time: d["TimeNs"].as_i64().unwrap(),
+        duration: d["DurationNs"].as_i64().unwrap(),
+        message: d["Message"].as_str().unwrap().into(),
+        details: String::new(),
+    }
+}
+
+fn scope_of(s: &str) -> Scope {
+    match s {
+        "id" => Scope::Id,
+        "message" => Scope::Message,
+        "details" => Scope::Details,
+        other => panic!("scope {other}"),
+    }
+}
+
+fn engine_of(s: &str) -> Engine {
+    if s == "html" {
+        Engine::Html
+    } else {
+        Engine::Text
+    }
+}
+
+/// Every probe of tests/data/go_templates.json: the output Go produced, or
+/// an error where Go failed (for unknown fields, with Go's message).
+#[test]
+fn templates_match_go() {
+    let doc =
+        json::parse(&std::fs::read_to_string(root().join("tests/data/go_templates.json")).unwrap());
+    let datasets: Vec<Owned> = doc["datasets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(go_dataset)
+        .collect();
+    let cases = doc["cases"].as_array().unwrap();
+    let mut failures = Vec::new();
+    for c in cases {
+        let (engine, scope, src) = (
+            c["engine"].as_str().unwrap(),
+            c["scope"].as_str().unwrap(),
+            c["template"].as_str().unwrap(),
+        );
+        let data = datasets[c["data"].as_i64().unwrap() as usize].data();
+        let got = Template::parse(engine_of(engine), scope_of(scope), src)
+            .map_err(|e| e.to_string())
+            .and_then(|t| {
+                let out = t.render(&data).map_err(|e| e.to_string());
+                if t.is_fast() {
+                    assert_eq!(
+                        out,
+                        t.render_slow(&data).map_err(|e| e.to_string()),
+                        "fast vs slow: {src}"
+                    );
+                }
+                out
+            });
+        let ok = match (&got, c["out"].as_str(), c["err"].as_str()) {
+            (Ok(out), Some(want), _) => out == want,
+            (Err(e), None, Some(want)) => {
+                // Go names the info structs main.*, Kapacitor kapacitor.*.
+                let want = want.replace("main.", "kapacitor.");
+                match want.split_once("can't evaluate field") {
+                    Some((_, tail)) => {
+                        e.contains(&format!("can't evaluate field{tail}"))
+                            && e.contains(want.split(": can't").next().unwrap())
+                    }
+                    None => true,
+                }
+            }
+            _ => false,
+        };
+        if !ok {
+            failures.push(format!(
+                "{engine}/{scope} {src:?} data {}: got {got:?}, Go: out {:?} err {:?}",
+                c["data"].as_i64().unwrap(),
+                c["out"].as_str(),
+                c["err"].as_str()
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} differ from Go:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+}
+
+fn typed_fields(v: &J) -> BTreeMap<String, FieldValue> {
+    v.as_object()
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), field_value(v))).collect())
+        .unwrap_or_default()
+}
+
+/// Undoes html/template's escaping of the default details (for reading back
+/// which fields the event's details show).
+fn html_unescape(s: &str) -> String {
+    s.replace("&#34;", "\"")
+        .replace("&#39;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&#43;", "+")
+        .replace("&amp;", "&")
+}
+
+fn server_info_of(case: &J) -> ServerInfo {
+    match case.get("server_info") {
+        Some(si) => ServerInfo {
+            hostname: si["Hostname"].as_str().unwrap().into(),
+            cluster_id: si["ClusterID"].as_str().unwrap().into(),
+            server_id: si["ServerID"].as_str().unwrap().into(),
+        },
+        None => ServerInfo::default(),
+    }
+}
+
+/// Every expected event of every case: its `id`, `message` and `details`
+/// are what the case's templates render from the input the event comes from
+/// (the default `{{ json . }}` details byte for byte, with the case's
+/// `server_info`).
+#[test]
+fn case_events_render_from_their_templates() {
+    let mut checked = 0;
+    for (name, case) in cases() {
+        let edge = case["edge"].as_str().unwrap();
+        let input = case["input"].as_array().unwrap();
+        let server_info = server_info_of(&case);
+        for (i, e) in case["expected_events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .enumerate()
+        {
+            let task = e
+                .get("task")
+                .or(case.get("task"))
+                .and_then(J::as_str)
+                .unwrap()
+                .to_owned();
+            let alert = match case.get("tasks") {
+                Some(tasks) => &tasks
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|t| t["task"].as_str() == Some(&task))
+                    .unwrap()["alert"],
+                None => &case["alert"],
+            };
+            let series = &e["data"]["series"][0];
+            let sname = series["name"].as_str().unwrap();
+            let first_time = series["values"][0][0].as_str().unwrap();
+            let same_task = |item: &J| {
+                item.get("task")
+                    .and_then(J::as_str)
+                    .is_none_or(|t| t == task)
+            };
+            let details_shown = html_unescape(e["details"].as_str().unwrap());
+            let (group, tags, fields) = if edge == "stream" {
+                let p = input
+                    .iter()
+                    .find(|p| {
+                        same_task(p)
+                            && p["name"].as_str() == Some(sname)
+                            && p["time"].as_str() == Some(first_time)
+                            && string_map(&p["tags"]) == string_map(&series["tags"])
+                    })
+                    .unwrap_or_else(|| panic!("{name} event {i}: no input point"));
+                (
+                    p["group"].as_str().unwrap().to_owned(),
+                    string_map(&p["tags"]),
+                    typed_fields(&p["fields"]),
+                )
+            } else {
+                let b = input
+                    .iter()
+                    .find(|b| {
+                        same_task(b)
+                            && b["name"].as_str() == Some(sname)
+                            && b["points"][0]["time"].as_str() == Some(first_time)
+                            && string_map(&b["tags"]) == string_map(&series["tags"])
+                    })
+                    .unwrap_or_else(|| panic!("{name} event {i}: no input batch"));
+                // The event's fields are those of the batch's highest-level
+                // point; the default details show which one it is.
+                let points = b["points"].as_array().unwrap();
+                let shown = details_shown
+                    .starts_with('{')
+                    .then(|| json::parse(&details_shown));
+                let hp = points
+                    .iter()
+                    .find(|p| match &shown {
+                        Some(d) => p["fields"]
+                            .as_object()
+                            .unwrap()
+                            .iter()
+                            .all(|(k, v)| d["Fields"][k.as_str()].as_f64() == v.as_f64()),
+                        None => true,
+                    })
+                    .unwrap_or_else(|| {
+                        panic!("{name} event {i}: no point with the fields of {details_shown}")
+                    });
+                (
+                    b["group"].as_str().unwrap().to_owned(),
+                    string_map(&b["tags"]),
+                    typed_fields(&hp["fields"]),
+                )
+            };
+            let mut owned = Owned {
+                name: sname.to_owned(),
+                task_name: task.clone(),
+                group,
+                tags,
+                server_info: server_info.clone(),
+                id: String::new(),
+                fields,
+                level: level(e["level"].as_str().unwrap()),
+                time: parse_time(e["time"].as_str().unwrap()),
+                duration: e["duration"].as_i64().unwrap(),
+                message: String::new(),
+                details: String::new(),
+            };
+            let src = |k: &str, default: &'static str| {
+                alert[k].as_str().map_or(default.to_owned(), str::to_owned)
+            };
+            let id = Template::parse(Engine::Text, Scope::Id, &src("id", DEFAULT_ID)).unwrap();
+            let message = Template::parse(
+                Engine::Text,
+                Scope::Message,
+                &src("message", DEFAULT_MESSAGE),
+            )
+            .unwrap();
+            let details = Template::parse(
+                Engine::Html,
+                Scope::Details,
+                &src("details", DEFAULT_DETAILS),
+            )
+            .unwrap();
+            owned.id = id.render(&owned.data()).unwrap();
+            assert_eq!(owned.id, e["id"].as_str().unwrap(), "{name} event {i} id");
+            owned.message = message.render(&owned.data()).unwrap();
+            assert_eq!(
+                owned.message,
+                e["message"].as_str().unwrap(),
+                "{name} event {i} message"
+            );
+            let got = details.render(&owned.data()).unwrap();
+            assert_eq!(
+                got,
+                e["details"].as_str().unwrap(),
+                "{name} event {i} details"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 40, "only {checked} events checked");
+}
+
+/// tests/conformance/templates.json, every case.
+#[test]
+fn conformance_templates_json() {
+    let doc = json::parse(
+        &std::fs::read_to_string(root().join("tests/conformance/templates.json")).unwrap(),
+    );
+    let cases = doc["cases"].as_array().unwrap();
+    for c in cases {
+        let used_as = c["used_as"].as_str().unwrap();
+        let engine = engine_of(if c["engine"].as_str() == Some("html/template") {
+            "html"
+        } else {
+            "text"
+        });
+        let scope = if used_as.starts_with("alert id") {
+            Scope::Id
+        } else if used_as.starts_with("alert message") {
+            Scope::Message
+        } else if used_as.starts_with("alert details") {
+            Scope::Details
+        } else {
+            Scope::Handler
+        };
+        let d = &c["data"];
+        let text = |k: &str| d[k].as_str().unwrap_or("").to_owned();
+        let group = text("Group");
+        let owned = Owned {
+            name: text("Name"),
+            task_name: text("TaskName"),
+            // The cases give the rendered group; the node passes the raw one.
+            group: if group == "nil" && scope != Scope::Handler {
+                String::new()
+            } else {
+                group
+            },
+            tags: string_map(&d["Tags"]),
+            server_info: ServerInfo::default(),
+            id: text("ID"),
+            fields: typed_fields(&d["Fields"]),
+            level: d["Level"].as_str().map_or(Level::OK, level),
+            time: d["Time"].as_str().map_or(0, parse_time),
+            duration: d["Duration"].as_i64().unwrap_or(0),
+            message: text("Message"),
+            details: text("Details"),
+        };
+        let src = c["template"].as_str().unwrap();
+        let t = Template::parse(engine, scope, src).unwrap_or_else(|e| panic!("{src:?}: {e}"));
+        assert_eq!(
+            t.render(&owned.data()).unwrap(),
+            c["expected"].as_str().unwrap(),
+            "{} ({used_as})",
+            c["source"].as_str().unwrap()
+        );
+    }
+    assert_eq!(cases.len(), 15);
+}
+
+/// Rough render costs (debug build; run with
+/// `cargo test --test templates render_cost -- --ignored --nocapture`).
+#[test]
+#[ignore = "timing, not a check"]
+fn render_cost() {
+    let mut tags = BTreeMap::new();
+    tags.insert("host".to_owned(), "serverA".to_owned());
+    tags.insert("region".to_owned(), "eu".to_owned());
+    let mut fields = BTreeMap::new();
+    fields.insert("value".to_owned(), FieldValue::Float(92.6));
+    fields.insert("count".to_owned(), FieldValue::Int(10));
+    let owned = Owned {
+        name: "cpu".into(),
+        task_name: "task".into(),
+        group: "host=serverA".into(),
+        tags,
+        server_info: ServerInfo::default(),
+        id: "cpu:host=serverA".into(),
+        fields,
+        level: Level::CRITICAL,
+        time: 31_536_010_000_000_000,
+        duration: 90_000_000_000,
+        message: "cpu:host=serverA is CRITICAL".into(),
+        details: String::new(),
+    };
+    let d = owned.data();
+    for (engine, scope, src) in [
+        (Engine::Text, Scope::Id, DEFAULT_ID),
+        (
+            Engine::Text,
+            Scope::Id,
+            "kapacitor/{{ .Name }}/{{ index .Tags \"host\" }}",
+        ),
+        (
+            Engine::Text,
+            Scope::Id,
+            "{{ if .Tags.host }}{{ .Tags.host }}{{ else }}none{{ end }}",
+        ),
+        (Engine::Text, Scope::Message, DEFAULT_MESSAGE),
+        (
+            Engine::Text,
+            Scope::Message,
+            "{{ .ID }}: {{ index .Fields \"value\" | printf \"%.1f\" }}",
+        ),
+        (Engine::Html, Scope::Details, DEFAULT_DETAILS),
+        (
+            Engine::Html,
+            Scope::Details,
+            "<b>{{ .Message }}</b> {{ .Fields.value }}",
+        ),
+    ] {
+        let t = Template::parse(engine, scope, src).unwrap();
+        let n = 20_000;
+        let start = std::time::Instant::now();
+        for _ in 0..n {
+            std::hint::black_box(t.render(&d).unwrap());
+        }
+        let per = start.elapsed() / n;
+        eprintln!("{per:>10.2?}  fast={:<5} {src}", t.is_fast());
+    }
+}
+
+/// Go's `time.Time.Format`, `time.Time` and `time.Duration` methods, probed
+/// with Go 1.19 (tests/data/go_time_layouts.txt), through the templates.
+#[test]
+fn time_layouts_and_methods_match_go() {
+    let text = std::fs::read_to_string(root().join("tests/data/go_time_layouts.txt")).unwrap();
+    let times = Template::parse(
+        Engine::Text,
+        Scope::Message,
+        "{{ .Time.Unix }} {{ .Time.UnixNano }} {{ .Time.UnixMilli }} {{ .Time.UnixMicro }} {{ .Time.Year }} \
+         {{ .Time.Day }} {{ .Time.Hour }} {{ .Time.Minute }} {{ .Time.Second }} {{ .Time.Nanosecond }} \
+         {{ .Time.YearDay }} {{ .Time.Month }} {{ .Time.Weekday }}",
+    )
+    .unwrap();
+    let durations = Template::parse(
+        Engine::Text,
+        Scope::Message,
+        "{{ .Duration.Seconds }} {{ .Duration.Minutes }} {{ .Duration.Hours }} {{ .Duration.Nanoseconds }} \
+         {{ .Duration.Microseconds }} {{ .Duration.Milliseconds }}",
+    )
+    .unwrap();
+    let mut owned = go_dataset(&json::parse(
+        r#"{"Name":"n","TaskName":"t","Group":"","Tags":{},"ServerInfo":{"Hostname":"h","ClusterID":"","ServerID":""},
+            "ID":"i","Fields":[],"Level":"OK","TimeNs":0,"DurationNs":0,"Message":""}"#,
+    ));
+    let (mut layouts, mut methods) = (0, 0);
+    for line in text.lines() {
+        let parts: Vec<&str> = line.split('\t').collect();
+        match parts.as_slice() {
+            ["M", ns, want] => {
+                owned.time = ns.parse().unwrap();
+                assert_eq!(times.render(&owned.data()).unwrap(), *want, "time {ns}");
+                methods += 1;
+            }
+            ["D", ns, want] => {
+                owned.duration = ns.parse().unwrap();
+                assert_eq!(
+                    durations.render(&owned.data()).unwrap(),
+                    *want,
+                    "duration {ns}"
+                );
+                methods += 1;
+            }
+            [ns, layout, want] => {
+                let ns: i64 = ns.parse().unwrap();
+                assert_eq!(
+                    gofmt::format_go_layout(ns, layout),
+                    *want,
+                    "{ns} {layout:?}"
+                );
+                if layouts % 7 == 0 {
+                    owned.time = ns;
+                    let src = format!("{{{{ .Time.Format {layout:?} }}}}");
+                    let t = Template::parse(Engine::Text, Scope::Message, &src).unwrap();
+                    assert_eq!(t.render(&owned.data()).unwrap(), *want, "{src}");
+                }
+                layouts += 1;
+            }
+            other => panic!("bad fixture line {other:?}"),
+        }
+    }
+    assert!(layouts > 1000 && methods > 30, "{layouts} {methods}");
 }

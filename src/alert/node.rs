@@ -28,8 +28,13 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::alert::expr::{Expr, Scope, ValueRef};
 use crate::alert::state::{AlertState, Decision, StateRules};
 use crate::alert::store::{AlertStateStore, StoredAlert};
+use crate::alert::template::{
+    DEFAULT_DETAILS, DEFAULT_ID, DEFAULT_MESSAGE, Engine, Fields, Scope as TemplateScope, Tags,
+    Template, TemplateData, TemplateError,
+};
 use crate::alert::{Event, FieldValue, Level, ServerInfo};
 use crate::ops::config::Config;
 use crate::ops::metrics::{LevelLabel, metrics};
@@ -116,25 +121,29 @@ impl HandlerFactory for AlertFactory {
     }
 }
 
-/// Level expressions, until the expression engine is merged: no variant, so
-/// a node only ever has none of them (Init refuses them).
-mod pending_expr {
-    #[derive(Debug)]
-    pub enum Expr {}
+/// A point as the level expressions see it (Kapacitor's `fillScope`): a
+/// field, else a tag; a name that is both is ambiguous (evaluation fails).
+struct PointScope<'a>(&'a Point);
 
-    impl Expr {
-        pub fn eval_bool(&self, _point: &crate::proto::Point) -> Result<bool, String> {
-            match *self {}
+impl Scope for PointScope<'_> {
+    fn lookup(&self, name: &str) -> Option<ValueRef<'_>> {
+        let p = self.0;
+        let field = data::field(p, name);
+        let tag = p.tags.get(name);
+        match (field, tag) {
+            (Some(_), Some(_)) => Some(ValueRef::Ambiguous),
+            (Some(FieldRef::Float(f)), None) => Some(ValueRef::Float(f)),
+            (Some(FieldRef::Int(i)), None) => Some(ValueRef::Int(i)),
+            (Some(FieldRef::Str(s)), None) => Some(ValueRef::Str(s)),
+            (Some(FieldRef::Bool(b)), None) => Some(ValueRef::Bool(b)),
+            (None, Some(t)) => Some(ValueRef::Str(t)),
+            (None, None) => None,
         }
     }
-}
-use pending_expr::Expr;
 
-/// How the id, message and details texts are produced.
-#[derive(Debug)]
-enum Text {
-    /// Kapacitor's default template, computed directly.
-    Default,
+    fn time(&self) -> i64 {
+        self.0.time
+    }
 }
 
 /// One group's (mode 1) or alert id's (mode 2) state and inhibitors.
@@ -212,10 +221,9 @@ struct Core {
     opts: NodeOptions,
     levels: [Option<Expr>; 4],
     resets: [Option<Expr>; 4],
-    id_text: Text,
-    message_text: Text,
-    details_text: Text,
-    #[allow(dead_code)] // read by the templates once they are merged
+    id_template: Template,
+    message_template: Template,
+    details_template: Template,
     server_info: ServerInfo,
     inhibitors: Arc<Inhibitors>,
     /// The last event handed on per alert id, non-OK ones only (an OK removes
@@ -224,6 +232,7 @@ struct Core {
     last_events: HashMap<Box<str>, StoredAlert, FxBuildHasher>,
     bad_level_log: LogLimit,
     render_error_log: LogLimit,
+    expr_error_log: LogLimit,
 }
 
 /// One initialized `@pagertree()` node (one connection).
@@ -244,17 +253,24 @@ impl AlertNode {
         for w in &warnings.0 {
             tracing::warn!(task = %req.task_id, node = %req.node_id, "{w}");
         }
-        for (name, l) in [("info", 1), ("warn", 2), ("crit", 3)] {
-            if opts.levels[l].is_some() {
-                return Err(InitError::new(
-                    name,
-                    "level expressions are not supported yet in this build",
-                ));
-            }
-        }
-        let id_text = text_option("id", &opts.id)?;
-        let message_text = text_option("message", &opts.message)?;
-        let details_text = text_option("details", &opts.details)?;
+        let levels = compile_all(&opts.levels, ["", "info", "warn", "crit"])?;
+        let resets = compile_all(&opts.resets, ["", "infoReset", "warnReset", "critReset"])?;
+        let id_template =
+            template_option("id", Engine::Text, TemplateScope::Id, &opts.id, DEFAULT_ID)?;
+        let message_template = template_option(
+            "message",
+            Engine::Text,
+            TemplateScope::Message,
+            &opts.message,
+            DEFAULT_MESSAGE,
+        )?;
+        let details_template = template_option(
+            "details",
+            Engine::Html,
+            TemplateScope::Details,
+            &opts.details,
+            DEFAULT_DETAILS,
+        )?;
 
         let last_events = match env.store.load(&req.task_id, &req.node_id) {
             Ok(map) => map
@@ -273,16 +289,17 @@ impl AlertNode {
                 task: req.task_id.clone(),
                 node: req.node_id.clone(),
                 opts,
-                levels: [None, None, None, None],
-                resets: [None, None, None, None],
-                id_text,
-                message_text,
-                details_text,
+                levels,
+                resets,
+                id_template,
+                message_template,
+                details_template,
                 server_info: env.server_info.server_info(),
                 inhibitors: env.inhibitors.clone(),
                 last_events,
                 bad_level_log: LogLimit::default(),
                 render_error_log: LogLimit::default(),
+                expr_error_log: LogLimit::default(),
             },
             groups: HashMap::default(),
             batch: None,
@@ -488,11 +505,11 @@ impl AlertNode {
             return;
         }
         self.stopped = true;
-        for g in self.groups.values() {
-            for i in g.inhibitors.iter().flatten() {
-                self.core.inhibitors.remove(i);
-            }
-        }
+        self.core.inhibitors.release(
+            self.groups
+                .values()
+                .flat_map(|g| g.inhibitors.iter().flatten()),
+        );
     }
 }
 
@@ -534,19 +551,33 @@ impl Handler for AlertNode {
     }
 }
 
-fn text_option(name: &str, value: &Option<String>) -> Result<Text, InitError> {
-    match value {
-        None => Ok(Text::Default),
-        Some(_) => Err(InitError::new(
-            name,
-            "templates are not supported yet in this build; leave it out to use Kapacitor's default",
-        )),
+/// Compiles each level's expression once for the whole node (its stateful
+/// functions are shared by every group, as in Kapacitor).
+fn compile_all(
+    src: &[Option<String>; 4],
+    names: [&str; 4],
+) -> Result<[Option<Expr>; 4], InitError> {
+    let mut out: [Option<Expr>; 4] = [None, None, None, None];
+    for (l, text) in src.iter().enumerate() {
+        if let Some(text) = text {
+            out[l] =
+                Some(Expr::compile(text).map_err(|e| InitError::new(names[l], e.to_string()))?);
+        }
     }
+    Ok(out)
 }
 
-/// Kapacitor renders the empty (nil) group as `nil` in the alert node's own templates.
-fn group_text(group: &str) -> &str {
-    if group.is_empty() { "nil" } else { group }
+/// Parses one of the node's templates (Kapacitor's default when not given;
+/// `''` is a real, empty template).
+fn template_option(
+    name: &str,
+    engine: Engine,
+    scope: TemplateScope,
+    value: &Option<String>,
+    default: &str,
+) -> Result<Template, InitError> {
+    Template::parse(engine, scope, value.as_deref().unwrap_or(default))
+        .map_err(|e| InitError::new(name, e.to_string()))
 }
 
 impl Core {
@@ -609,9 +640,7 @@ impl Core {
             .iter()
             .map(|spec| {
                 let tags = spec.tags.iter().map(|t| (t.clone(), value(t))).collect();
-                let i = Arc::new(Inhibitor::new(spec.category.clone(), tags));
-                self.inhibitors.add(i.clone());
-                i
+                Arc::new(Inhibitor::new(spec.category.clone(), tags))
             })
             .collect();
         Some(list.into_boxed_slice())
@@ -643,8 +672,7 @@ impl Core {
                     slot.category().to_string(),
                     values.collect(),
                 ));
-                self.inhibitors.remove(slot);
-                self.inhibitors.add(fresh.clone());
+                self.inhibitors.set(slot, false);
                 *slot = fresh;
             }
             self.inhibitors.set(slot, active);
@@ -657,13 +685,13 @@ impl Core {
             return l;
         }
         let reset = self.resets[current as usize]
-            .as_ref()
-            .map(|r| r.eval_bool(p));
+            .as_mut()
+            .map(|r| r.eval_bool(&PointScope(p)));
         if let Some(reset) = reset {
             match reset {
                 Ok(false) => return current,
                 Ok(true) => {}
-                Err(e) => self.expression_error("reset", current, &e),
+                Err(e) => self.expression_error("reset", current, e.message()),
             }
         }
         self.first_match(current, Level::INFO, p)
@@ -675,7 +703,7 @@ impl Core {
     fn first_match(&mut self, start: Level, stop: Level, p: &Point) -> Option<Level> {
         let stop = stop.max(Level::INFO) as usize;
         for l in (stop..=start as usize).rev() {
-            let Some(result) = self.levels[l].as_ref().map(|e| e.eval_bool(p)) else {
+            let Some(result) = self.levels[l].as_mut().map(|e| e.eval_bool(&PointScope(p))) else {
                 continue;
             };
             match result {
@@ -683,7 +711,7 @@ impl Core {
                 Ok(false) => {}
                 Err(e) => {
                     let level = Level::from_u8(l as u8).unwrap_or(Level::OK);
-                    self.expression_error("level", level, &e);
+                    self.expression_error("level", level, e.message());
                 }
             }
         }
@@ -692,7 +720,7 @@ impl Core {
 
     fn expression_error(&mut self, kind: &str, level: Level, error: &str) {
         metrics().expression_errors_total.inc();
-        if let Some(suppressed) = self.render_error_log.allow() {
+        if let Some(suppressed) = self.expr_error_log.allow() {
             tracing::warn!(task = %self.task, node = %self.node, level = %level, suppressed,
                 "error evaluating the {kind} expression; it counts as {}: {error}",
                 if kind == "reset" { "passed" } else { "false" });
@@ -827,27 +855,54 @@ impl Core {
         }
     }
 
+    /// The template data every text of this node shares; the caller fills
+    /// in what its scope adds.
+    fn template_data<'a>(
+        &'a self,
+        name: &'a str,
+        group: &'a str,
+        tags: &'a HashMap<String, String>,
+    ) -> TemplateData<'a> {
+        TemplateData {
+            name,
+            task_name: &self.task,
+            group,
+            tags: Tags::Unsorted(tags),
+            server_info: &self.server_info,
+            id: "",
+            fields: Fields::None,
+            level: Level::OK,
+            time: 0,
+            duration: 0,
+            message: "",
+            details: "",
+        }
+    }
+
     fn render_id(
         &mut self,
         name: &str,
         group: &str,
-        _tags: &HashMap<String, String>,
+        tags: &HashMap<String, String>,
     ) -> Option<String> {
-        match &self.id_text {
-            Text::Default => Some(format!("{name}:{}", group_text(group))),
-        }
+        let result = self
+            .id_template
+            .render(&self.template_data(name, group, tags));
+        self.rendered("id", result)
     }
 
-    fn render_message(&mut self, id: &str, level: Level) -> Option<String> {
-        match &self.message_text {
-            Text::Default => Some(format!("{id} is {}", level.as_str())),
-        }
-    }
-
-    fn render_details(&mut self) -> Option<String> {
-        match &self.details_text {
-            // The default `{{ json . }}` needs the template engine.
-            Text::Default => Some(String::new()),
+    /// A render error drops the event (Kapacitor stops the whole task on
+    /// one); it is logged, rate-limited, with the task and node.
+    fn rendered(&mut self, what: &str, result: Result<String, TemplateError>) -> Option<String> {
+        match result {
+            Ok(text) => Some(text),
+            Err(e) => {
+                if let Some(suppressed) = self.render_error_log.allow() {
+                    tracing::error!(task = %self.task, node = %self.node, suppressed, error = %e,
+                        "cannot render the {what} template; the event is not sent");
+                }
+                None
+            }
         }
     }
 
@@ -864,15 +919,41 @@ impl Core {
             Some(id) => id.into_owned(),
             None => self.render_id(input.name, input.group, input.tags)?,
         };
-        let message = match input.message {
-            Some(m) => m,
-            None => self.render_message(&id, input.level)?,
+        let texts = {
+            let data = TemplateData {
+                id: &id,
+                fields: Fields::Point(input.fields_of),
+                level: input.level,
+                time: input.time,
+                duration: input.duration,
+                ..self.template_data(input.name, input.group, input.tags)
+            };
+            match input
+                .message
+                .map_or_else(|| self.message_template.render(&data), Ok)
+            {
+                Err(e) => Err(("message", e)),
+                Ok(message) => match input.details.map_or_else(
+                    || {
+                        self.details_template.render(&TemplateData {
+                            message: &message,
+                            ..data
+                        })
+                    },
+                    Ok,
+                ) {
+                    Ok(details) => Ok((message, details)),
+                    Err(e) => Err(("details", e)),
+                },
+            }
         };
-        let details = match input.details {
-            Some(d) => d,
-            None => self.render_details()?,
+        let (message, details) = match texts {
+            Ok(t) => t,
+            Err((what, e)) => {
+                self.rendered(what, Err(e));
+                return None;
+            }
         };
-        let _ = input.fields_of;
         let inhibited = self.opts.category.as_deref().is_some_and(|cat| {
             self.inhibitors
                 .is_inhibited(cat, |k| input.tags.get(k).map(String::as_str))

@@ -555,4 +555,102 @@ mod tests {
         assert!(s.expired());
         assert_eq!(s.update_stream(&r, 0, Level::OK, |_| {}), Decision::Drop);
     }
+
+    /// A direct transcription of Kapacitor's `alertState` (a `Vec` ring, Go's
+    /// zero time) to check the packed/wide ring and the rules against.
+    struct Reference {
+        history: Vec<u8>,
+        idx: usize,
+        flapping: bool,
+        changed: bool,
+        expired: bool,
+        first: Option<i64>,
+        last: Option<i64>,
+    }
+
+    impl Reference {
+        fn add_event(&mut self, r: &StateRules, t: i64, l: u8) {
+            self.changed = self.history[self.idx] != l;
+            self.idx = (self.idx + 1) % self.history.len();
+            self.history[self.idx] = l;
+            if let Some((low, high)) = r.flapping {
+                let n = self.history.len();
+                let mut changes = 0.0;
+                let mut weight = 1.2 / 1.5;
+                let step = (1.2 - weight) / (n - 1) as f64;
+                for i in 0..n - 1 {
+                    let c = (i + self.idx) % n;
+                    let p = if c == 0 { n - 1 } else { c - 1 };
+                    if self.history[c] != self.history[p] {
+                        changes += weight;
+                    }
+                    weight += step;
+                }
+                let p = changes / (n - 1) as f64;
+                if self.flapping && p < low {
+                    self.flapping = false;
+                } else if !self.flapping && p > high {
+                    self.flapping = true;
+                }
+            }
+            let since = self.last.map_or(i64::MAX, |last| t - last);
+            self.expired = !self.changed && r.renotify_every != 0 && since >= r.renotify_every;
+        }
+
+        fn stream(&mut self, r: &StateRules, t: i64, l: u8) -> Decision {
+            self.add_event(r, t, l);
+            if (r.flapping.is_some() && self.flapping)
+                || (r.state_changes_only && !self.changed && !self.expired)
+            {
+                return Decision::Drop;
+            }
+            if l == 0 && !self.changed {
+                return Decision::Drop;
+            }
+            self.last = Some(t);
+            let p = if self.idx == 0 {
+                self.history.len() - 1
+            } else {
+                self.idx - 1
+            };
+            if self.history[p] == 0 {
+                self.first = Some(t);
+            }
+            if r.no_recoveries && l == 0 {
+                return Decision::Drop;
+            }
+            let level = Level::from_u8(l).unwrap();
+            // Go's zero time for a never-set firstTriggered: `Sub` saturates.
+            let first = self.first.unwrap_or(i64::MIN);
+            Decision::Event {
+                level,
+                duration: self.last.unwrap().saturating_sub(first),
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn matches_reference_model(
+            history in 2usize..40,
+            levels in proptest::collection::vec(0u8..4, 1..200),
+            flapping in proptest::option::of((0.0f64..0.5, 0.5f64..1.0)),
+            state_changes_only in proptest::bool::ANY,
+            renotify in 0i64..5,
+            no_recoveries in proptest::bool::ANY,
+        ) {
+            let r = StateRules { history, flapping, state_changes_only: state_changes_only || renotify > 0,
+                renotify_every: renotify, no_recoveries };
+            let mut s = AlertState::new(&r);
+            let mut m = Reference { history: vec![0; history], idx: 0, flapping: false, changed: false,
+                expired: false, first: None, last: None };
+            for (t, l) in levels.iter().enumerate() {
+                let got = s.update_stream(&r, t as i64, Level::from_u8(*l).unwrap(), |_| {});
+                let want = m.stream(&r, t as i64, *l);
+                proptest::prop_assert_eq!(got, want);
+                proptest::prop_assert_eq!(s.current_level() as u8, *l);
+                proptest::prop_assert_eq!((s.changed(), s.flapping(), s.expired()), (m.changed, m.flapping, m.expired));
+            }
+        }
+    }
 }

@@ -694,6 +694,45 @@ pub fn compare(case: &Case, run: &RunResult) -> Vec<String> {
     errs
 }
 
+/// Stricter than README §8 (which compares bytes only for `expected_body`):
+/// every expected event's derived `body` against the observed bytes, per
+/// (task, id) in order. For runners that see the exact bytes.
+pub fn compare_bodies(case: &Case, run: &RunResult) -> Vec<String> {
+    let default_task = case.tasks[0].task.clone();
+    let mut got: BTreeMap<(String, String), Vec<&[u8]>> = BTreeMap::new();
+    for o in &run.events {
+        let id = serde_json::from_slice::<Value>(&o.body)
+            .ok()
+            .and_then(|v| v["id"].as_str().map(String::from))
+            .unwrap_or_default();
+        got.entry((o.task.clone(), id)).or_default().push(&o.body);
+    }
+    let mut errs = Vec::new();
+    let mut seen: BTreeMap<(String, String), usize> = BTreeMap::new();
+    for e in case.raw["expected_events"].as_array().into_iter().flatten() {
+        let Some(body) = e.get("body").and_then(Value::as_str) else {
+            continue;
+        };
+        let task = e
+            .get("task")
+            .and_then(Value::as_str)
+            .unwrap_or(&default_task)
+            .to_string();
+        let key = (task, e["id"].as_str().unwrap_or_default().to_string());
+        let n = seen.entry(key.clone()).or_default();
+        match got.get(&key).and_then(|v| v.get(*n)) {
+            Some(b) if *b == body.as_bytes() => {}
+            Some(b) => errs.push(format!(
+                "{key:?} #{n} body:\n got: {}\nwant: {body}",
+                String::from_utf8_lossy(b)
+            )),
+            None => errs.push(format!("{key:?} #{n}: no event")),
+        }
+        *n += 1;
+    }
+    errs
+}
+
 #[cfg(test)]
 mod self_tests {
     use super::*;
@@ -711,5 +750,20 @@ mod self_tests {
         assert_eq!(parse_time("1970-01-01T00:00:00Z"), Some(0));
         assert_eq!(parse_go_duration("2s"), Some(2_000_000_000));
         assert_eq!(parse_go_duration("1m30s"), Some(90_000_000_000));
+    }
+}
+
+#[cfg(test)]
+mod float_parsing {
+    /// Case values must parse to the exact float64 Kapacitor had: the
+    /// default serde_json parser is 1 ulp off here (dev-dependency feature
+    /// `float_roundtrip` fixes it), which shows in the details JSON.
+    #[test]
+    fn case_floats_parse_exactly() {
+        let v: serde_json::Value = serde_json::from_str("[93.49999999999409]").unwrap();
+        assert_eq!(
+            v[0].as_f64().unwrap(),
+            "93.49999999999409".parse::<f64>().unwrap()
+        );
     }
 }

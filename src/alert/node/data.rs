@@ -32,7 +32,7 @@ impl FieldRef<'_> {
         match self {
             FieldRef::Str(s) => s.to_string(),
             FieldRef::Int(i) => i.to_string(),
-            FieldRef::Float(f) => format!("{f}"),
+            FieldRef::Float(f) => crate::gofmt::format_float_v(f),
             FieldRef::Bool(b) => b.to_string(),
         }
     }

@@ -8,10 +8,10 @@
 //! inhibitor's category, and whose point tags have the inhibitor's values, is
 //! dropped before delivery (conformance README §4, *Inhibition*).
 //!
-//! Global state is touched only when a group is created (registration), when
-//! its inhibitor changes, and when an event is checked — never per point.
+//! Global state is touched only when an inhibitor changes state and when an
+//! event is checked — never per point.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
@@ -57,7 +57,9 @@ impl Inhibitor {
     }
 }
 
-/// The agent-wide set of inhibitors, shared by every node.
+/// The agent-wide set of active inhibitors, shared by every node. Only
+/// active inhibitors are held, so an event's check and a node's stop cost
+/// what is active, not how many groups exist.
 #[derive(Debug, Default)]
 pub struct Inhibitors {
     by_category: RwLock<HashMap<String, Vec<Arc<Inhibitor>>>>,
@@ -70,38 +72,47 @@ impl Inhibitors {
         Self::default()
     }
 
-    /// Registers a group's inhibitor (inactive).
-    pub fn add(&self, inhibitor: Arc<Inhibitor>) {
+    /// Turns a group's inhibitor on or off (`triggered()`); the shared set
+    /// changes only when its state does.
+    pub fn set(&self, inhibitor: &Arc<Inhibitor>, active: bool) {
+        if inhibitor.active.swap(active, Ordering::AcqRel) == active {
+            return;
+        }
         let mut map = self.by_category.write().unwrap_or_else(|p| p.into_inner());
-        map.entry(inhibitor.category.clone())
-            .or_default()
-            .push(inhibitor);
-    }
-
-    /// Removes a group's inhibitor (its node stopped).
-    pub fn remove(&self, inhibitor: &Arc<Inhibitor>) {
-        self.set(inhibitor, false);
-        let mut map = self.by_category.write().unwrap_or_else(|p| p.into_inner());
-        if let Some(list) = map.get_mut(&inhibitor.category) {
+        if active {
+            map.entry(inhibitor.category.clone())
+                .or_default()
+                .push(inhibitor.clone());
+            self.active.fetch_add(1, Ordering::AcqRel);
+        } else if let Some(list) = map.get_mut(&inhibitor.category) {
+            let before = list.len();
             list.retain(|i| !Arc::ptr_eq(i, inhibitor));
+            self.active.fetch_sub(before - list.len(), Ordering::AcqRel);
             if list.is_empty() {
                 map.remove(&inhibitor.category);
             }
         }
     }
 
-    /// Turns a registered inhibitor on or off.
-    pub fn set(&self, inhibitor: &Inhibitor, active: bool) {
-        let was = inhibitor.active.swap(active, Ordering::AcqRel);
-        match (was, active) {
-            (false, true) => {
-                self.active.fetch_add(1, Ordering::AcqRel);
-            }
-            (true, false) => {
-                self.active.fetch_sub(1, Ordering::AcqRel);
-            }
-            _ => {}
+    /// Turns off every inhibitor of a stopping node, under one lock.
+    pub fn release<'a>(&self, inhibitors: impl IntoIterator<Item = &'a Arc<Inhibitor>>) {
+        let gone: HashSet<*const Inhibitor> = inhibitors
+            .into_iter()
+            .filter(|i| i.active.swap(false, Ordering::AcqRel))
+            .map(Arc::as_ptr)
+            .collect();
+        if gone.is_empty() {
+            return;
         }
+        let mut map = self.by_category.write().unwrap_or_else(|p| p.into_inner());
+        let mut removed = 0;
+        map.retain(|_, list| {
+            let before = list.len();
+            list.retain(|i| !gone.contains(&Arc::as_ptr(i)));
+            removed += before - list.len();
+            !list.is_empty()
+        });
+        self.active.fetch_sub(removed, Ordering::AcqRel);
     }
 
     /// Whether an event of a node in `category`, whose point has the tags
@@ -115,14 +126,9 @@ impl Inhibitors {
             .is_some_and(|list| list.iter().any(|i| i.inhibits(category, &tag)))
     }
 
-    /// How many inhibitors are registered (for tests and diagnostics).
+    /// How many inhibitors are active now.
     pub fn len(&self) -> usize {
-        self.by_category
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .map(Vec::len)
-            .sum()
+        self.active.load(Ordering::Acquire)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -145,26 +151,30 @@ mod tests {
             "cpu".into(),
             vec![("host".into(), "A".into())],
         ));
-        all.add(i.clone());
         assert!(!all.is_inhibited("cpu", tags(&[("host", "A")])));
         all.set(&i, true);
+        all.set(&i, true);
+        assert_eq!(all.len(), 1);
         assert!(all.is_inhibited("cpu", tags(&[("host", "A"), ("x", "y")])));
         assert!(!all.is_inhibited("cpu", tags(&[("host", "B")])));
         assert!(!all.is_inhibited("disk", tags(&[("host", "A")])));
         assert!(!all.is_inhibited("cpu", tags(&[])));
         all.set(&i, false);
         assert!(!all.is_inhibited("cpu", tags(&[("host", "A")])));
-        all.set(&i, true);
-        all.remove(&i);
         assert!(all.is_empty());
-        assert!(!all.is_inhibited("cpu", tags(&[("host", "A")])));
+        all.set(&i, true);
+        let other = Arc::new(Inhibitor::new("disk".into(), vec![]));
+        all.set(&other, true);
+        let idle = Arc::new(Inhibitor::new("disk".into(), vec![]));
+        all.release([&i, &other, &idle]);
+        assert!(all.is_empty());
+        assert!(!all.is_inhibited("disk", tags(&[])));
     }
 
     #[test]
     fn empty_equal_tags_inhibit_the_whole_category() {
         let all = Inhibitors::new();
         let i = Arc::new(Inhibitor::new("cpu".into(), vec![]));
-        all.add(i.clone());
         all.set(&i, true);
         assert!(all.is_inhibited("cpu", tags(&[("host", "Z")])));
     }

@@ -275,15 +275,20 @@ fn inhibition_across_tasks() {
     );
     assert_eq!(outs[1].events.len(), 1, "other host not inhibited");
     // Host recovers: no longer inhibited; previousLevel ignores the inhibited event.
+    assert_eq!(env.inhibitors.len(), 1);
     feed(&mut host, vec![point(4, "OK", "h", "A")]);
+    assert!(env.inhibitors.is_empty());
     let outs = feed(&mut cpu, vec![point(5, "CRITICAL", "c", "A")]);
     let e = &outs[0].events[0];
     assert_eq!(e.id, "cpu:host=A");
     assert_eq!(e.previous_level, Level::OK);
-    // Stopping the inhibiting node removes its inhibitors.
-    assert!(!env.inhibitors.is_empty());
+    // Stopping the inhibiting node while it is non-OK releases its inhibitor.
+    feed(&mut host, vec![point(6, "CRITICAL", "h", "A")]);
+    assert_eq!(env.inhibitors.len(), 1);
     drop(host);
     assert!(env.inhibitors.is_empty());
+    let outs = feed(&mut cpu, vec![point(7, "WARNING", "c", "A")]);
+    assert_eq!(outs[0].events.len(), 1);
 }
 
 fn batch(node: &mut AlertNode, tmax: i64, points: Vec<Point>) -> Output {
@@ -356,17 +361,229 @@ fn mode2_batch_highest_and_all() {
 }
 
 #[test]
-fn templates_refused_until_supported() {
+fn bad_template_and_expression_name_the_option() {
     let store = MemoryStore::new();
     let env = env(&store);
-    let req = InitRequest {
-        options: vec![flag("dryRun"), opt("id", vec![s("{{ .Name }}")])],
-        task_id: "t".into(),
-        node_id: "n".into(),
+    let try_init = |o: Opt| {
+        let req = InitRequest {
+            options: vec![flag("dryRun"), o],
+            task_id: "t".into(),
+            node_id: "n".into(),
+        };
+        AlertFactory::new(env.clone())
+            .init(EdgeType::Stream, &req)
+            .err()
+            .unwrap()
     };
-    let e = AlertFactory::new(env)
-        .init(EdgeType::Stream, &req)
-        .err()
-        .unwrap();
-    assert!(e.starts_with("id: templates are not supported yet"), "{e}");
+    let e = try_init(opt("id", vec![s("{{ .Name ")]));
+    assert!(e.starts_with("id: "), "{e}");
+    let e = try_init(opt("crit", vec![s("\"value\" >> 90")]));
+    assert!(e.starts_with("crit: cannot parse"), "{e}");
+    assert!(e.contains("column"), "{e}");
+}
+
+fn vpoint(t: i64, host: &str, value: f64) -> Point {
+    let mut p = Point {
+        time: t,
+        name: "cpu".into(),
+        group: format!("host={host}"),
+        ..Default::default()
+    };
+    p.dimensions = vec!["host".into()];
+    p.tags.insert("host".into(), host.into());
+    p.fields_double.insert("value".into(), value);
+    p
+}
+
+fn mode1_levels(opts: Vec<Opt>, points: Vec<Point>) -> Vec<Option<Level>> {
+    let store = MemoryStore::new();
+    let env = env(&store);
+    let mut node = init(&env, EdgeType::Stream, "t", opts);
+    feed(&mut node, points)
+        .iter()
+        .map(|o| o.events.first().map(|e| e.level))
+        .collect()
+}
+
+#[test]
+fn resets_hold_a_level_and_lower_resets_are_not_consulted() {
+    let opts = vec![
+        opt("info", vec![s("\"value\" > 60")]),
+        opt("warn", vec![s("\"value\" > 70")]),
+        opt("crit", vec![s("\"value\" > 80")]),
+        opt("infoReset", vec![s("\"value\" < 50")]),
+        opt("warnReset", vec![s("\"value\" < 60")]),
+        opt("critReset", vec![s("\"value\" < 70")]),
+    ];
+    let values = [61.0, 73.0, 64.0, 85.0, 62.0, 56.0, 47.0];
+    let points = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| vpoint(i as i64, "A", *v))
+        .collect();
+    use Level::*;
+    assert_eq!(
+        mode1_levels(opts, points),
+        vec![
+            Some(INFO),
+            Some(WARNING),
+            Some(WARNING),
+            Some(CRITICAL),
+            Some(INFO),
+            Some(INFO),
+            Some(OK)
+        ]
+    );
+}
+
+#[test]
+fn erroring_level_is_false_and_erroring_reset_passes() {
+    let before = metrics().expression_errors_total.get();
+    let opts = vec![
+        opt("crit", vec![s("\"missing\" > 1")]),
+        opt("warn", vec![s("\"value\" > 5")]),
+        opt("warnReset", vec![s("\"missing\" < 1")]),
+    ];
+    use Level::*;
+    // 10: crit errors (false), warn true. 3: warn false, its reset errors
+    // (passed), so the level falls to OK instead of holding WARNING.
+    assert_eq!(
+        mode1_levels(opts, vec![vpoint(1, "A", 10.0), vpoint(2, "A", 3.0)]),
+        vec![Some(WARNING), Some(OK)]
+    );
+    assert!(metrics().expression_errors_total.get() >= before + 3);
+}
+
+#[test]
+fn ambiguous_field_and_tag_fails_the_expression() {
+    let opts = vec![opt("crit", vec![s("\"host\" == 'A'")])];
+    let mut p = vpoint(1, "A", 1.0);
+    p.fields_string.insert("host".into(), "A".into());
+    assert_eq!(mode1_levels(opts.clone(), vec![p]), vec![None]);
+    assert_eq!(
+        mode1_levels(opts, vec![vpoint(1, "A", 1.0)]),
+        vec![Some(Level::CRITICAL)]
+    );
+}
+
+#[test]
+fn stateful_functions_share_state_across_groups() {
+    // One compiled expression for the node: count() counts the points of
+    // every group, as in Kapacitor.
+    let opts = vec![opt("crit", vec![s("count() > 3")])];
+    let points = vec![
+        vpoint(1, "A", 1.0),
+        vpoint(1, "B", 1.0),
+        vpoint(2, "A", 1.0),
+        vpoint(2, "B", 1.0),
+    ];
+    assert_eq!(
+        mode1_levels(opts, points),
+        vec![None, None, None, Some(Level::CRITICAL)]
+    );
+}
+
+#[test]
+fn mode1_inhibitor_takes_the_groups_tag_values() {
+    let store = MemoryStore::new();
+    let env = env(&store);
+    let mut host = init(
+        &env,
+        EdgeType::Stream,
+        "host",
+        vec![
+            opt("crit", vec![s("\"value\" > 1")]),
+            opt("inhibit", vec![s("cpu"), s("host,dc")]),
+        ],
+    );
+    let mut cpu = init(
+        &env,
+        EdgeType::Stream,
+        "cpu",
+        vec![
+            opt("crit", vec![s("\"value\" > 1")]),
+            opt("category", vec![s("cpu")]),
+        ],
+    );
+    // `dc` is a tag of the point but not a dimension of the group: the
+    // inhibitor holds dc = "" (the group's value), as Kapacitor does.
+    let mut down = vpoint(1, "A", 5.0);
+    down.tags.insert("dc".into(), "east".into());
+    feed(&mut host, vec![down]);
+    assert_eq!(env.inhibitors.len(), 1);
+    let mut east = vpoint(2, "A", 5.0);
+    east.tags.insert("dc".into(), "east".into());
+    let outs = feed(&mut cpu, vec![east, vpoint(3, "A", 5.0)]);
+    assert_eq!(
+        outs[0].events.len(),
+        1,
+        "dc=east differs from the group's dc=\"\""
+    );
+    assert!(
+        outs[1].events.is_empty(),
+        "no dc tag: equal to \"\", inhibited"
+    );
+    assert_eq!(outs[1].responses.len(), 1);
+}
+
+#[test]
+fn previous_level_is_per_id_not_per_group() {
+    // The id uses a non-group tag: two ids share one group's state.
+    let store = MemoryStore::new();
+    let env = env(&store);
+    let mut node = init(
+        &env,
+        EdgeType::Stream,
+        "t",
+        vec![
+            opt("crit", vec![s("\"value\" > 5")]),
+            opt("warn", vec![s("\"value\" > 1")]),
+            opt("id", vec![s("{{ index .Tags \"cpu\" }}")]),
+        ],
+    );
+    let with_cpu = |t, cpu: &str, v| {
+        let mut p = vpoint(t, "A", v);
+        p.tags.insert("cpu".into(), cpu.into());
+        p
+    };
+    let outs = feed(
+        &mut node,
+        vec![
+            with_cpu(1, "c0", 9.0),
+            with_cpu(2, "c1", 3.0),
+            with_cpu(3, "c0", 3.0),
+        ],
+    );
+    let ev: Vec<(String, Level, Level, i64)> = outs
+        .iter()
+        .map(|o| &o.events[0])
+        .map(|e| (e.id.clone(), e.level, e.previous_level, e.duration))
+        .collect();
+    assert_eq!(
+        ev,
+        vec![
+            ("c0".into(), Level::CRITICAL, Level::OK, 0),
+            ("c1".into(), Level::WARNING, Level::OK, 1),
+            ("c0".into(), Level::WARNING, Level::CRITICAL, 2),
+        ]
+    );
+}
+
+#[test]
+fn mode2_float_level_from_field_is_bad_but_string_field_reads() {
+    let store = MemoryStore::new();
+    let env = env(&store);
+    let mut node = init(
+        &env,
+        EdgeType::Stream,
+        "t",
+        vec![opt("levelFrom", vec![s("lvl")])],
+    );
+    let mut a = vpoint(1, "A", 1.0);
+    a.fields_string.insert("lvl".into(), "Warning".into());
+    let mut b = vpoint(2, "A", 1.0);
+    b.fields_double.insert("lvl".into(), 2.0);
+    let outs = feed(&mut node, vec![a, b]);
+    assert_eq!(outs[0].events[0].level, Level::WARNING);
+    assert!(outs[1].is_empty());
 }
