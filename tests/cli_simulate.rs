@@ -62,7 +62,13 @@ fn t(id: &str, level: &str, previous: &str) -> (String, String, String) {
 }
 
 /// The examples this file checks; every `.tick` in `tickscripts/` must be here.
-const TESTED: &[&str] = &["high_cpu_mode2", "deadman"];
+const TESTED: &[&str] = &[
+    "high_cpu",
+    "high_cpu_mode2",
+    "batch_cpu",
+    "deadman",
+    "disk_webhook",
+];
 
 #[test]
 fn every_example_has_data_and_a_test() {
@@ -104,7 +110,7 @@ fn mode2_pages_once_per_change_of_each_id() {
     assert_eq!(objects[2]["time"], "2023-11-14T22:15:20Z");
     assert_eq!(objects[0]["task"], "high_cpu_mode2");
     assert!(
-        stderr.contains("not executing window2, mean3, alert4"),
+        stderr.contains("not executing from1.where(), window2, mean3, alert4"),
         "{stderr}"
     );
     assert!(
@@ -238,4 +244,106 @@ fn precision_flag_scales_timestamps() {
     let v: Value = serde_json::from_str(String::from_utf8(o.stdout).unwrap().trim()).unwrap();
     assert_eq!(v["time"], "1970-01-01T00:01:30Z");
     assert_eq!(v["task"], "p");
+}
+
+#[test]
+fn mode1_high_cpu_pages_on_each_change_and_recovery() {
+    let (events, objects, stderr) = events("high_cpu", &[]);
+    // web01: 45 → 86 (WARNING) → 93 (CRITICAL) → 95 (still CRITICAL: no page) → 70 (OK).
+    // web02: 50 → 52 (OK, nothing) → 91 (CRITICAL) → 60 (OK).
+    assert_eq!(
+        events,
+        [
+            t("high_cpu:web01", "WARNING", "OK"),
+            t("high_cpu:web01", "CRITICAL", "WARNING"),
+            t("high_cpu:web02", "CRITICAL", "OK"),
+            t("high_cpu:web02", "OK", "CRITICAL"),
+            t("high_cpu:web01", "OK", "CRITICAL"),
+        ]
+    );
+    assert_eq!(
+        objects[0]["message"],
+        "high_cpu:web01 is WARNING: 85.7% user CPU"
+    );
+    // Go prints 91.0 as 91.
+    assert_eq!(
+        objects[2]["message"],
+        "high_cpu:web02 is CRITICAL: 91% user CPU"
+    );
+    // The OK of web01 comes two minutes after its first non-OK event.
+    assert_eq!(objects[4]["duration"], 180_000_000_000i64);
+    assert_eq!(objects[4]["data"]["series"][0]["tags"]["host"], "web01");
+    assert!(
+        stderr.contains("not executing from1.where(), window2, mean3"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn batch_all_needs_every_sample_at_the_level() {
+    let (seq, objects, stderr) = events("batch_cpu", &[]);
+    // db01's batches (3m of samples, cut every minute): [95 96] CRITICAL;
+    // [95 96 85 97] WARNING (85 is not > 90); [.. 85 .. 99] WARNING again (no page);
+    // [85 97 98 99 99 50] OK. db02 never has every sample above 80.
+    assert_eq!(
+        seq,
+        [
+            t("cpu_sustained:db01", "CRITICAL", "OK"),
+            t("cpu_sustained:db01", "WARNING", "CRITICAL"),
+            t("cpu_sustained:db01", "OK", "WARNING"),
+        ]
+    );
+    assert_eq!(objects[2]["message"], "cpu_sustained:db01: back to normal");
+    assert!(stderr.contains("in 8 batches"), "{stderr}");
+    // A larger schedule: one batch of everything per host, so db01 is never all above 80.
+    let (events, _, _) = events("batch_cpu", &["--every", "10m"]);
+    assert!(events.is_empty(), "{events:?}");
+}
+
+#[test]
+fn webhook_example_pages_per_disk() {
+    let (events, objects, _) = events("disk_webhook", &[]);
+    assert_eq!(
+        events,
+        [
+            t("disk:db01:/var", "WARNING", "OK"),
+            t("disk:db01:/var", "CRITICAL", "WARNING"),
+            t("disk:db01:/var", "OK", "CRITICAL"),
+        ]
+    );
+    assert_eq!(objects[0]["message"], "db01 /var is 90% full");
+    assert_eq!(objects[1]["message"], "db01 /var is 97.5% full");
+}
+
+/// Every ```tickscript block of the README is a script the node accepts:
+/// it goes through `simulate` (Init included) without an error.
+#[test]
+fn readme_tickscripts_are_accepted() {
+    let readme = std::fs::read_to_string(Path::new(ROOT).join("README.md")).unwrap();
+    let blocks: Vec<&str> = readme
+        .split("```tickscript\n")
+        .skip(1)
+        .map(|rest| rest.split("```").next().unwrap())
+        .collect();
+    assert!(blocks.len() >= 2, "the README shows Mode 1 and Mode 2");
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("empty.lp");
+    std::fs::write(&data, "").unwrap();
+    for (i, block) in blocks.iter().enumerate() {
+        let tick = dir.path().join(format!("readme{i}.tick"));
+        std::fs::write(&tick, block).unwrap();
+        let o = bin()
+            .arg("simulate")
+            .arg("--tick")
+            .arg(&tick)
+            .arg("--data")
+            .arg(&data)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "README block {i} is refused: {}\n{block}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
 }

@@ -224,6 +224,10 @@ pub fn plan(script: &Script, function: Option<&str>) -> Result<Plan, SimulateErr
                 {
                     plan.dimensions.by_name = true;
                 }
+                if node.last("where").is_some() {
+                    // A filter of the source: not applied either.
+                    plan.skipped.push(format!("{}.where()", node.id()));
+                }
                 if node.name == "from" {
                     if let Some([Value::String(m)]) = node.last("measurement") {
                         plan.measurement = Some(m.clone());
