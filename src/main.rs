@@ -555,15 +555,8 @@ fn node_factory_with(
     config: &std::sync::Arc<Config>,
     store: std::sync::Arc<dyn kapacitor_pagertree::alert::store::AlertStateStore>,
 ) -> kapacitor_pagertree::alert::node::AlertFactory {
-    use kapacitor_pagertree::alert::ServerInfo;
     use kapacitor_pagertree::alert::node::{AlertFactory, NodeEnv};
-    let k = &config.kapacitor;
-    let defaults = ServerInfo::default();
-    let server_info = ServerInfo {
-        hostname: k.hostname.clone().unwrap_or(defaults.hostname),
-        cluster_id: k.cluster_id.clone().unwrap_or(defaults.cluster_id),
-        server_id: k.server_id.clone().unwrap_or(defaults.server_id),
-    };
+    let server_info = kapacitor_pagertree::app::server_info(config);
     AlertFactory::new(NodeEnv::new(config.clone(), store, server_info))
 }
 

@@ -227,3 +227,27 @@ fn connect_reports_answering_and_dead_endpoints() {
     assert!(o.status.success(), "{out}{err}");
     assert_eq!(server.join().unwrap(), 2);
 }
+
+/// The README's configuration reference is a valid file as printed.
+#[test]
+fn the_readme_config_reference_is_valid() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let block = readme
+        .split("```toml\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("a ```toml block in the README");
+    assert!(block.contains("[endpoints.oncall]"), "{block}");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("readme.toml");
+    std::fs::write(&path, block).unwrap();
+    let o = bin()
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}{err}");
+    assert!(!out.contains("warning"), "the reference is complete: {out}");
+}
