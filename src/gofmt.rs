@@ -99,8 +99,14 @@ pub fn parse_time_string(s: &str) -> Option<i64> {
     } else {
         format!("{frac:0<9}").parse().ok()?
     };
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || h > 23 || m > 59 || sec > 59 {
+        return None;
+    }
+    if !(-300_000_000..=300_000_000).contains(&year) {
+        return None;
+    }
     let days = days_from_civil(year, month, day);
-    let secs = days.checked_mul(86_400)? + h * 3600 + m * 60 + sec;
+    let secs = days * 86_400 + h * 3600 + m * 60 + sec;
     secs.checked_mul(1_000_000_000)?.checked_add(nanos)
 }
 
@@ -436,10 +442,13 @@ pub fn parse_duration_string(s: &str) -> Option<i64> {
         if int.is_empty() || frac.len() > 9 {
             return None;
         }
-        total += int.parse::<i128>().ok()? * scale;
+        if int.len() > 20 {
+            return None;
+        }
+        total = total.checked_add(int.parse::<i128>().ok()?.checked_mul(scale)?)?;
         if !frac.is_empty() {
             let f: i128 = frac.parse().ok()?;
-            total += f * scale / 10i128.pow(frac.len() as u32);
+            total = total.checked_add(f * scale / 10i128.pow(frac.len() as u32))?;
         }
         rest = tail;
     }
@@ -815,6 +824,15 @@ mod tests {
             assert_eq!(parse_duration_string(want), Some(*ns), "{want}");
         }
         assert_eq!(parse_duration_string("1x"), None);
+        assert_eq!(
+            parse_duration_string("99999999999999999999999999999h"),
+            None
+        );
+        assert_eq!(parse_time_string("1971-13-01 00:00:00 +0000 UTC"), None);
+        assert_eq!(
+            parse_time_string("99999999999999-01-01 00:00:00 +0000 UTC"),
+            None
+        );
         assert_eq!(parse_duration_string(""), None);
     }
 

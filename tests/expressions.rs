@@ -10,8 +10,11 @@
 //!   the left operand a reference `"value"` holding the same value.
 //! - `call`: the built-in is called directly with the typed arguments.
 
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use kapacitor_pagertree::alert::expr::{
     Expr, GoRegex, Literal, Node, Op, Scope, Type, Value, ValueRef, call_function, parse,
@@ -279,5 +282,119 @@ fn every_conformance_case() {
         "{} failures:\n{}",
         failures.len(),
         failures.join("\n")
+    );
+}
+
+/// Counts the allocations of the current thread, so the hot-path test below
+/// sees only its own (tests run on parallel threads).
+struct CountingAlloc;
+
+thread_local! {
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+// SAFETY: delegates to the system allocator; the counter is a const-initialized
+// thread local, which needs no allocation.
+unsafe impl GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
+        // SAFETY: same contract as ours.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as ours.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: CountingAlloc = CountingAlloc;
+
+/// A point as the alert node sees one: fields by name in a small list, tags
+/// by name.
+struct Point {
+    fields: Vec<(String, f64)>,
+    tags: Vec<(String, String)>,
+}
+
+impl Scope for Point {
+    fn lookup(&self, name: &str) -> Option<ValueRef<'_>> {
+        if let Some((_, v)) = self.fields.iter().find(|(n, _)| n == name) {
+            return Some(ValueRef::Float(*v));
+        }
+        self.tags
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| ValueRef::Str(v))
+    }
+
+    fn time(&self) -> i64 {
+        0
+    }
+}
+
+fn sample_point() -> Point {
+    Point {
+        fields: vec![("value".into(), 91.0), ("idle".into(), 3.5)],
+        tags: vec![("host".into(), "web01".into()), ("dc".into(), "eu".into())],
+    }
+}
+
+#[test]
+fn level_expressions_evaluate_without_allocating() {
+    let p = sample_point();
+    let mut exprs: Vec<Expr> = [
+        "\"value\" > 90",
+        "\"value\" > 80.5 AND \"host\" == 'web01'",
+        "\"host\" =~ /^web\\d+$/ OR \"idle\" < 5",
+        "\"value\" - \"idle\" >= 87.5 AND !(\"dc\" != 'eu')",
+        "abs(\"value\" - 100.0) < 10.0",
+        "sigma(\"value\") > 3.0 OR count() > 0",
+    ]
+    .iter()
+    .map(|s| Expr::compile(s).unwrap())
+    .collect();
+    // Warm up (lazy regex caches).
+    for e in &mut exprs {
+        e.eval_bool(&p).unwrap();
+    }
+    let before = ALLOCATIONS.with(Cell::get);
+    for _ in 0..1000 {
+        for e in &mut exprs {
+            assert!(e.eval_bool(&p).unwrap());
+        }
+    }
+    let allocations = ALLOCATIONS.with(Cell::get) - before;
+    assert_eq!(
+        allocations, 0,
+        "{allocations} allocations in 6000 evaluations"
+    );
+}
+
+/// Prints the throughput of three level expressions per point (run with
+/// `--nocapture`; meaningful in an optimized build). Asserts only that the
+/// results are right.
+#[test]
+fn throughput_of_three_rules() {
+    let p = sample_point();
+    let mut rules: Vec<Expr> = ["\"value\" > 95", "\"value\" > 90", "\"value\" > 80"]
+        .iter()
+        .map(|s| Expr::compile(s).unwrap())
+        .collect();
+    let n = 200_000;
+    let start = Instant::now();
+    let mut matched = 0u64;
+    for _ in 0..n {
+        for r in &mut rules {
+            matched += u64::from(r.eval_bool(&p).unwrap());
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    assert_eq!(matched, 2 * n);
+    println!(
+        "three rules: {:.0} points/s ({:.0} ns per evaluation)",
+        n as f64 / secs,
+        secs * 1e9 / (3 * n) as f64
     );
 }

@@ -952,3 +952,86 @@ fn time_layouts_and_methods_match_go() {
     }
     assert!(layouts > 1000 && methods > 30, "{layouts} {methods}");
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn any_finite() -> impl Strategy<Value = f64> {
+        prop_oneof![
+            any::<f64>().prop_filter("finite", |f| f.is_finite()),
+            (-1e7f64..1e7),
+            (-30i32..30, -999_999i64..999_999).prop_map(|(e, m)| m as f64 * 10f64.powi(e)),
+        ]
+    }
+
+    fn text() -> impl Strategy<Value = String> {
+        prop::string::string_regex("[a-z<>&\"'+ é\u{2028}\\x00-\\x1f]{0,12}").unwrap()
+    }
+
+    proptest! {
+        #[test]
+        fn floats_round_trip(f in any_finite()) {
+            prop_assert_eq!(gofmt::format_float_v(f).parse::<f64>().unwrap(), f);
+            prop_assert_eq!(gofmt::format_float_json(f).parse::<f64>().unwrap(), f);
+        }
+
+        #[test]
+        fn durations_and_times_read_back(ns in any::<i64>(), t in -4_000_000_000_000_000_000i64..4_000_000_000_000_000_000) {
+            prop_assert_eq!(gofmt::parse_duration_string(&gofmt::duration_string(ns)), Some(ns));
+            prop_assert_eq!(gofmt::parse_time_string(&gofmt::time_string(t)), Some(t));
+        }
+
+        #[test]
+        fn json_strings_are_valid_json(s in text()) {
+            let mut out = String::new();
+            gofmt::write_json_string(&mut out, &s);
+            prop_assert_eq!(serde_json::from_str::<String>(&out).unwrap(), s);
+            let raw = out.contains(['<', '>', '&', '\u{2028}']);
+            prop_assert!(!raw, "raw HTML-unsafe character in {}", out);
+        }
+
+        /// The direct renderings (plain lookups, default details) print what
+        /// the general gotmpl path prints, whatever the data.
+        #[test]
+        fn fast_paths_match_gotmpl(
+            name in text(),
+            group in text(),
+            tags in prop::collection::hash_map("[a-z]{1,3}", text(), 0..4),
+            floats in prop::collection::btree_map("[a-z]{1,3}", any::<f64>(), 0..3),
+            ints in prop::collection::btree_map("[A-Z]{1,3}", any::<i64>(), 0..3),
+            level in 0u8..4,
+            time in -4_000_000_000_000_000_000i64..4_000_000_000_000_000_000,
+            duration in any::<i64>(),
+        ) {
+            let mut fields: BTreeMap<String, FieldValue> =
+                floats.into_iter().map(|(k, v)| (k, FieldValue::Float(v))).collect();
+            fields.extend(ints.into_iter().map(|(k, v)| (k, FieldValue::Int(v))));
+            let si = ServerInfo { hostname: "h<".into(), cluster_id: "c".into(), server_id: "s".into() };
+            let d = TemplateData {
+                id: "the id",
+                fields: Fields::Map(&fields),
+                level: Level::from_u8(level).unwrap(),
+                time,
+                duration,
+                message: "a <message>",
+                ..TemplateData::new(&name, "task", &group, Tags::Unsorted(&tags), &si)
+            };
+            let keys: Vec<&String> = tags.keys().chain(fields.keys()).collect();
+            let mut sources = vec![
+                (Engine::Html, Scope::Details, DEFAULT_DETAILS.to_owned()),
+                (Engine::Html, Scope::Details, "{{ jsonCompact . }}".to_owned()),
+                (Engine::Text, Scope::Id, DEFAULT_ID.to_owned()),
+                (Engine::Text, Scope::Message, "{{ .Time }}|{{ .Duration }}|{{ .ServerInfo.Hostname }}|{{ .Tags.zz }}".to_owned()),
+            ];
+            for k in keys {
+                sources.push((Engine::Text, Scope::Message, format!("{{{{ index .Tags {k:?} }}}}:{{{{ .Tags.{k} }}}}:{{{{ index .Fields {k:?} }}}}:{{{{ .Fields.{k} }}}}")));
+            }
+            for (engine, scope, src) in sources {
+                let t = Template::parse(engine, scope, &src).unwrap();
+                prop_assert!(t.is_fast(), "{}", src);
+                prop_assert_eq!(t.render(&d), t.render_slow(&d), "{}", src);
+            }
+        }
+    }
+}

@@ -283,7 +283,48 @@ impl Node {
                 return write!(f, "({child})");
             }
         }
+        // After a regex literal Kapacitor's lexer expects an operand, so only
+        // the keyword operators may follow one unparenthesized.
+        if !right && !parent.is_logical() && child.ends_with_regex() {
+            return write!(f, "({child})");
+        }
+        // After the keywords `AND`/`OR` it expects an operator, so `/` there
+        // is a division, not the start of a regex.
+        if right && parent.is_logical() && child.starts_with_regex() {
+            return write!(f, "({child})");
+        }
         write!(f, "{child}")
+    }
+
+    /// Whether the printed text starts with a regex literal.
+    fn starts_with_regex(&self) -> bool {
+        match self {
+            Node::Literal(Literal::Regex(_)) => true,
+            Node::Binary { op, left, .. } => {
+                let parenthesized = matches!(&**left, Node::Binary { op: lop, .. } if lop.precedence() < op.precedence())
+                    || (!op.is_logical() && left.ends_with_regex());
+                !parenthesized && left.starts_with_regex()
+            }
+            Node::Lambda(node) => node.starts_with_regex(),
+            _ => false,
+        }
+    }
+
+    /// Whether the printed text ends with a regex literal.
+    fn ends_with_regex(&self) -> bool {
+        match self {
+            Node::Literal(Literal::Regex(_)) => true,
+            Node::Unary { node, .. } => {
+                !matches!(**node, Node::Binary { .. }) && node.ends_with_regex()
+            }
+            // A binary's right operand ends its text unless it is parenthesized.
+            Node::Binary { op, right, .. } => match &**right {
+                Node::Binary { op: rop, .. } if rop.precedence() <= op.precedence() => false,
+                r => r.ends_with_regex(),
+            },
+            Node::Lambda(node) => node.ends_with_regex(),
+            _ => false,
+        }
     }
 }
 
@@ -291,7 +332,9 @@ impl fmt::Display for Node {
     /// TICKscript text that parses back to this tree. Not every tree has one:
     /// a negative number literal prints as `-5`, which parses as unary minus,
     /// and a duration that is not a whole number of microseconds prints as
-    /// `5ns`, which the lexer does not accept (Kapacitor has the same limits).
+    /// `5ns`, which the lexer does not accept, an empty regex prints as `//`,
+    /// which starts a comment, and a string ending in a backslash cannot be
+    /// quoted (Kapacitor has the same limits).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Node::Literal(l) => write!(f, "{l}"),

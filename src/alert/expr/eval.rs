@@ -613,35 +613,46 @@ pub(crate) fn eval<'a>(
             func,
             args,
             args_have_calls,
-        } => {
-            if *args_have_calls {
-                type_of(n, ctx.scope)?;
-            }
-            let mut vals: [Val<'a>; MAX_ARGS] = [Val::Nil, Val::Nil, Val::Nil, Val::Nil];
-            for (i, a) in args.iter().enumerate() {
-                vals[i] = eval(a, ctx, state).map_err(|e| {
-                    EvalError::new(format!("Failed to handle {} argument: {e}", i + 1))
-                })?;
-            }
-            let vals = &mut vals[..args.len()];
-            if !*args_have_calls {
-                let mut types = [Type::Missing; MAX_ARGS];
-                for (i, v) in vals.iter().enumerate() {
-                    // Arguments are never nil: references to nil fail above.
-                    types[i] = v.typ().unwrap_or(Type::Missing);
-                }
-                let types = &types[..args.len()];
-                if func.signature(types).is_none() {
-                    return Err(signature_error(func, types, args));
-                }
-            }
-            let st = ctx
-                .states
-                .get_mut(state)
-                .ok_or_else(|| EvalError::new("function state out of range"))?;
-            func.call(vals, st, ctx.now)
-                .map_err(|e| EvalError::new(format!("error calling \"{}\": {e}", func.name)))
-        }
+        } => call(n, func, args, *args_have_calls, ctx, state),
         CNode::Lambda { node, state } => eval(node, ctx, *state),
     }
+}
+
+/// A function call, apart from [`eval`] so that its argument array does not
+/// weigh on every level of the evaluator's recursion.
+#[inline(never)]
+fn call<'a>(
+    n: &'a CNode,
+    func: &Func,
+    args: &'a [CNode],
+    args_have_calls: bool,
+    ctx: &mut Ctx<'_, 'a>,
+    state: usize,
+) -> Result<Val<'a>, EvalError> {
+    if args_have_calls {
+        type_of(n, ctx.scope)?;
+    }
+    let mut vals: [Val<'a>; MAX_ARGS] = [Val::Nil, Val::Nil, Val::Nil, Val::Nil];
+    for (i, a) in args.iter().enumerate() {
+        vals[i] = eval(a, ctx, state)
+            .map_err(|e| EvalError::new(format!("Failed to handle {} argument: {e}", i + 1)))?;
+    }
+    let vals = &mut vals[..args.len()];
+    if !args_have_calls {
+        let mut types = [Type::Missing; MAX_ARGS];
+        for (i, v) in vals.iter().enumerate() {
+            // Arguments are never nil: references to nil fail above.
+            types[i] = v.typ().unwrap_or(Type::Missing);
+        }
+        let types = &types[..args.len()];
+        if func.signature(types).is_none() {
+            return Err(signature_error(func, types, args));
+        }
+    }
+    let st = ctx
+        .states
+        .get_mut(state)
+        .ok_or_else(|| EvalError::new("function state out of range"))?;
+    func.call(vals, st, ctx.now)
+        .map_err(|e| EvalError::new(format!("error calling \"{}\": {e}", func.name)))
 }

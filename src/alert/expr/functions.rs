@@ -123,6 +123,273 @@ fn go_pow10(n: i64) -> f64 {
     if n > 0 { f64::INFINITY } else { 0.0 }
 }
 
+/// Go's `math.Log` (the FreeBSD `e_log.c` algorithm Go implements).
+// The constants are written as published (they round to the same doubles).
+#[allow(clippy::excessive_precision)]
+fn go_log(x: f64) -> f64 {
+    const LN2_HI: f64 = 6.93147180369123816490e-01;
+    const LN2_LO: f64 = 1.90821492927058770002e-10;
+    const L1: f64 = 6.666666666666735130e-01;
+    const L2: f64 = 3.999999999940941908e-01;
+    const L3: f64 = 2.857142874366239149e-01;
+    const L4: f64 = 2.222219843214978396e-01;
+    const L5: f64 = 1.818357216161805012e-01;
+    const L6: f64 = 1.531383769920937332e-01;
+    const L7: f64 = 1.479819860511658591e-01;
+    if x.is_nan() || x == f64::INFINITY {
+        return x;
+    }
+    if x < 0.0 {
+        return f64::NAN;
+    }
+    if x == 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    let (mut f1, mut ki) = libm::frexp(x);
+    if f1 < std::f64::consts::SQRT_2 / 2.0 {
+        f1 *= 2.0;
+        ki -= 1;
+    }
+    let f = f1 - 1.0;
+    let k = f64::from(ki);
+    let s = f / (2.0 + f);
+    let s2 = s * s;
+    let s4 = s2 * s2;
+    let t1 = s2 * (L1 + s4 * (L3 + s4 * (L5 + s4 * L7)));
+    let t2 = s4 * (L2 + s4 * (L4 + s4 * L6));
+    let r = t1 + t2;
+    let hfsq = 0.5 * f * f;
+    k * LN2_HI - ((hfsq - (s * (hfsq + r) + k * LN2_LO)) - f)
+}
+
+/// Go's `math.Log2`: exact for powers of two.
+fn go_log2(x: f64) -> f64 {
+    let (frac, exp) = libm::frexp(x);
+    if frac == 0.5 {
+        return f64::from(exp - 1);
+    }
+    go_log(frac) * std::f64::consts::LOG2_E + f64::from(exp)
+}
+
+/// Go's `math.Atan` (Cephes): a rational approximation on [0, 0.66] after
+/// range reduction.
+// The constants are written as published (they round to the same doubles).
+#[allow(clippy::excessive_precision)]
+fn go_atan(x: f64) -> f64 {
+    fn xatan(x: f64) -> f64 {
+        const P0: f64 = -8.750608600031904122785e-01;
+        const P1: f64 = -1.615753718733365076637e+01;
+        const P2: f64 = -7.500855792314704667340e+01;
+        const P3: f64 = -1.228866684490136173410e+02;
+        const P4: f64 = -6.485021904942025371773e+01;
+        const Q0: f64 = 2.485846490142306297962e+01;
+        const Q1: f64 = 1.650270098316988542046e+02;
+        const Q2: f64 = 4.328810604912902668951e+02;
+        const Q3: f64 = 4.853903996359136964868e+02;
+        const Q4: f64 = 1.945506571482613964425e+02;
+        let z = x * x;
+        let z = z * ((((P0 * z + P1) * z + P2) * z + P3) * z + P4)
+            / (((((z + Q0) * z + Q1) * z + Q2) * z + Q3) * z + Q4);
+        x * z + x
+    }
+    fn satan(x: f64) -> f64 {
+        use std::f64::consts::PI;
+        const MOREBITS: f64 = 6.123233995736765886130e-17;
+        const TAN3PIO8: f64 = 2.41421356237309504880;
+        if x <= 0.66 {
+            return xatan(x);
+        }
+        if x > TAN3PIO8 {
+            return PI / 2.0 - xatan(1.0 / x) + MOREBITS;
+        }
+        PI / 4.0 + xatan((x - 1.0) / (x + 1.0)) + 0.5 * MOREBITS
+    }
+    if x == 0.0 || x.is_nan() {
+        return x;
+    }
+    if x > 0.0 { satan(x) } else { -satan(-x) }
+}
+
+/// Go's `math.Asin`, through its `atan`.
+fn go_asin(x: f64) -> f64 {
+    use std::f64::consts::PI;
+    if x == 0.0 || x.is_nan() {
+        return x;
+    }
+    let (x, negative) = if x < 0.0 { (-x, true) } else { (x, false) };
+    if x > 1.0 {
+        return f64::NAN;
+    }
+    let t = (1.0 - x * x).sqrt();
+    let t = if x > 0.7 {
+        PI / 2.0 - go_atan(t / x)
+    } else {
+        go_atan(x / t)
+    };
+    if negative { -t } else { t }
+}
+
+/// Go's `math.Atan2`: special cases, then the quadrant around `atan(y/x)`.
+fn go_atan2(y: f64, x: f64) -> f64 {
+    use std::f64::consts::PI;
+    if y.is_nan() || x.is_nan() {
+        return f64::NAN;
+    }
+    if y == 0.0 {
+        return if x >= 0.0 && !x.is_sign_negative() {
+            0.0f64.copysign(y)
+        } else {
+            PI.copysign(y)
+        };
+    }
+    if x == 0.0 {
+        return (PI / 2.0).copysign(y);
+    }
+    if x.is_infinite() {
+        return match (x > 0.0, y.is_infinite()) {
+            (true, true) => (PI / 4.0).copysign(y),
+            (true, false) => 0.0f64.copysign(y),
+            (false, true) => (3.0 * PI / 4.0).copysign(y),
+            (false, false) => PI.copysign(y),
+        };
+    }
+    if y.is_infinite() {
+        return (PI / 2.0).copysign(y);
+    }
+    let q = go_atan(y / x);
+    if x < 0.0 {
+        return if q <= 0.0 { q + PI } else { q - PI };
+    }
+    q
+}
+
+/// Go's `math.Hypot`: `p·sqrt(1+(q/p)²)` with `p` the larger magnitude.
+fn go_hypot(p: f64, q: f64) -> f64 {
+    let (mut p, mut q) = (p.abs(), q.abs());
+    if p.is_infinite() || q.is_infinite() {
+        return f64::INFINITY;
+    }
+    if p.is_nan() || q.is_nan() {
+        return f64::NAN;
+    }
+    if p < q {
+        std::mem::swap(&mut p, &mut q);
+    }
+    if p == 0.0 {
+        return 0.0;
+    }
+    let q = q / p;
+    p * (1.0 + q * q).sqrt()
+}
+
+fn is_odd_int(y: f64) -> bool {
+    if y.abs() >= (1u64 << 53) as f64 {
+        return false;
+    }
+    y.trunc() == y && (y as i64) & 1 == 1
+}
+
+/// Go's `math.Pow`: special cases, then the fractional part of the exponent
+/// through `exp(yf·log(x))` and the integer part by repeated squaring on the
+/// mantissa, so integer powers are computed by multiplication as Go does
+/// (`pow(-0.3, 3.0)` is `-0.027`, not the correctly rounded
+/// `-0.026999999999999996`).
+fn go_pow(x: f64, y: f64) -> f64 {
+    if y == 0.0 || x == 1.0 {
+        return 1.0;
+    }
+    if y == 1.0 {
+        return x;
+    }
+    if x.is_nan() || y.is_nan() {
+        return f64::NAN;
+    }
+    if x == 0.0 {
+        return if y < 0.0 {
+            if is_odd_int(y) {
+                f64::INFINITY.copysign(x)
+            } else {
+                f64::INFINITY
+            }
+        } else if is_odd_int(y) {
+            x
+        } else {
+            0.0
+        };
+    }
+    if y.is_infinite() {
+        return if x == -1.0 {
+            1.0
+        } else if (x.abs() < 1.0) == (y > 0.0) {
+            0.0
+        } else {
+            f64::INFINITY
+        };
+    }
+    if x.is_infinite() {
+        if x < 0.0 {
+            return go_pow(1.0 / x, -y);
+        }
+        return if y < 0.0 { 0.0 } else { f64::INFINITY };
+    }
+    if y == 0.5 {
+        return x.sqrt();
+    }
+    if y == -0.5 {
+        return 1.0 / x.sqrt();
+    }
+    let (mut yi, mut yf) = (y.abs().trunc(), y.abs().fract());
+    if yf != 0.0 && x < 0.0 {
+        return f64::NAN;
+    }
+    if yi >= 9_223_372_036_854_775_808.0 {
+        return if x == -1.0 {
+            1.0
+        } else if (x.abs() < 1.0) == (y > 0.0) {
+            0.0
+        } else {
+            f64::INFINITY
+        };
+    }
+    let mut a1 = 1.0;
+    let mut ae: i64 = 0;
+    if yf != 0.0 {
+        if yf > 0.5 {
+            yf -= 1.0;
+            yi += 1.0;
+        }
+        a1 = (yf * go_log(x)).exp();
+    }
+    let (mut x1, xe) = libm::frexp(x);
+    let mut xe = i64::from(xe);
+    let mut i = yi as i64;
+    while i != 0 {
+        if !(-(1 << 12)..=(1 << 12)).contains(&xe) {
+            ae += xe;
+            break;
+        }
+        if i & 1 == 1 {
+            a1 *= x1;
+            ae += xe;
+        }
+        x1 *= x1;
+        xe <<= 1;
+        if x1 < 0.5 {
+            x1 += x1;
+            xe -= 1;
+        }
+        i >>= 1;
+    }
+    if y < 0.0 {
+        a1 = 1.0 / a1;
+        ae = -ae;
+    }
+    libm::ldexp(
+        a1,
+        ae.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32,
+    )
+}
+
 fn jn(n: i64, x: f64) -> f64 {
     libm::jn(n as i32, x)
 }
@@ -136,6 +403,11 @@ fn yn(n: i64, x: f64) -> f64 {
 fn map_runes(s: &str, upper: bool) -> String {
     s.chars()
         .map(|c| {
+            // The one simple lowercase mapping that differs from the first
+            // character of the full one.
+            if !upper && c == 'İ' {
+                return 'i';
+            }
             let mut m: Box<dyn Iterator<Item = char>> = if upper {
                 Box::new(c.to_uppercase())
             } else {
@@ -160,13 +432,16 @@ const FUNCS: &[(&str, Kind)] = &[
     ("string", Kind::String),
     ("duration", Kind::Duration),
     ("abs", Kind::Math1(f64::abs)),
-    ("acos", Kind::Math1(f64::acos)),
-    ("acosh", Kind::Math1(f64::acosh)),
-    ("asin", Kind::Math1(f64::asin)),
-    ("asinh", Kind::Math1(f64::asinh)),
-    ("atan", Kind::Math1(f64::atan)),
-    ("atan2", Kind::Math2(f64::atan2)),
-    ("atanh", Kind::Math1(f64::atanh)),
+    (
+        "acos",
+        Kind::Math1(|x| std::f64::consts::PI / 2.0 - go_asin(x)),
+    ),
+    ("acosh", Kind::Math1(libm::acosh)),
+    ("asin", Kind::Math1(go_asin)),
+    ("asinh", Kind::Math1(libm::asinh)),
+    ("atan", Kind::Math1(go_atan)),
+    ("atan2", Kind::Math2(go_atan2)),
+    ("atanh", Kind::Math1(libm::atanh)),
     ("cbrt", Kind::Math1(f64::cbrt)),
     ("ceil", Kind::Math1(f64::ceil)),
     ("cos", Kind::Math1(f64::cos)),
@@ -178,21 +453,24 @@ const FUNCS: &[(&str, Kind)] = &[
     ("expm1", Kind::Math1(f64::exp_m1)),
     ("floor", Kind::Math1(f64::floor)),
     ("gamma", Kind::Math1(libm::tgamma)),
-    ("hypot", Kind::Math2(f64::hypot)),
+    ("hypot", Kind::Math2(go_hypot)),
     ("j0", Kind::Math1(libm::j0)),
     ("j1", Kind::Math1(libm::j1)),
     ("jn", Kind::MathIF(jn)),
-    ("log", Kind::Math1(f64::ln)),
-    ("log10", Kind::Math1(f64::log10)),
+    ("log", Kind::Math1(go_log)),
+    (
+        "log10",
+        Kind::Math1(|x| go_log(x) * std::f64::consts::LOG10_E),
+    ),
     ("log1p", Kind::Math1(f64::ln_1p)),
-    ("log2", Kind::Math1(f64::log2)),
+    ("log2", Kind::Math1(go_log2)),
     ("logb", Kind::Math1(go_logb)),
     ("max", Kind::Math2(go_max)),
     ("min", Kind::Math2(go_min)),
     ("mod", Kind::Math2(|x, y| x % y)),
-    ("pow", Kind::Math2(f64::powf)),
+    ("pow", Kind::Math2(go_pow)),
     ("pow10", Kind::MathI(go_pow10)),
-    ("sin", Kind::Math1(f64::sin)),
+    ("sin", Kind::Math1(libm::sin)),
     ("sinh", Kind::Math1(f64::sinh)),
     ("sqrt", Kind::Math1(f64::sqrt)),
     ("tan", Kind::Math1(f64::tan)),
@@ -776,7 +1054,7 @@ fn go_type_short(v: &Val<'_>) -> &'static str {
 
 /// Go's `uint64(f)` on amd64.
 fn go_f64_to_u64(f: f64) -> u64 {
-    if f >= 9_223_372_036_854_775_808.0 && f < 18_446_744_073_709_551_616.0 {
+    if (9_223_372_036_854_775_808.0..18_446_744_073_709_551_616.0).contains(&f) {
         f as u64
     } else {
         go_f64_to_i64(f) as u64

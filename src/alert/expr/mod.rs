@@ -130,6 +130,16 @@ impl Expr {
     /// with no TICKscript spelling (a 5 ns duration, a nested lambda) are
     /// compiled.
     pub fn from_ast(ast: Node) -> Result<Expr, ExprError> {
+        if parser::depth(&ast) > parser::MAX_DEPTH {
+            let msg = format!(
+                "expression nested too deeply: more than {} levels",
+                parser::MAX_DEPTH
+            );
+            return Err(ExprError::Compile {
+                src: String::new(),
+                msg,
+            });
+        }
         Expr::build(ast.to_string(), ast)
     }
 
@@ -256,5 +266,9 @@ pub fn function_names() -> Vec<&'static str> {
     functions::names().collect()
 }
 
+#[cfg(test)]
+mod go_fixtures;
+#[cfg(test)]
+mod proptests;
 #[cfg(test)]
 mod tests;

@@ -483,6 +483,8 @@ struct Parser<'s> {
     src: &'s str,
     tokens: Vec<Token<'s>>,
     i: usize,
+    /// Nesting of parentheses, unary operators and calls being parsed.
+    nesting: usize,
 }
 
 type PResult<T> = Result<T, ParseError>;
@@ -548,6 +550,21 @@ impl<'s> Parser<'s> {
     }
 
     fn primary(&mut self) -> PResult<Node> {
+        if self.nesting >= MAX_DEPTH {
+            let t = self.peek().clone();
+            return Err(ParseError::at(
+                self.src,
+                t.pos,
+                format!("expression nested too deeply: more than {MAX_DEPTH} levels"),
+            ));
+        }
+        self.nesting += 1;
+        let n = self.primary_inner();
+        self.nesting -= 1;
+        n
+    }
+
+    fn primary_inner(&mut self) -> PResult<Node> {
         let t = self.next();
         Ok(match t.tok {
             Tok::LParen => {
@@ -641,7 +658,17 @@ impl<'s> Parser<'s> {
     }
 }
 
-/// Parses a lambda body (the text after `lambda:`) into its tree.
+/// The longest expression accepted. It bounds the depth of the tree, and so
+/// the recursion of the parser, compiler and evaluator, far below what a
+/// 2 MiB thread stack holds; level expressions are a few dozen tokens.
+pub const MAX_TOKENS: usize = 1024;
+
+/// The deepest tree accepted (nesting of operators, parentheses and calls),
+/// for the same reason.
+pub const MAX_DEPTH: usize = 200;
+
+/// Parses a lambda body (the text after `lambda:`, which may be included)
+/// into its tree.
 pub fn parse(src: &str) -> Result<Node, ParseError> {
     let tokens = Lexer {
         src,
@@ -650,13 +677,58 @@ pub fn parse(src: &str) -> Result<Node, ParseError> {
         tokens: Vec::new(),
     }
     .run();
-    let mut p = Parser { src, tokens, i: 0 };
+    if tokens.len() > MAX_TOKENS {
+        let pos = tokens[MAX_TOKENS].pos;
+        return Err(ParseError::at(
+            src,
+            pos,
+            format!("expression too long: more than {MAX_TOKENS} tokens"),
+        ));
+    }
+    // Accept the `lambda:` that TICKscript writes before a lambda body.
+    let start = usize::from(
+        tokens
+            .first()
+            .is_some_and(|t| t.tok == Tok::Other && t.text == "lambda:"),
+    );
+    let mut p = Parser {
+        src,
+        tokens,
+        i: start,
+        nesting: 0,
+    };
     let node = p.expr()?;
     let t = p.next();
     if t.tok != Tok::Eof {
         return Err(p.unexpected(&t));
     }
+    if depth(&node) > MAX_DEPTH {
+        return Err(ParseError::at(
+            src,
+            0,
+            format!("expression nested too deeply: more than {MAX_DEPTH} levels"),
+        ));
+    }
     Ok(node)
+}
+
+/// The depth of a tree, computed without recursion (the tree may be deep).
+pub(crate) fn depth(root: &Node) -> usize {
+    let mut max = 0;
+    let mut stack = vec![(root, 1)];
+    while let Some((n, d)) = stack.pop() {
+        max = max.max(d);
+        match n {
+            Node::Literal(_) | Node::Ref(_) | Node::Ident(_) => {}
+            Node::Unary { node, .. } | Node::Lambda(node) => stack.push((node, d + 1)),
+            Node::Binary { left, right, .. } => {
+                stack.push((left, d + 1));
+                stack.push((right, d + 1));
+            }
+            Node::Call { args, .. } => stack.extend(args.iter().map(|a| (a, d + 1))),
+        }
+    }
+    max
 }
 
 #[cfg(test)]
@@ -864,6 +936,16 @@ mod tests {
         assert_eq!((e.column, e.msg.as_str()), (9, "unexpected ')'"));
         let e = parse("1.2.3").unwrap_err();
         assert_eq!(e.msg, "multiple decimals in number");
+        assert_eq!(
+            parse("lambda: \"a\" > 1").unwrap(),
+            parse("\"a\" > 1").unwrap()
+        );
+        assert!(
+            parse(&"1 + ".repeat(600))
+                .unwrap_err()
+                .msg
+                .contains("too long")
+        );
         let e = parse("\"a\" > 1\n AND \"b\" ==").unwrap_err();
         assert_eq!((e.line, e.column), (2, 12));
         assert!(e.to_string().contains("at line 2, column 12"));

@@ -156,6 +156,23 @@ fn octal_escape(chars: &[char], i: &mut usize, first: char) -> Result<String, St
     Ok(format!("\\x{{{v:X}}}"))
 }
 
+/// Copies `\x41` or `\x{1F600}` (at `chars[*i] == 'x'`) through whole, so
+/// the braces are not taken for a literal `{`.
+fn hex_escape(chars: &[char], i: &mut usize) -> Result<String, String> {
+    let rest = &chars[*i + 1..];
+    let len = if rest.first() == Some(&'{') {
+        rest.iter()
+            .position(|&c| c == '}')
+            .ok_or("invalid escape sequence: `\\x{`")?
+            + 1
+    } else {
+        2.min(rest.len())
+    };
+    let body: String = rest[..len].iter().collect();
+    *i += len;
+    Ok(format!("\\x{body}"))
+}
+
 /// Reads a `\p`/`\P` class name starting after the letter; returns the text
 /// to emit.
 fn unicode_class(chars: &[char], i: &mut usize, letter: char) -> Result<String, String> {
@@ -268,7 +285,8 @@ pub fn translate(p: &str) -> Result<String, String> {
                     '0'..='7' => out.push_str(&octal_escape(&chars, &mut i, e)?),
                     'p' | 'P' => out.push_str(&unicode_class(&chars, &mut i, e)?),
                     '<' | '>' => out.push(e),
-                    'A' | 'z' | 'a' | 'f' | 't' | 'n' | 'r' | 'v' | 'x' => {
+                    'x' => out.push_str(&hex_escape(&chars, &mut i)?),
+                    'A' | 'z' | 'a' | 'f' | 't' | 'n' | 'r' | 'v' => {
                         out.push('\\');
                         out.push(e);
                     }
@@ -408,7 +426,8 @@ fn translate_class(chars: &[char], start: usize, out: &mut String) -> Result<usi
                     'S' => out.push_str(&format!("[^{SPACE}]")),
                     '0'..='7' => out.push_str(&octal_escape(chars, &mut i, e)?),
                     'p' | 'P' => out.push_str(&unicode_class(chars, &mut i, e)?),
-                    'a' | 'f' | 't' | 'n' | 'r' | 'v' | 'x' => {
+                    'x' => out.push_str(&hex_escape(chars, &mut i)?),
+                    'a' | 'f' | 't' | 'n' | 'r' | 'v' => {
                         out.push('\\');
                         out.push(e);
                     }
@@ -477,6 +496,8 @@ mod tests {
         assert!(m(r"a{x}", "a{x}"));
         assert!(m(r"a{2}", "aa"));
         assert!(m(r"\<a\>", "<a>"));
+        assert!(m(r"\x{1F600}", "😀"));
+        assert!(m(r"^\x41$", "A"));
     }
 
     #[test]

@@ -160,7 +160,7 @@ impl Value {
 /// Go's `int64(f)` on amd64 (where Kapacitor runs): truncation, and
 /// `math.MinInt64` for NaN and out-of-range values.
 pub(crate) fn go_f64_to_i64(f: f64) -> i64 {
-    if f.is_nan() || f >= 9_223_372_036_854_775_808.0 || f < -9_223_372_036_854_775_808.0 {
+    if f.is_nan() || !(-9_223_372_036_854_775_808.0..9_223_372_036_854_775_808.0).contains(&f) {
         i64::MIN
     } else {
         f as i64
@@ -198,10 +198,24 @@ pub(crate) fn parse_int(s: &str) -> Result<i64, String> {
         .map_err(|_| format!("strconv.ParseInt: parsing {s:?}: value out of range"))
 }
 
-/// `strconv.ParseFloat(s, 64)` for decimal text (Go's hexadecimal floats and
-/// digit underscores are not accepted).
+/// `strconv.ParseFloat(s, 64)` for decimal text, with Go's digit
+/// underscores (`1_000`); Go's hexadecimal floats (`0x1p-2`) are refused.
 pub(crate) fn parse_float(s: &str) -> Result<f64, String> {
     let syntax = || format!("strconv.ParseFloat: parsing {s:?}: invalid syntax");
+    if s.contains('_') {
+        // Go accepts an underscore only between two digits.
+        let b = s.as_bytes();
+        let between_digits = b.iter().enumerate().all(|(i, &c)| {
+            c != b'_'
+                || (i > 0
+                    && b[i - 1].is_ascii_digit()
+                    && b.get(i + 1).is_some_and(u8::is_ascii_digit))
+        });
+        if !between_digits {
+            return Err(syntax());
+        }
+        return parse_float(&s.replace('_', "")).map_err(|_| syntax());
+    }
     let body = s.strip_prefix(['+', '-']).unwrap_or(s);
     let lower = body.to_ascii_lowercase();
     let special = matches!(lower.as_str(), "inf" | "infinity" | "nan");
@@ -296,6 +310,9 @@ mod tests {
                 .contains("out of range")
         );
         assert_eq!(parse_float("1e3"), Ok(1000.0));
+        assert_eq!(parse_float("1_000.5"), Ok(1000.5));
+        assert!(parse_float("1__0").is_err());
+        assert!(parse_float("_1").is_err());
         assert_eq!(parse_float("-Inf"), Ok(f64::NEG_INFINITY));
         assert!(parse_float("1e400").unwrap_err().contains("out of range"));
         assert_eq!(

@@ -6,22 +6,23 @@
 //! the data of each template ([`Scope`]), the `nil` group, the `json` and
 //! `jsonCompact` functions of details, Go's printing of floats, maps and
 //! structs, `index` on the tags map, and errors for fields Go's structs do not
-//! have. [`rewrite`] adapts gotmpl's parse tree once at parse time; rendering
+//! have. The `rewrite` pass adapts gotmpl's parse tree once at parse time; rendering
 //! never re-parses.
 //!
 //! The id template renders for every point of every event, so templates made
 //! only of text and plain lookups (`{{ .Name }}:{{ .Group }}`,
-//! `{{ index .Tags "host" }}` …) render directly from [`TemplateData`],
-//! without building gotmpl values.
+//! `{{ index .Tags "host" }}` …), and the default details `{{ json . }}`,
+//! render directly from [`TemplateData`], without building gotmpl values.
 //!
 //! `.Time` and `.Duration` are held as their Go texts; their common methods
 //! (`.Time.Format "…"`, `.Time.Unix`, `.Time.Month`, `.Duration.Seconds` …)
 //! are rewritten into helper calls that read the text back exactly.
 //!
-//! Known differences from Go: a float printed inside `<script>` in details is
-//! quoted (Go prints a bare number); `print`/`html` of several operands where
-//! one is a struct may space them differently; an unknown field inside a
-//! `{{define}}`d template prints `<no value>` instead of failing.
+//! Known differences from Go: a float of |x| ≥ 1e6 or < 1e-4 printed inside
+//! `<script>` in details is quoted (Go prints a bare number); `print`/`html` of several operands where
+//! one is a struct may space them differently; inside a `{{define}}`d
+//! template called with different kinds of values, an unknown field prints
+//! `<no value>` instead of failing.
 
 mod rewrite;
 mod value;
@@ -282,6 +283,34 @@ pub struct TemplateData<'a> {
     pub details: &'a str,
 }
 
+impl<'a> TemplateData<'a> {
+    /// The data of an id template; the message-level fields start empty
+    /// (`Fields::None`, level OK, time and duration 0) for the caller to fill
+    /// with struct update syntax when rendering message and details.
+    pub fn new(
+        name: &'a str,
+        task_name: &'a str,
+        group: &'a str,
+        tags: Tags<'a>,
+        server_info: &'a ServerInfo,
+    ) -> Self {
+        TemplateData {
+            name,
+            task_name,
+            group,
+            tags,
+            server_info,
+            id: "",
+            fields: Fields::None,
+            level: Level::OK,
+            time: 0,
+            duration: 0,
+            message: "",
+            details: "",
+        }
+    }
+}
+
 /// One piece of a template that renders without gotmpl.
 #[derive(Debug, Clone)]
 enum Fast {
@@ -317,12 +346,15 @@ enum FastForm {
     JsonRoot { compact: bool },
 }
 
+#[derive(Clone)]
 enum Compiled {
     Text(gotmpl::Template),
     Html(gotmpl::html::Template),
 }
 
-/// A parsed template; cheap to render, shareable across threads.
+/// A parsed template; cheap to render, shareable across threads. A clone
+/// of an html/template escapes again on its first render (gotmpl's rule).
+#[derive(Clone)]
 pub struct Template {
     scope: Scope,
     source: String,
@@ -360,6 +392,7 @@ fn funcs(scope: Scope) -> FuncMap {
             func(move |a| value::print_func(kind, a)),
         );
     }
+    m.insert(rewrite::PRINT_HTML.into(), func(value::print_html_func));
     m.insert(
         rewrite::GO_V.into(),
         func(|a| value::go_v_func(PrintKind::Any, "<no value>", a)),
@@ -446,12 +479,20 @@ impl Template {
         };
         let main_tree = parsed.lookup(name).cloned().unwrap_or(empty);
         let main = rw.main(&main_tree);
+        // Defines learn their dot from the calls; calls made inside defines
+        // are seen in one round and used in the next (nesting deeper than
+        // three levels falls back to an unknown dot).
         let mut defines = Vec::new();
-        for t in parsed.templates() {
-            if t != name
-                && let Some(tree) = parsed.lookup(t)
-            {
-                defines.push((t.to_owned(), rw.define(tree)));
+        let main_calls = rw.calls.clone();
+        for _round in 0..3 {
+            rw.known = std::mem::replace(&mut rw.calls, main_calls.clone());
+            defines.clear();
+            for t in parsed.templates() {
+                if t != name
+                    && let Some(tree) = parsed.lookup(t)
+                {
+                    defines.push((t.to_owned(), rw.define(t, tree)));
+                }
             }
         }
         if let Some(e) = rw.error.take() {
@@ -682,7 +723,7 @@ fn check_blocks(name: &str, src: &str) -> Result<(), String> {
 }
 
 /// The three templates of an alert node, parsed once at Init.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct AlertTemplates {
     /// `text/template` over [`Scope::Id`].
     pub id: Template,
@@ -737,20 +778,7 @@ fn sample_data() -> TemplateData<'static> {
         std::sync::LazyLock::new(BTreeMap::new);
     static SERVER_INFO: std::sync::LazyLock<ServerInfo> =
         std::sync::LazyLock::new(ServerInfo::default);
-    TemplateData {
-        name: "",
-        task_name: "",
-        group: "",
-        tags: Tags::Sorted(&TAGS),
-        server_info: &SERVER_INFO,
-        id: "",
-        fields: Fields::None,
-        level: Level::OK,
-        time: 0,
-        duration: 0,
-        message: "",
-        details: "",
-    }
+    TemplateData::new("", "", "", Tags::Sorted(&TAGS), &SERVER_INFO)
 }
 
 /// `{{ json . }}` or `{{ jsonCompact . }}` alone (spaces and trim markers

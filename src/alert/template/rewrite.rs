@@ -18,6 +18,7 @@
 //! Pipelines are flattened first (`a | f b` → `f b (a)`, which is how Go
 //! evaluates them), so every argument is visible to the pass.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use gotmpl::parse::{
@@ -38,6 +39,7 @@ const BUILTINS: [&str; 19] = [
 pub(super) const PRINT: &str = "__kp_print";
 pub(super) const PRINT_ROOT: &str = "__kp_print_root";
 pub(super) const PRINT_SERVER_INFO: &str = "__kp_print_si";
+pub(super) const PRINT_HTML: &str = "__kp_print_html";
 pub(super) const GO_V: &str = "__kp_v";
 pub(super) const GO_V_NIL: &str = "__kp_v_nil";
 pub(super) const PRINTF_ARG: &str = "__kp_pfarg";
@@ -94,6 +96,11 @@ pub(super) struct Rewriter<'a> {
     src: &'a str,
     dollar: Ty,
     vars: Vec<(SmolStr, Ty)>,
+    /// What `{{template "name" …}}` calls pass, per template name, as
+    /// recorded during this pass.
+    pub(super) calls: HashMap<String, Option<Ty>>,
+    /// What the calls passed in the previous pass: the dots of the defines.
+    pub(super) known: HashMap<String, Option<Ty>>,
     /// The first parse-time error (an undefined function), Go's wording.
     pub(super) error: Option<String>,
 }
@@ -132,6 +139,8 @@ impl<'a> Rewriter<'a> {
             src,
             dollar: Ty::Root,
             vars: Vec::new(),
+            calls: HashMap::new(),
+            known: HashMap::new(),
             error: None,
         }
     }
@@ -143,11 +152,19 @@ impl<'a> Rewriter<'a> {
         self.list(list, Ty::Root)
     }
 
-    /// Rewrites a `{{define}}`d template: its dot is whatever the caller passes.
-    pub(super) fn define(&mut self, list: &ListNode) -> ListNode {
-        self.dollar = Ty::Unknown;
+    /// Rewrites a `{{define}}`d template. Its dot (and `$`) is what its
+    /// `{{template}}` calls pass, when every call seen so far passes the same
+    /// kind of value; unknown otherwise.
+    pub(super) fn define(&mut self, name: &str, list: &ListNode) -> ListNode {
+        let dot = self
+            .known
+            .get(name)
+            .copied()
+            .flatten()
+            .unwrap_or(Ty::Unknown);
+        self.dollar = dot;
         self.vars.clear();
-        self.list(list, Ty::Unknown)
+        self.list(list, dot)
     }
 
     fn list(&mut self, list: &ListNode, dot: Ty) -> ListNode {
@@ -212,11 +229,20 @@ impl<'a> Rewriter<'a> {
                 self.vars.truncate(mark);
                 Node::Range(out)
             }
-            Node::Template(t) => Node::Template(TemplateNode {
-                pos: t.pos,
-                name: t.name.clone(),
-                pipe: t.pipe.as_ref().map(|p| self.pipe(p, dot).0),
-            }),
+            Node::Template(t) => {
+                let pipe = t.pipe.as_ref().map(|p| self.pipe(p, dot));
+                // Without a pipeline the called template's dot is nil.
+                let passed = pipe.as_ref().map_or(Ty::Unknown, |p| p.1);
+                let slot = self.calls.entry(t.name.to_string()).or_insert(Some(passed));
+                if *slot != Some(passed) {
+                    *slot = Some(Ty::Unknown);
+                }
+                Node::Template(TemplateNode {
+                    pos: t.pos,
+                    name: t.name.clone(),
+                    pipe: pipe.map(|p| p.0),
+                })
+            }
             Node::List(l) => Node::List(self.list(l, dot)),
             other => other.clone(),
         }
@@ -265,7 +291,11 @@ impl<'a> Rewriter<'a> {
             return ActionNode { pos: a.pos, pipe };
         }
         let pos = pipe.pos;
-        let func = print_name(self.print_kind(ty));
+        let func = match self.print_kind(ty) {
+            // See value::print_html_func.
+            PrintKind::Any if self.html => PRINT_HTML,
+            kind => print_name(kind),
+        };
         let inner = Expr::Pipe(pos, pipe);
         ActionNode {
             pos: a.pos,
@@ -558,10 +588,12 @@ impl<'a> Rewriter<'a> {
 
     /// Go's execution error text: `template: NAME:LINE:COL: executing "NAME" at <EXPR>: MSG`.
     fn exec_error(&self, pos: Pos, expr: &str, msg: &str) -> String {
-        let line_start = self.src[..pos.offset.min(self.src.len())]
-            .rfind('\n')
-            .map_or(0, |i| i + 1);
-        let col = pos.offset.saturating_sub(line_start);
+        let mut offset = pos.offset.min(self.src.len());
+        while !self.src.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        let line_start = self.src[..offset].rfind('\n').map_or(0, |i| i + 1);
+        let col = offset - line_start;
         format!(
             "template: {n}:{}:{col}: executing {n:?} at <{expr}>: {msg}",
             pos.line,

@@ -82,9 +82,13 @@ fn render(
 }
 
 #[test]
-fn templates_are_send_and_sync() {
-    fn check<T: Send + Sync>() {}
+fn templates_are_send_sync_and_clone() {
+    fn check<T: Send + Sync + Clone>() {}
     check::<Template>();
+    check::<AlertTemplates>();
+    let fx = fixture();
+    let t = Template::parse(Engine::Html, Scope::Details, "<b>{{ .Message }}</b>").unwrap();
+    assert_eq!(t.clone().render(&fx.data()).unwrap(), "<b>m&lt;sg&gt;</b>");
 }
 
 #[test]
@@ -430,4 +434,109 @@ fn time_and_duration_methods() {
         "Z &#43;0000"
     );
     assert!(render(Engine::Text, Scope::Message, "{{ .Time.Format }}", &d).is_err());
+}
+
+#[test]
+fn id_data_from_a_udf_point() {
+    let fx = fixture();
+    let mut p = fx.point.clone();
+    p.name = "cpu".into();
+    p.group = "host=a".into();
+    p.tags.insert("host".into(), "a".into());
+    let d = TemplateData::new(&p.name, "task", &p.group, (&p.tags).into(), &fx.server_info);
+    let t = Template::parse(
+        Engine::Text,
+        Scope::Id,
+        "{{ .Name }}/{{ index .Tags \"host\" }}/{{ .Group }}",
+    )
+    .unwrap();
+    assert_eq!(t.render(&d).unwrap(), "cpu/a/host=a");
+    let m = Template::parse(Engine::Text, Scope::Message, "{{ .Fields.f }} {{ .Level }}").unwrap();
+    let d = TemplateData {
+        fields: (&p).into(),
+        level: Level::WARNING,
+        ..d
+    };
+    assert_eq!(m.render(&d).unwrap(), "1.234567e+06 WARNING");
+}
+
+#[test]
+fn defined_templates_know_their_dot() {
+    let fx = fixture();
+    let d = fx.data();
+    let src = "{{ define \"d\" }}{{ jsonCompact . }}{{ end }}{{ define \"s\" }}{{ . }}{{ end }}{{ template \"d\" . }}|{{ template \"s\" .ServerInfo }}";
+    let out = render(Engine::Html, Scope::Details, src, &d).unwrap();
+    assert!(
+        out.starts_with("{&#34;Name&#34;:&#34;cpu&#34;,&#34;TaskName&#34;"),
+        "{out}"
+    );
+    assert!(out.ends_with("|{localhost cid sid}"), "{out}");
+    let err = render(
+        Engine::Text,
+        Scope::Id,
+        "{{ define \"x\" }}{{ .Nope }}{{ end }}{{ template \"x\" . }}",
+        &d,
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("can't evaluate field Nope in type kapacitor.idInfo"),
+        "{err}"
+    );
+    // Nested: main → b → a, with the struct passed down (either order).
+    let src = "{{ define \"a\" }}{{ .ServerInfo }}{{ end }}{{ define \"b\" }}{{ template \"a\" . }}{{ end }}{{ template \"b\" . }}";
+    assert_eq!(
+        render(Engine::Text, Scope::Id, src, &d).unwrap(),
+        "{localhost cid sid}"
+    );
+    let src = "{{ define \"b\" }}{{ .ServerInfo }}{{ end }}{{ define \"a\" }}{{ template \"b\" . }}{{ end }}{{ template \"a\" . }}";
+    assert_eq!(
+        render(Engine::Text, Scope::Id, src, &d).unwrap(),
+        "{localhost cid sid}"
+    );
+}
+
+#[test]
+fn error_positions_survive_non_ascii_sources() {
+    let fx = fixture();
+    // The reported column falls inside "é€": it must not split a character.
+    let err = render(
+        Engine::Text,
+        Scope::Message,
+        "{{ (\"é€é€\").Nope }}",
+        &fx.data(),
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("can't evaluate field Nope in type string"),
+        "{err}"
+    );
+    let err = render(
+        Engine::Text,
+        Scope::Message,
+        "é€{{ (.ServerInfo).Nope }}",
+        &fx.data(),
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("can't evaluate field Nope in type kapacitor.serverInfo"),
+        "{err}"
+    );
+}
+
+#[test]
+fn floats_in_javascript_contexts() {
+    let mut fx = fixture();
+    fx.fields.insert("small".into(), FieldValue::Float(0.5));
+    let d = fx.data();
+    let src =
+        "<script>var a = {{ .Fields.small }}, b = {{ .Fields.i }}, c = {{ .Fields.f }};</script>";
+    // Go prints `c = 1234567`; this agent quotes the floats whose Go text
+    // differs from Rust's (|x| ≥ 1e6 or < 1e-4), see the module docs.
+    assert_eq!(
+        render(Engine::Html, Scope::Details, src, &d).unwrap(),
+        "<script>var a =  0.5 , b =  10 , c = \"1.234567e+06\";</script>"
+    );
 }

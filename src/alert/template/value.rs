@@ -19,11 +19,12 @@ use crate::gofmt;
 
 /// Field names of the info structs, in Go declaration order.
 pub(super) const ID_FIELDS: [&str; 5] = ["Name", "TaskName", "Group", "Tags", "ServerInfo"];
-pub(super) const MESSAGE_FIELDS: [&str; 6] = ["ID", "Fields", "Level", "Time", "Duration", ""];
+pub(super) const MESSAGE_FIELDS: [&str; 5] = ["ID", "Fields", "Level", "Time", "Duration"];
 pub(super) const SERVER_INFO_FIELDS: [&str; 3] = ["Hostname", "ClusterID", "ServerID"];
 
 /// Pre-allocated map keys: building the root value per render then costs
 /// refcount bumps, not allocations, for the keys.
+#[derive(Clone)]
 pub(super) struct Keys {
     name: Arc<str>,
     task_name: Arc<str>,
@@ -177,6 +178,51 @@ pub(super) fn write_go(out: &mut String, v: &Value) {
     }
 }
 
+/// Go's `%s` applied through a map or slice: strings print, every other
+/// element gets Go's bad-verb form (`%!s(float64=7)`).
+fn write_go_s(out: &mut String, v: &Value) {
+    match v {
+        Value::String(x) | Value::Safe { s: x, .. } => out.push_str(x),
+        Value::List(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(' ');
+                }
+                write_go_s(out, item);
+            }
+            out.push(']');
+        }
+        Value::Map(m) => {
+            out.push_str("map[");
+            for (i, (k, item)) in m.iter().enumerate() {
+                if i > 0 {
+                    out.push(' ');
+                }
+                out.push_str(k);
+                out.push(':');
+                write_go_s(out, item);
+            }
+            out.push(']');
+        }
+        Value::Nil => out.push_str("%!s(<nil>)"),
+        other => {
+            let ty = match other {
+                Value::Bool(_) => "bool",
+                Value::Int(_) => "int64",
+                Value::Uint(_) => "uint64",
+                Value::Float(_) => "float64",
+                _ => "func",
+            };
+            out.push_str("%!s(");
+            out.push_str(ty);
+            out.push('=');
+            write_go(out, other);
+            out.push(')');
+        }
+    }
+}
+
 fn go_string(v: &Value) -> String {
     let mut out = String::new();
     write_go(&mut out, v);
@@ -224,7 +270,7 @@ pub(super) fn write_root_struct(out: &mut String, scope: Scope, root: &Value) {
     }
     out.push('}');
     if scope >= Scope::Message {
-        for k in MESSAGE_FIELDS.iter().filter(|k| !k.is_empty()) {
+        for k in MESSAGE_FIELDS.iter() {
             out.push(' ');
             write_go(out, field(root, k));
         }
@@ -338,7 +384,7 @@ fn json_root(out: &mut String, scope: Scope, root: &Value) -> Result<(), Unencod
     out.push('{');
     let mut names: Vec<&str> = ID_FIELDS.to_vec();
     if scope >= Scope::Message {
-        names.extend(MESSAGE_FIELDS.iter().filter(|k| !k.is_empty()));
+        names.extend(MESSAGE_FIELDS.iter());
     }
     if scope >= Scope::Details {
         names.push("Message");
@@ -535,6 +581,21 @@ pub(super) fn print_func(kind: PrintKind, args: &[Value]) -> Result<Value, GoErr
     })
 }
 
+/// [`print_func`] for html/template. html/template's escapers stringify a
+/// float with gotmpl's `Display` in HTML contexts but encode it as a JSON
+/// number in JavaScript contexts. A float whose `Display` already is Go's
+/// `%v` stays a float, so both contexts print what Go prints; any other
+/// (|x| ≥ 1e6 or < 1e-4) becomes its Go text, right for HTML and quoted in
+/// JavaScript, where Go would print a number.
+pub(super) fn print_html_func(args: &[Value]) -> Result<Value, GoError> {
+    if let Some(Value::Float(f)) = args.last()
+        && f.to_string() == gofmt::format_float_v(*f)
+    {
+        return Ok(Value::Float(*f));
+    }
+    print_func(PrintKind::Any, args)
+}
+
 /// `index` on a `map[string]string` (the tags): a missing key gives the zero
 /// value `""`, where an interface map gives nil (`<no value>`).
 pub(super) fn index_str_func(args: &[Value]) -> Result<Value, GoError> {
@@ -604,7 +665,12 @@ pub(super) fn printf_arg_func(kind: PrintKind, args: &[Value]) -> Result<Value, 
     match (verb, v) {
         // `%+v` is Go's "field names" flag: a float prints without a sign.
         ('v', Value::Float(f)) => Ok(s(&gofmt::format_float_v(*f))),
-        ('v' | 's', Value::Map(_) | Value::List(_)) => print_func(kind, std::slice::from_ref(v)),
+        ('v', Value::Map(_) | Value::List(_)) => print_func(kind, std::slice::from_ref(v)),
+        ('s', Value::Map(_) | Value::List(_)) => {
+            let mut out = String::new();
+            write_go_s(&mut out, v);
+            Ok(s(&out))
+        }
         _ => Ok(v.clone()),
     }
 }
