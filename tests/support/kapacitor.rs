@@ -23,7 +23,7 @@ use kapacitor_pagertree::proto::{
     SnapshotRequest, ValueType, option_value, request, response,
 };
 use kapacitor_pagertree::udf::codec::{KapacitorCodec, encode_frame};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::UnixStream;
 use tokio::sync::mpsc;
 use tokio_util::codec::FramedRead;
@@ -84,7 +84,17 @@ impl Kapacitor {
 
     /// Runs the emulator over an already connected stream.
     pub fn over(stream: UnixStream, timeout: Duration) -> Kapacitor {
-        let (r, mut w) = stream.into_split();
+        let (r, w) = stream.into_split();
+        Self::over_io(r, w, timeout)
+    }
+
+    /// Runs the emulator over any pair of byte streams, e.g. a `stdio`
+    /// child's stdout and stdin (Kapacitor's `prog =` mode).
+    pub fn over_io<R, W>(r: R, mut w: W, timeout: Duration) -> Kapacitor
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
         let shared = Arc::new(Shared {
             last_response: Mutex::new(Instant::now()),
             keepalive_responses: AtomicU64::new(0),
@@ -124,8 +134,10 @@ impl Kapacitor {
                     break;
                 }
             }
-            // Both endings close the write half, then wait for the agent's EOF.
+            // Both endings close the write half (a pipe: by dropping it), then
+            // wait for the agent's EOF.
             let _ = w.shutdown().await;
+            drop(w);
         });
 
         // The reader: every response resets the watchdog.
