@@ -409,7 +409,7 @@ impl Outbox {
         self.inner.memory.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+    pub(crate) fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.inner.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
