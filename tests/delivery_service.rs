@@ -1,0 +1,67 @@
+//! The delivery stack as `serve` starts it from a config: events handed to
+//! the sink reach PagerTree, the alert state is durable, shutdown keeps what
+//! was not delivered for the next start.
+
+#[path = "support/pagertree.rs"]
+mod pagertree;
+
+#[path = "support/delivery_harness.rs"]
+mod harness;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use harness::{config, event};
+use kapacitor_pagertree::alert::{Level, Route};
+use kapacitor_pagertree::delivery::service::Delivery;
+use pagertree::{FakePagerTree, Fault, Fmt};
+use tokio_util::sync::CancellationToken;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_deliver_shutdown_restart() {
+    let fake = FakePagerTree::start().await;
+    let url = fake.integration("int_service1", Fmt::Webhook, Some("t0ken"));
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(&format!(
+        "[server]\ndata_dir = \"{}\"\n[delivery]\ndefault_endpoint = \"pt\"\nshutdown_grace = \"100ms\"\n\
+         retry_initial = \"10ms\"\nretry_max = \"50ms\"\n\
+         [endpoints.pt]\nurl = \"{url}\"\nformat = \"webhook\"\ntoken = \"t0ken\"\n",
+        dir.path().display()
+    ));
+    let shutdown = CancellationToken::new();
+    let d = Delivery::start(&cfg, &shutdown).unwrap();
+    let sink = d.sink();
+    let route = Arc::new(Route::default());
+    sink.submit(Box::new(event("s1", Level::CRITICAL, 0, route.clone())))
+        .await
+        .unwrap();
+    sink.submit(Box::new(event("s2", Level::WARNING, 0, route.clone())))
+        .await
+        .unwrap();
+    sink.barrier().await.unwrap();
+    assert!(fake.wait_accepted(2, Duration::from_secs(10)).await);
+    let st = d.store().load("task", "pagertree1").unwrap();
+    assert_eq!(st.len(), 2);
+    assert!(d.outbox().is_ready());
+
+    // PagerTree goes away; SIGTERM; the event stays in the outbox.
+    fake.set_outage(Some(Fault::Status(503)));
+    sink.submit(Box::new(event("s1", Level::OK, 1, route.clone())))
+        .await
+        .unwrap();
+    sink.barrier().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    drop(sink);
+    shutdown.cancel();
+    d.shutdown().await;
+
+    fake.set_outage(None);
+    let shutdown = CancellationToken::new();
+    let d = Delivery::start(&cfg, &shutdown).unwrap();
+    assert!(fake.wait_accepted(3, Duration::from_secs(10)).await);
+    assert_eq!(fake.accepted()[2].marker, "s1#1 OK");
+    let st = d.store().load("task", "pagertree1").unwrap();
+    assert_eq!(st.keys().collect::<Vec<_>>(), ["s2"]);
+    shutdown.cancel();
+    d.shutdown().await;
+}
