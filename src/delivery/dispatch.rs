@@ -133,7 +133,7 @@ enum DbOp {
 }
 
 /// The database thread: applies each batch of operations in one transaction.
-fn db_thread(conn: rusqlite::Connection, rx: std_mpsc::Receiver<DbOp>) {
+fn db_loop(conn: rusqlite::Connection, rx: std_mpsc::Receiver<DbOp>) {
     let mut conn = conn;
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
@@ -266,7 +266,10 @@ struct State {
     outbox: Outbox,
     cfg: DispatchConfig,
     client: Arc<HttpClient>,
+    /// Delivery marks and row states (in order with the marks).
     db: std_mpsc::Sender<DbOp>,
+    /// New rows and counts.
+    db_read: std_mpsc::Sender<DbOp>,
     queues: HashMap<Arc<str>, Queue>,
     ready: VecDeque<Arc<str>>,
     timers: BinaryHeap<Reverse<(Instant, Arc<str>)>>,
@@ -292,11 +295,20 @@ impl Dispatcher {
         cfg: DispatchConfig,
         cancel: CancellationToken,
     ) -> Result<Dispatcher, DispatchError> {
+        // Two threads, two connections: new rows are read by one (WAL
+        // readers never wait), delivery marks are written by the other
+        // (which may wait for the committer's lock).
         let conn = outbox::connect(outbox.path(), false)?;
+        let read_conn = outbox::connect(outbox.path(), false)?;
         let (tx, rx) = std_mpsc::channel();
+        let (read_tx, read_rx) = std_mpsc::channel();
         let db_thread = std::thread::Builder::new()
             .name("pagertree-dispatch-db".into())
-            .spawn(move || db_thread(conn, rx))
+            .spawn(move || db_loop(conn, rx))
+            .map_err(DispatchError::Thread)?;
+        let read_thread = std::thread::Builder::new()
+            .name("pagertree-dispatch-read".into())
+            .spawn(move || db_loop(read_conn, read_rx))
             .map_err(DispatchError::Thread)?;
         for w in outbox.endpoints().warnings() {
             tracing::warn!("{w}");
@@ -306,6 +318,7 @@ impl Dispatcher {
             cfg,
             client: Arc::new(HttpClient::new()),
             db: tx,
+            db_read: read_tx,
             queues: HashMap::new(),
             ready: VecDeque::new(),
             timers: BinaryHeap::new(),
@@ -319,7 +332,11 @@ impl Dispatcher {
             state.run(cancel).await;
             // The state (and the database sender) is gone: the thread
             // finishes its last batch and ends.
-            let _ = tokio::task::spawn_blocking(move || db_thread.join()).await;
+            let _ = tokio::task::spawn_blocking(move || {
+                let _ = read_thread.join();
+                db_thread.join()
+            })
+            .await;
         });
         Ok(Dispatcher { task })
     }
@@ -423,7 +440,7 @@ impl State {
             let limit = room.min(5_000);
             let (reply, rx) = oneshot::channel();
             if self
-                .db
+                .db_read
                 .send(DbOp::Load {
                     after: self.max_seq,
                     limit,
@@ -892,7 +909,7 @@ impl State {
 
     async fn stats(&mut self) {
         let (reply, rx) = oneshot::channel();
-        if self.db.send(DbOp::Stats { reply }).is_err() {
+        if self.db_read.send(DbOp::Stats { reply }).is_err() {
             return;
         }
         let Ok((count, oldest)) = rx.await else {
@@ -1034,7 +1051,8 @@ mod tests {
                 ..DispatchConfig::default()
             },
             client: Arc::new(HttpClient::new()),
-            db: tx,
+            db: tx.clone(),
+            db_read: tx,
             queues: HashMap::new(),
             ready: VecDeque::new(),
             timers: BinaryHeap::new(),
