@@ -390,6 +390,10 @@ impl State {
                 _ = notify.notified() => self.load().await,
                 _ = sleep_until_opt(next_timer) => self.fire_timers(),
                 _ = tick.tick() => {
+                    if !self.outbox.is_ready() {
+                        let ob = self.outbox.clone();
+                        let _ = tokio::task::spawn_blocking(move || ob.try_recover()).await;
+                    }
                     self.load().await;
                     self.reconcile().await;
                     self.stats().await;
