@@ -6,7 +6,6 @@
 //! Run: `cargo bench --bench outbox` (about a minute).
 
 #[path = "../tests/support/pagertree.rs"]
-#[allow(dead_code)]
 mod pagertree;
 
 use std::collections::BTreeMap;
@@ -32,7 +31,7 @@ fn event(i: usize, route: Arc<Route>) -> Event {
         details: String::new(),
         time: 1_764_000_000_000_000_000 + i as i64,
         duration: 60_000_000_000,
-        level: if i % 2 == 0 {
+        level: if i.is_multiple_of(2) {
             Level::CRITICAL
         } else {
             Level::OK
