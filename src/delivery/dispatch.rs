@@ -386,6 +386,10 @@ impl State {
                     if let Ok(done) = done {
                         self.finish(done);
                     }
+                    // A backlog larger than the window: refill at half.
+                    if !self.db_exhausted && self.held < self.cfg.window / 2 {
+                        self.load().await;
+                    }
                 }
                 _ = notify.notified() => self.load().await,
                 _ = sleep_until_opt(next_timer) => self.fire_timers(),
