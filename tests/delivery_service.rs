@@ -14,6 +14,7 @@ use std::time::Duration;
 use harness::{config, event};
 use kapacitor_pagertree::alert::{Level, Route};
 use kapacitor_pagertree::delivery::service::Delivery;
+use kapacitor_pagertree::ops::metrics::{OutcomeLabel, metrics};
 use pagertree::{FakePagerTree, Fault, Fmt};
 use tokio_util::sync::CancellationToken;
 
@@ -43,6 +44,15 @@ async fn start_deliver_shutdown_restart() {
     let st = d.store().load("task", "pagertree1").unwrap();
     assert_eq!(st.len(), 2);
     assert!(d.outbox().is_ready());
+    let m = metrics();
+    let delivered = || {
+        m.deliveries_total
+            .get_or_create(&OutcomeLabel {
+                outcome: "delivered",
+            })
+            .get()
+    };
+    assert!(delivered() >= 2);
 
     // PagerTree goes away; SIGTERM; the event stays in the outbox.
     fake.set_outage(Some(Fault::Status(503)));
@@ -51,6 +61,8 @@ async fn start_deliver_shutdown_restart() {
         .unwrap();
     sink.barrier().await.unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(m.retries_total.get() >= 1);
+    assert_eq!(m.degraded.get(), 0);
     drop(sink);
     shutdown.cancel();
     d.shutdown().await;
@@ -62,6 +74,14 @@ async fn start_deliver_shutdown_restart() {
     assert_eq!(fake.accepted()[2].marker, "s1#1 OK");
     let st = d.store().load("task", "pagertree1").unwrap();
     assert_eq!(st.keys().collect::<Vec<_>>(), ["s2"]);
+    tokio::time::sleep(Duration::from_millis(1200)).await; // a stats tick
+    assert_eq!(m.outbox_depth.get(), 0);
+    assert_eq!(m.parked.get(), 0);
+    let text = kapacitor_pagertree::ops::metrics::encode();
+    assert!(
+        text.contains("kapacitor_pagertree_deliveries_total{outcome=\"delivered\"}"),
+        "{text}"
+    );
     shutdown.cancel();
     d.shutdown().await;
 }
