@@ -499,3 +499,32 @@ async fn unknown_endpoint_parks_until_the_config_has_it() {
     assert_eq!(fake.violations(), Vec::<String>::new());
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_larger_than_the_memory_window_streams_through_in_order() {
+    let fake = FakePagerTree::start().await;
+    let url = fake.integration("int_window", Fmt::Kapacitor, None);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config("");
+    // Commit a backlog with no dispatcher running.
+    let mut h = Harness::open(dir.path(), &cfg);
+    let r = route_url(&url);
+    for n in 0..40 {
+        for i in 0..5 {
+            h.submit(event(&format!("w{i}"), level_at(n), n, r.clone()))
+                .await;
+        }
+    }
+    h.barrier().await;
+    let mut dcfg = fast();
+    dcfg.window = 16;
+    dcfg.tick = Duration::from_secs(3600); // refills must not wait for the tick
+    h.start_dispatcher(dcfg);
+    assert!(
+        fake.wait_accepted(200, Duration::from_secs(20)).await,
+        "accepted {}",
+        fake.accepted_count()
+    );
+    assert_exact_order(&h.expected, &fake.per_id());
+    h.stop().await;
+}

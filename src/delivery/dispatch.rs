@@ -133,7 +133,7 @@ enum DbOp {
 }
 
 /// The database thread: applies each batch of operations in one transaction.
-fn db_thread(conn: rusqlite::Connection, rx: std_mpsc::Receiver<DbOp>) {
+fn db_loop(conn: rusqlite::Connection, rx: std_mpsc::Receiver<DbOp>) {
     let mut conn = conn;
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
@@ -266,7 +266,10 @@ struct State {
     outbox: Outbox,
     cfg: DispatchConfig,
     client: Arc<HttpClient>,
+    /// Delivery marks and row states (in order with the marks).
     db: std_mpsc::Sender<DbOp>,
+    /// New rows and counts.
+    db_read: std_mpsc::Sender<DbOp>,
     queues: HashMap<Arc<str>, Queue>,
     ready: VecDeque<Arc<str>>,
     timers: BinaryHeap<Reverse<(Instant, Arc<str>)>>,
@@ -292,11 +295,20 @@ impl Dispatcher {
         cfg: DispatchConfig,
         cancel: CancellationToken,
     ) -> Result<Dispatcher, DispatchError> {
+        // Two threads, two connections: new rows are read by one (WAL
+        // readers never wait), delivery marks are written by the other
+        // (which may wait for the committer's lock).
         let conn = outbox::connect(outbox.path(), false)?;
+        let read_conn = outbox::connect(outbox.path(), false)?;
         let (tx, rx) = std_mpsc::channel();
+        let (read_tx, read_rx) = std_mpsc::channel();
         let db_thread = std::thread::Builder::new()
             .name("pagertree-dispatch-db".into())
-            .spawn(move || db_thread(conn, rx))
+            .spawn(move || db_loop(conn, rx))
+            .map_err(DispatchError::Thread)?;
+        let read_thread = std::thread::Builder::new()
+            .name("pagertree-dispatch-read".into())
+            .spawn(move || db_loop(read_conn, read_rx))
             .map_err(DispatchError::Thread)?;
         for w in outbox.endpoints().warnings() {
             tracing::warn!("{w}");
@@ -306,6 +318,7 @@ impl Dispatcher {
             cfg,
             client: Arc::new(HttpClient::new()),
             db: tx,
+            db_read: read_tx,
             queues: HashMap::new(),
             ready: VecDeque::new(),
             timers: BinaryHeap::new(),
@@ -319,7 +332,11 @@ impl Dispatcher {
             state.run(cancel).await;
             // The state (and the database sender) is gone: the thread
             // finishes its last batch and ends.
-            let _ = tokio::task::spawn_blocking(move || db_thread.join()).await;
+            let _ = tokio::task::spawn_blocking(move || {
+                let _ = read_thread.join();
+                db_thread.join()
+            })
+            .await;
         });
         Ok(Dispatcher { task })
     }
@@ -369,10 +386,18 @@ impl State {
                     if let Ok(done) = done {
                         self.finish(done);
                     }
+                    // A backlog larger than the window: refill at half.
+                    if !self.db_exhausted && self.held < self.cfg.window / 2 {
+                        self.load().await;
+                    }
                 }
                 _ = notify.notified() => self.load().await,
                 _ = sleep_until_opt(next_timer) => self.fire_timers(),
                 _ = tick.tick() => {
+                    if !self.outbox.is_ready() {
+                        let ob = self.outbox.clone();
+                        let _ = tokio::task::spawn_blocking(move || ob.try_recover()).await;
+                    }
                     self.load().await;
                     self.reconcile().await;
                     self.stats().await;
@@ -423,7 +448,7 @@ impl State {
             let limit = room.min(5_000);
             let (reply, rx) = oneshot::channel();
             if self
-                .db
+                .db_read
                 .send(DbOp::Load {
                     after: self.max_seq,
                     limit,
@@ -479,6 +504,9 @@ impl State {
         }
         if flushed {
             self.purge_memory_rows();
+            // Every row the memory queue holds now is newer than the purged
+            // ones (sequence numbers keep going down): start over.
+            self.min_mem_seq = 0;
         }
         for row in fresh {
             self.min_mem_seq = self.min_mem_seq.min(row.seq);
@@ -889,7 +917,7 @@ impl State {
 
     async fn stats(&mut self) {
         let (reply, rx) = oneshot::channel();
-        if self.db.send(DbOp::Stats { reply }).is_err() {
+        if self.db_read.send(DbOp::Stats { reply }).is_err() {
             return;
         }
         let Ok((count, oldest)) = rx.await else {
@@ -917,5 +945,208 @@ async fn sleep_until_opt(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alert::{Event, Level, Route, Series};
+    use crate::delivery::Committer;
+    use crate::delivery::pagertree::Endpoints;
+    use std::sync::Mutex;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A minimal HTTP server answering 200 to every request, recording the
+    /// alert ids of the bodies in arrival order.
+    async fn ok_server() -> (String, Arc<Mutex<Vec<String>>>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!(
+            "http://{}/integration/int_unit",
+            listener.local_addr().unwrap()
+        );
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s2 = seen.clone();
+        tokio::spawn(async move {
+            loop {
+                let (mut sock, _) = listener.accept().await.unwrap();
+                let seen = s2.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    loop {
+                        let mut chunk = [0u8; 4096];
+                        let n = match sock.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => n,
+                        };
+                        buf.extend_from_slice(&chunk[..n]);
+                        while let Some(h) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            let head = String::from_utf8_lossy(&buf[..h]).to_ascii_lowercase();
+                            let len: usize = head
+                                .lines()
+                                .find_map(|l| l.strip_prefix("content-length:"))
+                                .and_then(|v| v.trim().parse().ok())
+                                .unwrap_or(0);
+                            if buf.len() < h + 4 + len {
+                                break;
+                            }
+                            let body: serde_json::Value =
+                                serde_json::from_slice(&buf[h + 4..h + 4 + len]).unwrap();
+                            seen.lock()
+                                .unwrap()
+                                .push(body["message"].as_str().unwrap().to_string());
+                            buf.drain(..h + 4 + len);
+                            let _ = sock
+                                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                                .await;
+                        }
+                    }
+                });
+            }
+        });
+        (url, seen)
+    }
+
+    fn ev(url: &str, id: &str, level: Level, n: usize) -> Event {
+        Event {
+            task: "t".into(),
+            node: "n".into(),
+            id: id.into(),
+            message: format!("{id}#{n}"),
+            details: String::new(),
+            time: n as i64,
+            duration: 0,
+            level,
+            previous_level: Level::OK,
+            recoverable: true,
+            data: Series::default(),
+            route: Arc::new(Route {
+                url: Some(url.into()),
+                ..Route::default()
+            }),
+        }
+    }
+
+    fn cfg() -> DispatchConfig {
+        DispatchConfig {
+            retry_initial: Duration::from_millis(10),
+            retry_max: Duration::from_millis(100),
+            tick: Duration::from_millis(50),
+            ..DispatchConfig::default()
+        }
+    }
+
+    async fn wait_for(seen: &Arc<Mutex<Vec<String>>>, n: usize) {
+        for _ in 0..400 {
+            if seen.lock().unwrap().len() >= n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("only {:?} arrived", seen.lock().unwrap());
+    }
+
+    #[test]
+    fn backoff_doubles_with_jitter_and_caps() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = Outbox::open(dir.path(), Endpoints::default(), 10).unwrap();
+        let (tx, _rx) = std_mpsc::channel();
+        let st = State {
+            outbox,
+            cfg: DispatchConfig {
+                retry_initial: Duration::from_millis(100),
+                retry_max: Duration::from_millis(1000),
+                ..DispatchConfig::default()
+            },
+            client: Arc::new(HttpClient::new()),
+            db: tx.clone(),
+            db_read: tx,
+            queues: HashMap::new(),
+            ready: VecDeque::new(),
+            timers: BinaryHeap::new(),
+            inflight: JoinSet::new(),
+            held: 0,
+            max_seq: 0,
+            min_mem_seq: 0,
+            db_exhausted: false,
+        };
+        for (attempt, step) in [
+            (1, 100),
+            (2, 200),
+            (3, 400),
+            (4, 800),
+            (5, 1000),
+            (40, 1000),
+        ] {
+            for _ in 0..20 {
+                let b = st.backoff(attempt).as_millis() as u64;
+                assert!(
+                    b >= step / 2 && b <= step,
+                    "attempt {attempt}: {b} ms not in [{}, {step}]",
+                    step / 2
+                );
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn degraded_events_are_delivered_from_memory_and_not_stored_twice() {
+        let (url, seen) = ok_server().await;
+        let dir = tempfile::tempdir().unwrap();
+        let mut outbox = Outbox::open(dir.path(), Endpoints::default(), 100).unwrap();
+        let cancel = CancellationToken::new();
+        let d = Dispatcher::spawn(outbox.clone(), cfg(), cancel.clone()).unwrap();
+        outbox.commit(&[ev(&url, "a", Level::CRITICAL, 0)]).unwrap();
+        wait_for(&seen, 1).await;
+        // The disk "fails": events wait in memory and still go out, in order.
+        outbox.conn().execute_batch("PRAGMA query_only=1").unwrap();
+        outbox
+            .commit(&[
+                ev(&url, "a", Level::OK, 1),
+                ev(&url, "b", Level::CRITICAL, 2),
+            ])
+            .unwrap();
+        assert!(!outbox.is_ready());
+        wait_for(&seen, 3).await;
+        let mut got = seen.lock().unwrap().clone();
+        got.sort(); // across ids the order is free; per id it is kept
+        assert_eq!(got, ["a#0", "a#1", "b#2"]);
+        // The disk recovers: the next commit flushes what memory still holds
+        // (nothing undelivered here), then the new event goes out.
+        outbox.conn().execute_batch("PRAGMA query_only=0").unwrap();
+        outbox.commit(&[ev(&url, "b", Level::OK, 3)]).unwrap();
+        assert!(outbox.is_ready());
+        wait_for(&seen, 4).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let got = seen.lock().unwrap().clone();
+        assert_eq!(got.len(), 4, "nothing sent twice: {got:?}");
+        let b: Vec<&String> = got.iter().filter(|m| m.starts_with('b')).collect();
+        assert_eq!(b, ["b#2", "b#3"]);
+        assert_eq!(outbox.pending().unwrap().0, 0);
+        cancel.cancel();
+        d.join().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn rows_left_by_a_previous_run_are_resumed_in_order() {
+        let (url, seen) = ok_server().await;
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut outbox = Outbox::open(dir.path(), Endpoints::default(), 100).unwrap();
+            let evs: Vec<Event> = (0..6)
+                .map(|n| ev(&url, if n % 2 == 0 { "x" } else { "y" }, Level::INFO, n))
+                .collect();
+            outbox.commit(&evs).unwrap();
+        }
+        let outbox = Outbox::open(dir.path(), Endpoints::default(), 100).unwrap();
+        let cancel = CancellationToken::new();
+        let d = Dispatcher::spawn(outbox.clone(), cfg(), cancel.clone()).unwrap();
+        wait_for(&seen, 6).await;
+        let got = seen.lock().unwrap().clone();
+        let xs: Vec<&String> = got.iter().filter(|m| m.starts_with('x')).collect();
+        assert_eq!(xs, ["x#0", "x#2", "x#4"]);
+        cancel.cancel();
+        d.join().await;
+        assert_eq!(outbox.pending().unwrap().0, 0);
     }
 }

@@ -16,6 +16,7 @@ pub mod log_sink;
 pub mod outbox;
 pub mod pagertree;
 pub mod redact;
+pub mod service;
 
 use std::thread;
 

@@ -405,11 +405,23 @@ impl Outbox {
         !self.inner.degraded.load(Ordering::Relaxed)
     }
 
+    /// Degraded mode: tries to write what waits in memory now (the
+    /// dispatcher calls it every tick while degraded, so recovery does not
+    /// wait for the next event). True when nothing waits in memory. Blocks
+    /// on SQLite: call it off the async runtime.
+    pub fn try_recover(&self) -> bool {
+        if self.is_ready() {
+            return true;
+        }
+        let mut conn = self.conn();
+        self.flush_memory(&mut conn)
+    }
+
     pub(crate) fn memory(&self) -> std::sync::MutexGuard<'_, MemoryQueue> {
         self.inner.memory.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+    pub(crate) fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.inner.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -1179,6 +1191,31 @@ mod tests {
             .collect();
         assert_eq!(ids, ["a", "b", "a", "c"]);
         assert_eq!(ob.load("task", "node").unwrap().len(), 2);
+    }
+
+    #[test]
+    fn recovery_does_not_wait_for_the_next_event() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ob = open(dir.path());
+        ob.conn().execute_batch("PRAGMA query_only=1").unwrap();
+        ob.commit(&[ev("a", Level::CRITICAL, 1)]).unwrap();
+        ob.mark_session("t", "n", "stream").unwrap();
+        assert!(!ob.try_recover());
+        assert_eq!(
+            ob.marked_sessions().unwrap().len(),
+            1,
+            "memory marks are visible"
+        );
+        ob.conn().execute_batch("PRAGMA query_only=0").unwrap();
+        assert!(ob.try_recover());
+        assert!(ob.is_ready());
+        assert_eq!(ob.pending().unwrap().0, 1);
+        assert_eq!(ob.marked_sessions().unwrap().len(), 1);
+        assert_eq!(
+            open(dir.path()).marked_sessions().unwrap().len(),
+            1,
+            "written to disk"
+        );
     }
 
     #[test]

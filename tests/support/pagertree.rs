@@ -459,7 +459,12 @@ fn socket2_linger_zero(s: &std::net::TcpStream) -> std::io::Result<()> {
 
 /// PagerTree's rules for one request → (status, body).
 fn process(st: &mut State, req: &Request) -> (u16, String) {
-    let Some(name) = req.path.strip_prefix("/integration/") else {
+    // A request through a proxy carries the absolute URL.
+    let path = match req.path.split_once("://") {
+        Some((_, rest)) => rest.find('/').map(|i| &rest[i..]).unwrap_or("/"),
+        None => req.path.as_str(),
+    };
+    let Some(name) = path.strip_prefix("/integration/") else {
         return (404, "{\"error\":\"not found\"}".into());
     };
     let name = name.split('?').next().unwrap_or_default().to_string();
