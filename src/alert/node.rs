@@ -23,6 +23,7 @@ pub mod inhibit;
 pub mod options;
 
 use std::borrow::Cow;
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
@@ -123,11 +124,35 @@ impl HandlerFactory for AlertFactory {
 
 /// A point as the level expressions see it (Kapacitor's `fillScope`): a
 /// field, else a tag; a name that is both is ambiguous (evaluation fails).
-struct PointScope<'a>(&'a Point);
+///
+/// One scope serves all the expressions evaluated for a point, and it
+/// remembers its last lookup: three rules on `"value"` hash the point's maps
+/// once instead of three times.
+struct PointScope<'a> {
+    point: &'a Point,
+    last: Cell<Option<Memo<'a>>>,
+}
 
-impl Scope for PointScope<'_> {
-    fn lookup(&self, name: &str) -> Option<ValueRef<'_>> {
-        let p = self.0;
+/// The last name looked up (short names only, kept inline) and its value.
+#[derive(Clone, Copy)]
+struct Memo<'a> {
+    name: [u8; MEMO_NAME],
+    len: u8,
+    value: Option<ValueRef<'a>>,
+}
+
+const MEMO_NAME: usize = 32;
+
+impl<'a> PointScope<'a> {
+    fn new(point: &'a Point) -> Self {
+        Self {
+            point,
+            last: Cell::new(None),
+        }
+    }
+
+    fn resolve(&self, name: &str) -> Option<ValueRef<'a>> {
+        let p = self.point;
         let field = data::field(p, name);
         let tag = p.tags.get(name);
         match (field, tag) {
@@ -140,9 +165,32 @@ impl Scope for PointScope<'_> {
             (None, None) => None,
         }
     }
+}
+
+impl Scope for PointScope<'_> {
+    fn lookup(&self, name: &str) -> Option<ValueRef<'_>> {
+        let bytes = name.as_bytes();
+        if let Some(m) = self.last.get()
+            && usize::from(m.len) == bytes.len()
+            && &m.name[..bytes.len()] == bytes
+        {
+            return m.value;
+        }
+        let value = self.resolve(name);
+        if bytes.len() <= MEMO_NAME {
+            let mut memo = Memo {
+                name: [0; MEMO_NAME],
+                len: bytes.len() as u8,
+                value,
+            };
+            memo.name[..bytes.len()].copy_from_slice(bytes);
+            self.last.set(Some(memo));
+        }
+        value
+    }
 
     fn time(&self) -> i64 {
-        self.0.time
+        self.point.time
     }
 }
 
@@ -681,12 +729,13 @@ impl Core {
 
     /// Kapacitor's `determineLevel` (semantics doc, *Determining a point's level*).
     fn determine_level(&mut self, p: &Point, current: Level) -> Level {
+        let p = &PointScope::new(p);
         if let Some(l) = self.first_match(Level::CRITICAL, current, p) {
             return l;
         }
         let reset = self.resets[current as usize]
             .as_mut()
-            .map(|r| r.eval_bool(&PointScope(p)));
+            .map(|r| r.eval_bool(p));
         if let Some(reset) = reset {
             match reset {
                 Ok(false) => return current,
@@ -700,10 +749,10 @@ impl Core {
 
     /// The first level from `start` down to `max(stop, INFO)` whose
     /// expression is true.
-    fn first_match(&mut self, start: Level, stop: Level, p: &Point) -> Option<Level> {
+    fn first_match(&mut self, start: Level, stop: Level, p: &PointScope<'_>) -> Option<Level> {
         let stop = stop.max(Level::INFO) as usize;
         for l in (stop..=start as usize).rev() {
-            let Some(result) = self.levels[l].as_mut().map(|e| e.eval_bool(&PointScope(p))) else {
+            let Some(result) = self.levels[l].as_mut().map(|e| e.eval_bool(p)) else {
                 continue;
             };
             match result {

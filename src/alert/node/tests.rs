@@ -587,3 +587,69 @@ fn mode2_float_level_from_field_is_bad_but_string_field_reads() {
     assert_eq!(outs[0].events[0].level, Level::WARNING);
     assert!(outs[1].is_empty());
 }
+
+#[test]
+fn point_scope_memo_never_mixes_names() {
+    let mut p = vpoint(7, "A", 2.5);
+    p.fields_int.insert("n".into(), 3);
+    p.fields_string.insert("host".into(), "dup".into());
+    let scope = PointScope::new(&p);
+    assert_eq!(scope.lookup("value"), Some(ValueRef::Float(2.5)));
+    assert_eq!(scope.lookup("value"), Some(ValueRef::Float(2.5)));
+    assert_eq!(scope.lookup("n"), Some(ValueRef::Int(3)));
+    assert_eq!(scope.lookup("valu"), None);
+    assert_eq!(scope.lookup("host"), Some(ValueRef::Ambiguous));
+    let long = "x".repeat(40);
+    assert_eq!(scope.lookup(&long), None);
+    assert_eq!(scope.lookup("n"), Some(ValueRef::Int(3)));
+    assert_eq!(scope.time(), 7);
+}
+
+#[test]
+fn mode1_restore_seeds_new_groups_from_the_store() {
+    let store = MemoryStore::new();
+    let env = env(&store);
+    let opts = vec![
+        opt("crit", vec![s("\"value\" > 5")]),
+        flag("stateChangesOnly"),
+    ];
+    let mut node = init(&env, EdgeType::Stream, "t", opts.clone());
+    for o in feed(
+        &mut node,
+        vec![
+            vpoint(10, "A", 9.0),
+            vpoint(11, "B", 9.0),
+            vpoint(12, "B", 1.0),
+        ],
+    ) {
+        for e in &o.events {
+            store.record(e);
+        }
+    }
+    node.stop();
+    drop(node);
+    let mut node = init(&env, EdgeType::Stream, "t", opts);
+    let outs = feed(
+        &mut node,
+        vec![
+            vpoint(20, "A", 9.0),
+            vpoint(21, "B", 9.0),
+            vpoint(30, "A", 1.0),
+        ],
+    );
+    assert!(
+        outs[0].is_empty(),
+        "A is still CRITICAL: no repeat with stateChangesOnly"
+    );
+    let b = &outs[1].events[0];
+    assert_eq!(
+        (b.level, b.previous_level, b.duration),
+        (Level::CRITICAL, Level::OK, 0),
+        "B had recovered"
+    );
+    let a = &outs[2].events[0];
+    assert_eq!(
+        (a.id.as_str(), a.level, a.previous_level, a.duration),
+        ("cpu:host=A", Level::OK, Level::CRITICAL, 20)
+    );
+}
