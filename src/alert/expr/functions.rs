@@ -171,6 +171,478 @@ fn go_log2(x: f64) -> f64 {
     go_log(frac) * std::f64::consts::LOG2_E + f64::from(exp)
 }
 
+/// Go's `math.Sin`/`Cos`/`Tan` (Cephes): octant reduction with π/4 split in
+/// three parts (Payne–Hanek from 2^29 up, as Go), then polynomials.
+// The constants are written as published (they round to the same doubles).
+#[allow(clippy::excessive_precision)]
+mod go_trig {
+    const SIN: [f64; 6] = [
+        1.58962301576546568060e-10,
+        -2.50507477628578072866e-8,
+        2.75573136213857245213e-6,
+        -1.98412698295895385996e-4,
+        8.33333333332211858878e-3,
+        -1.66666666666666307295e-1,
+    ];
+    const COS: [f64; 6] = [
+        -1.13585365213876817300e-11,
+        2.08757008419747316778e-9,
+        -2.75573141792967388112e-7,
+        2.48015872888517045348e-5,
+        -1.38888888888730564116e-3,
+        4.16666666666665929218e-2,
+    ];
+    const TAN_P: [f64; 3] = [
+        -1.30936939181383777646e4,
+        1.15351664838587416140e6,
+        -1.79565251976484877988e7,
+    ];
+    const TAN_Q: [f64; 5] = [
+        1.0,
+        1.36812963470692954678e4,
+        -1.32089234440210967447e6,
+        2.50083801823357915839e7,
+        -5.38695755929454629881e7,
+    ];
+    const PI4A: f64 = 7.85398125648498535156e-1;
+    const PI4B: f64 = 3.77489470793079817668e-8;
+    const PI4C: f64 = 2.69515142907905952645e-15;
+    const REDUCE_THRESHOLD: f64 = (1u64 << 29) as f64;
+    const FOUR_OVER_PI: f64 = 2.0 * std::f64::consts::FRAC_2_PI;
+
+    /// 4/π in binary: `Σ M_PI4[i]·2^(-64·i)` (from the 2/π digits of
+    /// fdlibm's `ipio2` table).
+    const M_PI4: [u64; 20] = [
+        0x0000000000000001,
+        0x45f306dc9c882a53,
+        0xf84eafa3ea69bb81,
+        0xb6c52b3278872083,
+        0xfca2c757bd778ac3,
+        0x6e48dc74849ba5c0,
+        0x0c925dd413a32439,
+        0xfc3bd63962534e7d,
+        0xd1046bea5d768909,
+        0xd338e04d68befc82,
+        0x7323ac7306a673e9,
+        0x3908bf177bf25076,
+        0x3ff12fffbc0b301f,
+        0xde5e2316b414da3e,
+        0xda6cfd9e4f96136e,
+        0x9e8c7ecd3cbfd45a,
+        0xea4f758fd7cbe2f6,
+        0x7a0e73ef14a525d4,
+        0xd7f6bf623f1aba10,
+        0xac06608df8f6d757,
+    ];
+
+    fn shl(x: u64, n: u32) -> u64 {
+        x.checked_shl(n).unwrap_or(0)
+    }
+
+    fn shr(x: u64, n: u32) -> u64 {
+        x.checked_shr(n).unwrap_or(0)
+    }
+
+    /// Go's `trigReduce`: Payne–Hanek reduction by π/4 for large `x`; the
+    /// octant and the reduced argument.
+    fn payne_hanek(x: f64) -> (u64, f64) {
+        const PI4: f64 = std::f64::consts::FRAC_PI_4;
+        if x < PI4 {
+            return (0, x);
+        }
+        let mut ix = x.to_bits();
+        let exp = ((ix >> 52) & 0x7ff) as i64 - 1023 - 52;
+        ix &= !(0x7ff << 52);
+        ix |= 1 << 52;
+        let (digit, bitshift) = (((exp + 61) / 64) as usize, ((exp + 61) % 64) as u32);
+        let word =
+            |k: usize| shl(M_PI4[digit + k], bitshift) | shr(M_PI4[digit + k + 1], 64 - bitshift);
+        let (z0, z1, z2) = (word(0), word(1), word(2));
+        let mul = |a: u64, b: u64| {
+            let p = u128::from(a) * u128::from(b);
+            ((p >> 64) as u64, p as u64)
+        };
+        let (z2hi, _) = mul(z2, ix);
+        let (z1hi, z1lo) = mul(z1, ix);
+        let z0lo = z0.wrapping_mul(ix);
+        let (lo, carry) = z1lo.overflowing_add(z2hi);
+        let hi = z0lo.wrapping_add(z1hi).wrapping_add(u64::from(carry));
+        let mut j = hi >> 61;
+        let mut hi = (hi << 3) | (lo >> 61);
+        let lz = hi.leading_zeros();
+        let e = 1023 - (u64::from(lz) + 1);
+        hi = shl(hi, lz + 1) | shr(lo, 64 - (lz + 1));
+        hi >>= 64 - 52;
+        hi |= e << 52;
+        let mut z = f64::from_bits(hi);
+        if j & 1 == 1 {
+            j = (j + 1) & 7;
+            z -= 1.0;
+        }
+        (j, z * PI4)
+    }
+
+    /// The octant `j` (made even) and the reduced argument, for `x >= 0`.
+    fn reduce(x: f64) -> (u64, f64) {
+        if x >= REDUCE_THRESHOLD {
+            return payne_hanek(x);
+        }
+        let mut j = (x * FOUR_OVER_PI) as u64;
+        let mut y = j as f64;
+        if j & 1 == 1 {
+            j += 1;
+            y += 1.0;
+        }
+        (j & 7, ((x - y * PI4A) - y * PI4B) - y * PI4C)
+    }
+
+    fn sin_poly(z: f64, zz: f64) -> f64 {
+        z + z
+            * zz
+            * (((((SIN[0] * zz + SIN[1]) * zz + SIN[2]) * zz + SIN[3]) * zz + SIN[4]) * zz + SIN[5])
+    }
+
+    fn cos_poly(zz: f64) -> f64 {
+        1.0 - 0.5 * zz
+            + zz * zz
+                * (((((COS[0] * zz + COS[1]) * zz + COS[2]) * zz + COS[3]) * zz + COS[4]) * zz
+                    + COS[5])
+    }
+
+    pub(super) fn sin(x: f64) -> f64 {
+        if x == 0.0 || x.is_nan() {
+            return x;
+        }
+        if x.is_infinite() {
+            return f64::NAN;
+        }
+        let (x, mut negative) = if x < 0.0 { (-x, true) } else { (x, false) };
+        let (mut j, z) = reduce(x);
+        if j > 3 {
+            negative = !negative;
+            j -= 4;
+        }
+        let zz = z * z;
+        let y = if j == 1 || j == 2 {
+            cos_poly(zz)
+        } else {
+            sin_poly(z, zz)
+        };
+        if negative { -y } else { y }
+    }
+
+    pub(super) fn cos(x: f64) -> f64 {
+        if x.is_nan() || x.is_infinite() {
+            return f64::NAN;
+        }
+        let x = x.abs();
+        let (mut j, z) = reduce(x);
+        let mut negative = false;
+        if j > 3 {
+            j -= 4;
+            negative = !negative;
+        }
+        if j > 1 {
+            negative = !negative;
+        }
+        let zz = z * z;
+        let y = if j == 1 || j == 2 {
+            sin_poly(z, zz)
+        } else {
+            cos_poly(zz)
+        };
+        if negative { -y } else { y }
+    }
+
+    pub(super) fn tan(x: f64) -> f64 {
+        if x == 0.0 || x.is_nan() {
+            return x;
+        }
+        if x.is_infinite() {
+            return f64::NAN;
+        }
+        let (x, negative) = if x < 0.0 { (-x, true) } else { (x, false) };
+        let (j, z) = reduce(x);
+        let zz = z * z;
+        let mut y = if zz > 1e-14 {
+            z + z
+                * (zz * ((TAN_P[0] * zz + TAN_P[1]) * zz + TAN_P[2])
+                    / ((((zz + TAN_Q[1]) * zz + TAN_Q[2]) * zz + TAN_Q[3]) * zz + TAN_Q[4]))
+        } else {
+            z
+        };
+        if j & 2 == 2 {
+            y = -1.0 / y;
+        }
+        if negative { -y } else { y }
+    }
+}
+
+/// Go's `math.Sinh` (Hart & Cheney #2029 near zero, `exp` elsewhere).
+// The constants are written as published (they round to the same doubles).
+#[allow(clippy::excessive_precision)]
+fn go_sinh(x: f64) -> f64 {
+    const P0: f64 = -0.6307673640497716991184787251e+6;
+    const P1: f64 = -0.8991272022039509355398013511e+5;
+    const P2: f64 = -0.2894211355989563807284660366e+4;
+    const P3: f64 = -0.2630563213397497062819489000e+2;
+    const Q0: f64 = -0.6307673640497716991212077277e+6;
+    const Q1: f64 = 0.1521517378790019070696485176e+5;
+    const Q2: f64 = -0.173678953558233699533450911e+3;
+    let (x, negative) = if x < 0.0 { (-x, true) } else { (x, false) };
+    let t = if x > 21.0 {
+        x.exp() * 0.5
+    } else if x > 0.5 {
+        let ex = x.exp();
+        (ex - 1.0 / ex) * 0.5
+    } else {
+        let sq = x * x;
+        (((P3 * sq + P2) * sq + P1) * sq + P0) * x / (((sq + Q2) * sq + Q1) * sq + Q0)
+    };
+    if negative { -t } else { t }
+}
+
+/// Go's `math.Cosh`.
+fn go_cosh(x: f64) -> f64 {
+    let x = x.abs();
+    if x > 21.0 {
+        return x.exp() * 0.5;
+    }
+    let ex = x.exp();
+    (ex + 1.0 / ex) * 0.5
+}
+
+/// Go's `math.Tanh` (Cephes).
+// The constants are written as published (they round to the same doubles).
+#[allow(clippy::excessive_precision)]
+fn go_tanh(x: f64) -> f64 {
+    const P: [f64; 3] = [
+        -9.64399179425052238628e-1,
+        -9.92877231001918586564e1,
+        -1.61468768441708447952e3,
+    ];
+    const Q: [f64; 3] = [
+        1.12811678491632931402e2,
+        2.23548839060100448583e3,
+        4.84406305325125486048e3,
+    ];
+    const MAXLOG: f64 = 8.8029691931113054295988e+01;
+    let z = x.abs();
+    if z > 0.5 * MAXLOG {
+        return if x < 0.0 { -1.0 } else { 1.0 };
+    }
+    if z >= 0.625 {
+        let s = (2.0 * z).exp();
+        let z = 1.0 - 2.0 / (s + 1.0);
+        return if x < 0.0 { -z } else { z };
+    }
+    if x == 0.0 {
+        return x;
+    }
+    let s = x * x;
+    x + x * s * ((P[0] * s + P[1]) * s + P[2]) / (((s + Q[0]) * s + Q[1]) * s + Q[2])
+}
+
+/// Go's `expmulti`: `e^r · 2^k` with `r = hi - lo`, `|r| ≤ ln 2 / 2`.
+// The constants are written as published (they round to the same doubles).
+#[allow(clippy::excessive_precision)]
+fn go_expmulti(hi: f64, lo: f64, k: i64) -> f64 {
+    const P1: f64 = 1.66666666666666657415e-01;
+    const P2: f64 = -2.77777777770155933842e-03;
+    const P3: f64 = 6.61375632143793436117e-05;
+    const P4: f64 = -1.65339022054652515390e-06;
+    const P5: f64 = 4.13813679705723846039e-08;
+    let r = hi - lo;
+    let t = r * r;
+    let c = r - t * (P1 + t * (P2 + t * (P3 + t * (P4 + t * P5))));
+    let y = 1.0 - ((lo - (r * c) / (2.0 - c)) - hi);
+    libm::ldexp(y, k.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32)
+}
+
+/// Go's `math.Exp2`.
+// The constants are written as published (they round to the same doubles).
+#[allow(clippy::excessive_precision)]
+fn go_exp2(x: f64) -> f64 {
+    const LN2_HI: f64 = 6.93147180369123816490e-01;
+    const LN2_LO: f64 = 1.90821492927058770002e-10;
+    if x.is_nan() || x == f64::INFINITY {
+        return x;
+    }
+    if x == f64::NEG_INFINITY || x < -1.0740e+03 {
+        return 0.0;
+    }
+    if x > 1.0239999999999999e+03 {
+        return f64::INFINITY;
+    }
+    let k: i64 = if x > 0.0 {
+        (x + 0.5) as i64
+    } else if x < 0.0 {
+        (x - 0.5) as i64
+    } else {
+        0
+    };
+    let t = x - k as f64;
+    go_expmulti(t * LN2_HI, -t * LN2_LO, k)
+}
+
+/// Go's `math.Gamma` (Cephes): Stirling's formula above 33, otherwise a
+/// rational approximation on [2, 3] after reduction.
+// The constants are written as published (they round to the same doubles).
+#[allow(clippy::excessive_precision)]
+fn go_gamma(x: f64) -> f64 {
+    const P: [f64; 7] = [
+        1.60119522476751861407e-04,
+        1.19135147006586384913e-03,
+        1.04213797561761569935e-02,
+        4.76367800457137231464e-02,
+        2.07448227648435975150e-01,
+        4.94214826801497100753e-01,
+        9.99999999999999996796e-01,
+    ];
+    const Q: [f64; 8] = [
+        -2.31581873324120129819e-05,
+        5.39605580493303397842e-04,
+        -4.45641913851797240494e-03,
+        1.18139785222060435552e-02,
+        3.58236398605498653373e-02,
+        -2.34591795718243348568e-01,
+        7.14304917030273074085e-02,
+        1.00000000000000000320e+00,
+    ];
+    const S: [f64; 5] = [
+        7.87311395793093628397e-04,
+        -2.29549961613378126380e-04,
+        -2.68132617805781232825e-03,
+        3.47222221605458667310e-03,
+        8.33333333333482257126e-02,
+    ];
+    const EULER: f64 = 0.57721566490153286060651209008240243104215933593992;
+    fn stirling(x: f64) -> (f64, f64) {
+        const SQRT_TWO_PI: f64 = 2.506628274631000502417;
+        const MAX_STIRLING: f64 = 143.01608;
+        if x > 200.0 {
+            return (f64::INFINITY, 1.0);
+        }
+        let w = 1.0 / x;
+        let w = 1.0 + w * ((((S[0] * w + S[1]) * w + S[2]) * w + S[3]) * w + S[4]);
+        let mut y1 = x.exp();
+        let mut y2 = 1.0;
+        if x > MAX_STIRLING {
+            let v = go_pow(x, 0.5 * x - 0.25);
+            (y1, y2) = (v, v / y1);
+        } else {
+            y1 = go_pow(x, x - 0.5) / y1;
+        }
+        (y1, SQRT_TWO_PI * w * y2)
+    }
+    let is_neg_int = x < 0.0 && x.fract() == 0.0;
+    if is_neg_int || x == f64::NEG_INFINITY || x.is_nan() {
+        return f64::NAN;
+    }
+    if x == f64::INFINITY {
+        return x;
+    }
+    if x == 0.0 {
+        return f64::INFINITY.copysign(x);
+    }
+    let q = x.abs();
+    let mut p = q.floor();
+    if q > 33.0 {
+        if x >= 0.0 {
+            let (y1, y2) = stirling(x);
+            return y1 * y2;
+        }
+        let sign = if (p as i64) & 1 == 0 { -1.0 } else { 1.0 };
+        let mut z = q - p;
+        if z > 0.5 {
+            p += 1.0;
+            z = q - p;
+        }
+        let z = q * go_trig::sin(std::f64::consts::PI * z);
+        if z == 0.0 {
+            return f64::INFINITY * sign;
+        }
+        let (sq1, sq2) = stirling(q);
+        let absz = z.abs();
+        let d = absz * sq1 * sq2;
+        let z = if d.is_infinite() {
+            std::f64::consts::PI / absz / sq1 / sq2
+        } else {
+            std::f64::consts::PI / d
+        };
+        return sign * z;
+    }
+    let mut x = x;
+    let mut z = 1.0;
+    while x >= 3.0 {
+        x -= 1.0;
+        z *= x;
+    }
+    let small = |x: f64, z: f64| {
+        if x == 0.0 {
+            f64::INFINITY
+        } else {
+            z / ((1.0 + EULER * x) * x)
+        }
+    };
+    while x < 0.0 {
+        if x > -1e-09 {
+            return small(x, z);
+        }
+        z /= x;
+        x += 1.0;
+    }
+    while x < 2.0 {
+        if x < 1e-09 {
+            return small(x, z);
+        }
+        z /= x;
+        x += 1.0;
+    }
+    if x == 2.0 {
+        return z;
+    }
+    let x = x - 2.0;
+    let p = (((((x * P[0] + P[1]) * x + P[2]) * x + P[3]) * x + P[4]) * x + P[5]) * x + P[6];
+    let q = ((((((x * Q[0] + Q[1]) * x + Q[2]) * x + Q[3]) * x + Q[4]) * x + Q[5]) * x + Q[6]) * x
+        + Q[7];
+    z * p / q
+}
+
+/// Go's `math.Cbrt` (the older fdlibm `s_cbrt.c`): a 5-bit estimate from
+/// the exponent, a rational step to 23 bits, one Newton step.
+// The constants are written as published (they round to the same doubles).
+#[allow(clippy::excessive_precision)]
+fn go_cbrt(x: f64) -> f64 {
+    const B1: u64 = 715094163;
+    const B2: u64 = 696219795;
+    const C: f64 = 5.42857142857142815906e-01;
+    const D: f64 = -7.05306122448979611050e-01;
+    const E: f64 = 1.41428571428571436819e+00;
+    const F: f64 = 1.60714285714285720630e+00;
+    const G: f64 = 3.57142857142857150787e-01;
+    const SMALLEST_NORMAL: f64 = 2.22507385850720138309e-308;
+    if x == 0.0 || x.is_nan() || x.is_infinite() {
+        return x;
+    }
+    let (x, negative) = if x < 0.0 { (-x, true) } else { (x, false) };
+    let mut t = f64::from_bits(x.to_bits() / 3 + (B1 << 32));
+    if x < SMALLEST_NORMAL {
+        t = (1u64 << 54) as f64 * x;
+        t = f64::from_bits(t.to_bits() / 3 + (B2 << 32));
+    }
+    let r = t * t / x;
+    let s = C + r * t;
+    t *= G + F / (s + E + D / s);
+    t = f64::from_bits((t.to_bits() & (0xFFFFFFFFC << 28)) + (1 << 30));
+    let s = t * t;
+    let r = x / s;
+    let w = t + t;
+    let r = (r - t) / (w + r);
+    t += t * r;
+    if negative { -t } else { t }
+}
+
 /// Go's `math.Atan` (Cephes): a rational approximation on [0, 0.66] after
 /// range reduction.
 // The constants are written as published (they round to the same doubles).
@@ -442,17 +914,17 @@ const FUNCS: &[(&str, Kind)] = &[
     ("atan", Kind::Math1(go_atan)),
     ("atan2", Kind::Math2(go_atan2)),
     ("atanh", Kind::Math1(libm::atanh)),
-    ("cbrt", Kind::Math1(f64::cbrt)),
+    ("cbrt", Kind::Math1(go_cbrt)),
     ("ceil", Kind::Math1(f64::ceil)),
-    ("cos", Kind::Math1(f64::cos)),
-    ("cosh", Kind::Math1(f64::cosh)),
+    ("cos", Kind::Math1(go_trig::cos)),
+    ("cosh", Kind::Math1(go_cosh)),
     ("erf", Kind::Math1(libm::erf)),
     ("erfc", Kind::Math1(libm::erfc)),
     ("exp", Kind::Math1(f64::exp)),
-    ("exp2", Kind::Math1(f64::exp2)),
+    ("exp2", Kind::Math1(go_exp2)),
     ("expm1", Kind::Math1(f64::exp_m1)),
     ("floor", Kind::Math1(f64::floor)),
-    ("gamma", Kind::Math1(libm::tgamma)),
+    ("gamma", Kind::Math1(go_gamma)),
     ("hypot", Kind::Math2(go_hypot)),
     ("j0", Kind::Math1(libm::j0)),
     ("j1", Kind::Math1(libm::j1)),
@@ -470,11 +942,11 @@ const FUNCS: &[(&str, Kind)] = &[
     ("mod", Kind::Math2(|x, y| x % y)),
     ("pow", Kind::Math2(go_pow)),
     ("pow10", Kind::MathI(go_pow10)),
-    ("sin", Kind::Math1(libm::sin)),
-    ("sinh", Kind::Math1(f64::sinh)),
+    ("sin", Kind::Math1(go_trig::sin)),
+    ("sinh", Kind::Math1(go_sinh)),
     ("sqrt", Kind::Math1(f64::sqrt)),
-    ("tan", Kind::Math1(f64::tan)),
-    ("tanh", Kind::Math1(f64::tanh)),
+    ("tan", Kind::Math1(go_trig::tan)),
+    ("tanh", Kind::Math1(go_tanh)),
     ("trunc", Kind::Math1(f64::trunc)),
     ("y0", Kind::Math1(libm::y0)),
     ("y1", Kind::Math1(libm::y1)),

@@ -17,6 +17,28 @@
 //! compiled [`Expr`] and function name: two `sigma()` calls in one expression
 //! share it, as in Kapacitor; a nested lambda (trees built by hand only) has
 //! its own.
+//!
+//! Where this differs from Kapacitor, knowingly:
+//! - an unknown function fails at compile time (Kapacitor fails each
+//!   evaluation), so a typo is an Init error;
+//! - expressions are limited to [`MAX_TOKENS`] tokens and
+//!   [`MAX_DEPTH`] levels of nesting (no stack overflow on hostile
+//!   input);
+//! - Kapacitor caches a binary node's operand types, and after one type
+//!   mismatch an arithmetic node nested in a comparison keeps failing even
+//!   when later points have the right types; here every evaluation is typed
+//!   afresh;
+//! - the math functions answer as Go does bit for bit (checked against Go
+//!   1.19, see `go_fixtures.rs`), except `exp` (Go's amd64 assembly; here
+//!   the platform's), `erfc` and the Bessel functions (from `libm`), which
+//!   may differ in the last bits, as may what goes through
+//!   `exp` (`pow` with a fractional exponent, `sinh`, `cosh`, `tanh`), and
+//!   the logarithm of a subnormal number (Go's assembly mishandles those);
+//! - `float('0x1p-2')` (Go's hexadecimal float syntax) is refused;
+//!   `strSubstring` cutting through a UTF-8 character keeps the valid part;
+//!   `strToUpper`/`strToLower` use single-character mappings (as Go) but keep
+//!   a character whose only mapping is to several (`ß`), where Go has a
+//!   few more one-to-one special cases.
 
 mod ast;
 mod eval;
@@ -28,7 +50,7 @@ mod value;
 use std::sync::Arc;
 
 pub use ast::{Literal, Node, Op, format_duration};
-pub use parser::{ParseError, parse};
+pub use parser::{MAX_DEPTH, MAX_TOKENS, ParseError, parse};
 pub use regex::{GoRegex, RegexError};
 pub use value::{Type, Value, ValueRef};
 

@@ -742,6 +742,265 @@ mod tests {
         Node::Ref(n.into())
     }
 
+    /// Tokens as `kind@pos:text`, kinds named as Kapacitor's
+    /// `TokenType.String()` names them.
+    fn tokens(src: &str) -> Vec<String> {
+        let toks = Lexer {
+            src,
+            pos: 0,
+            mode: Mode::Operand,
+            tokens: Vec::new(),
+        }
+        .run();
+        toks.iter()
+            .map(|t| {
+                let kind = match &t.tok {
+                    Tok::Number => "number".to_string(),
+                    Tok::Duration => "duration".into(),
+                    Tok::Str => "string".into(),
+                    Tok::Ref => "reference".into(),
+                    Tok::Regex => "regex".into(),
+                    Tok::Ident => "identifier".into(),
+                    Tok::True => "TRUE".into(),
+                    Tok::False => "FALSE".into(),
+                    Tok::Op(op) => op.as_str().into(),
+                    Tok::LParen => "(".into(),
+                    Tok::RParen => ")".into(),
+                    Tok::Comma => ",".into(),
+                    Tok::Star => "*".into(),
+                    Tok::Dot => ".".into(),
+                    Tok::Asgn => "=".into(),
+                    Tok::Other => t.text.to_string(),
+                    Tok::Eof => "EOF".into(),
+                    Tok::Error(m) => format!("ERR({m})"),
+                };
+                format!("{kind}@{}:{}", t.pos, t.text)
+            })
+            .collect()
+    }
+
+    /// Kapacitor's `TestLexer` cases (`tick/ast/lex_test.go`), comments left
+    /// out (the lambda lexer skips them).
+    #[test]
+    fn lexes_as_kapacitor() {
+        let cases: &[(&str, &[&str])] = &[
+            ("!", &["!@0:!", "EOF@1:"]),
+            (
+                "a + b",
+                &["identifier@0:a", "+@2:+", "identifier@4:b", "EOF@5:"],
+            ),
+            (
+                "a - b",
+                &["identifier@0:a", "-@2:-", "identifier@4:b", "EOF@5:"],
+            ),
+            (
+                "a * b",
+                &["identifier@0:a", "*@2:*", "identifier@4:b", "EOF@5:"],
+            ),
+            (
+                "a / b",
+                &["identifier@0:a", "/@2:/", "identifier@4:b", "EOF@5:"],
+            ),
+            (
+                "a = b",
+                &["identifier@0:a", "=@2:=", "identifier@4:b", "EOF@5:"],
+            ),
+            (
+                "a == b",
+                &["identifier@0:a", "==@2:==", "identifier@5:b", "EOF@6:"],
+            ),
+            (
+                "a != b",
+                &["identifier@0:a", "!=@2:!=", "identifier@5:b", "EOF@6:"],
+            ),
+            (
+                "a > b",
+                &["identifier@0:a", ">@2:>", "identifier@4:b", "EOF@5:"],
+            ),
+            (
+                "a >= b",
+                &["identifier@0:a", ">=@2:>=", "identifier@5:b", "EOF@6:"],
+            ),
+            (
+                "a < b",
+                &["identifier@0:a", "<@2:<", "identifier@4:b", "EOF@5:"],
+            ),
+            (
+                "a <= b",
+                &["identifier@0:a", "<=@2:<=", "identifier@5:b", "EOF@6:"],
+            ),
+            (
+                "a =~ b",
+                &["identifier@0:a", "=~@2:=~", "identifier@5:b", "EOF@6:"],
+            ),
+            (
+                "a !~ b",
+                &["identifier@0:a", "!~@2:!~", "identifier@5:b", "EOF@6:"],
+            ),
+            ("(", &["(@0:(", "EOF@1:"]),
+            (")", &[")@0:)", "EOF@1:"]),
+            ("[", &["[@0:[", "EOF@1:"]),
+            ("]", &["]@0:]", "EOF@1:"]),
+            (".", &[".@0:.", "EOF@1:"]),
+            ("|", &["|@0:|", "EOF@1:"]),
+            ("@", &["@@0:@", "EOF@1:"]),
+            ("AND", &["AND@0:AND", "EOF@3:"]),
+            ("OR", &["OR@0:OR", "EOF@2:"]),
+            ("TRUE", &["TRUE@0:TRUE", "EOF@4:"]),
+            ("FALSE", &["FALSE@0:FALSE", "EOF@5:"]),
+            ("var", &["var@0:var", "EOF@3:"]),
+            ("lambda:", &["lambda:@0:lambda:", "EOF@7:"]),
+            ("lambda ", &["identifier@0:lambda", "EOF@7:"]),
+            ("42", &["number@0:42", "EOF@2:"]),
+            ("42.21", &["number@0:42.21", "EOF@5:"]),
+            (".421", &["number@0:.421", "EOF@4:"]),
+            ("0.421", &["number@0:0.421", "EOF@5:"]),
+            ("42s", &["duration@0:42s", "EOF@3:"]),
+            ("1u", &["duration@0:1u", "EOF@2:"]),
+            ("1µ", &["duration@0:1µ", "EOF@3:"]),
+            ("1ms", &["duration@0:1ms", "EOF@3:"]),
+            ("1h", &["duration@0:1h", "EOF@2:"]),
+            ("1d", &["duration@0:1d", "EOF@2:"]),
+            ("1w", &["duration@0:1w", "EOF@2:"]),
+            ("variable", &["identifier@0:variable", "EOF@8:"]),
+            ("myVar01", &["identifier@0:myVar01", "EOF@7:"]),
+            (r#""""#, &[r#"reference@0:"""#, "EOF@2:"]),
+            (
+                r#""ref with spaces""#,
+                &[r#"reference@0:"ref with spaces""#, "EOF@17:"],
+            ),
+            (r#""ref\"""#, &[r#"reference@0:"ref\"""#, "EOF@7:"]),
+            ("''", &["string@0:''", "EOF@2:"]),
+            ("''''''", &["string@0:''''''", "EOF@6:"]),
+            ("'str'", &["string@0:'str'", "EOF@5:"]),
+            (r"'str\''", &[r"string@0:'str\''", "EOF@7:"]),
+            ("'''s'tr'''", &["string@0:'''s'tr'''", "EOF@10:"]),
+            (r"'''s\'tr'''", &[r"string@0:'''s\'tr'''", "EOF@11:"]),
+            ("'''str'''", &["string@0:'''str'''", "EOF@9:"]),
+            ("/.*/", &["regex@0:/.*/", "EOF@4:"]),
+            ("/^abc$/", &["regex@0:/^abc$/", "EOF@7:"]),
+            (
+                r"/^((.*)[a-z]+\S{0,2})|cat\/\/$/",
+                &[r"regex@0:/^((.*)[a-z]+\S{0,2})|cat\/\/$/", "EOF@31:"],
+            ),
+            (" ", &["EOF@1:"]),
+            (" \t\n", &["EOF@3:"]),
+            (
+                "var x = avg()",
+                &[
+                    "var@0:var",
+                    "identifier@4:x",
+                    "=@6:=",
+                    "identifier@8:avg",
+                    "(@11:(",
+                    ")@12:)",
+                    "EOF@13:",
+                ],
+            ),
+            (
+                "var x = avg()|parallel(4)x.groupby('cpu')|window().period(10s)",
+                &[
+                    "var@0:var",
+                    "identifier@4:x",
+                    "=@6:=",
+                    "identifier@8:avg",
+                    "(@11:(",
+                    ")@12:)",
+                    "|@13:|",
+                    "identifier@14:parallel",
+                    "(@22:(",
+                    "number@23:4",
+                    ")@24:)",
+                    "identifier@25:x",
+                    ".@26:.",
+                    "identifier@27:groupby",
+                    "(@34:(",
+                    "string@35:'cpu'",
+                    ")@40:)",
+                    "|@41:|",
+                    "identifier@42:window",
+                    "(@48:(",
+                    ")@49:)",
+                    ".@50:.",
+                    "identifier@51:period",
+                    "(@57:(",
+                    "duration@58:10s",
+                    ")@61:)",
+                    "EOF@62:",
+                ],
+            ),
+            (
+                "var x = avg()\n// Comment all of this is ignored\nx.groupby('cpu')",
+                &[
+                    "var@0:var",
+                    "identifier@4:x",
+                    "=@6:=",
+                    "identifier@8:avg",
+                    "(@11:(",
+                    ")@12:)",
+                    "identifier@48:x",
+                    ".@49:.",
+                    "identifier@50:groupby",
+                    "(@57:(",
+                    "string@58:'cpu'",
+                    ")@63:)",
+                    "EOF@64:",
+                ],
+            ),
+        ];
+        for (src, want) in cases {
+            assert_eq!(tokens(src), *want, "{src:?}");
+        }
+    }
+
+    /// Lambda bodies from Kapacitor's `TestParseStatements` and
+    /// `TestParseStrings` (`tick/ast/parser_test.go`).
+    #[test]
+    fn parses_as_kapacitor() {
+        let n = |i| lit_i(i);
+        let arith = Node::binary(
+            Op::Minus,
+            Node::binary(Op::Plus, n(1), n(2)),
+            Node::binary(Op::Div, Node::binary(Op::Mult, n(3), n(4)), n(5)),
+        );
+        let src = "\n\t// Test Left-Associative operators\n\t// should parse as ((1+2)-(3*4)/5)\n\t(1 + 2 - 3 * 4 / 5)\n";
+        assert_eq!(parse(src).unwrap(), arith);
+        let src = "\n// If this\n// is less than that\n(1 + 2 - 3 * 4 / 5) \n< (sin(6))\nAND \n// more comments.\n(TRUE OR FALSE)";
+        let want = Node::binary(
+            Op::And,
+            Node::binary(
+                Op::Lt,
+                arith,
+                Node::Call {
+                    name: "sin".into(),
+                    args: vec![n(6)],
+                },
+            ),
+            Node::binary(
+                Op::Or,
+                Node::Literal(Literal::Bool(true)),
+                Node::Literal(Literal::Bool(false)),
+            ),
+        );
+        assert_eq!(parse(src).unwrap(), want);
+        assert_eq!(
+            parse("\"value\" < 10").unwrap(),
+            Node::binary(Op::Lt, r("value"), n(10))
+        );
+        for (src, lit) in [
+            ("'asdf'", "asdf"),
+            ("'''asdf'''", "asdf"),
+            (r"'a\'sdf'", "a'sdf"),
+            (r"'''\'asdf'''", r"\'asdf"),
+        ] {
+            assert_eq!(
+                parse(src).unwrap(),
+                Node::Literal(Literal::String(lit.into())),
+                "{src}"
+            );
+        }
+    }
+
     #[test]
     fn precedence_and_associativity() {
         assert_eq!(

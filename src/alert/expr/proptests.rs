@@ -118,3 +118,15 @@ proptest! {
         let _ = parse(&src);
     }
 }
+
+proptest! {
+    #[test]
+    fn random_patterns_never_panic_the_regex_translator(
+        parts in prop::collection::vec(prop::sample::select(vec![
+            "[", "]", "[:", ":]", "^", "\\", "\\p", "\\P", "{", "}", "\\x", "\\Q", "\\E", "(", ")", "(?", "?", "*",
+            "+", "a", "1", ",", ":", "-", "&&", "~", "\\d", "\\0", "\\7", "<", "P", "i", "|", ".", "$",
+        ]), 0..10)
+    ) {
+        let _ = super::GoRegex::new(&parts.concat());
+    }
+}

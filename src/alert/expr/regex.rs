@@ -384,7 +384,7 @@ fn translate_class(chars: &[char], start: usize, out: &mut String) -> Result<usi
                 // POSIX classes stay; any other `[` is a literal in Go.
                 if chars.get(i + 1) == Some(&':') {
                     let rest: String = chars[i..].iter().collect();
-                    if let Some(end) = rest.find(":]") {
+                    if let Some(end) = rest.get(2..).and_then(|r| r.find(":]")).map(|e| e + 2) {
                         let name = &rest[2..end];
                         let bare = name.strip_prefix('^').unwrap_or(name);
                         const POSIX: [&str; 14] = [
@@ -535,5 +535,14 @@ mod tests {
         assert_eq!(re.replace_all("-ab-axxb-", "T"), "-T-T-");
         assert_eq!(re.replace_all("-ab-axxb-", "$1W"), "---");
         assert_eq!(re.replace_all("-ab-axxb-", "${1}W"), "-W-xxW-");
+    }
+
+    #[test]
+    fn odd_posix_brackets() {
+        for p in [
+            "[[:]", "[[:]]", "[[:^]", "[[::]]", "[a[:", "\\p{", "\\x{", "\\Q", "[\\", "a{1,", "(?",
+        ] {
+            let _ = GoRegex::new(p);
+        }
     }
 }

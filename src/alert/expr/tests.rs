@@ -392,3 +392,405 @@ fn compiled_expressions_move_between_threads() {
     send_sync::<ExprError>();
     send_sync::<EvalError>();
 }
+
+/// Kapacitor's `Test_StatelessFuncs` (`tick/stateful/functions_test.go`):
+/// direct calls, values and error texts. (Go passes an untyped `1` as
+/// `int`, where ours is `int64`; that one message differs in the type name.)
+#[test]
+fn kapacitor_stateless_function_cases() {
+    use std::sync::Arc;
+    let cases: Vec<(&str, Vec<Value>, Result<Value, &str>)> = vec![
+        (
+            "strContains",
+            vec![Value::String("aabbc".into()), Value::String("bc".into())],
+            Ok(Value::Bool(true)),
+        ),
+        (
+            "strContains",
+            vec![Value::String("aabbc".into()), Value::String("bx".into())],
+            Ok(Value::Bool(false)),
+        ),
+        (
+            "strContains",
+            vec![Value::String("".into())],
+            Err("strContains expects exactly two arguments"),
+        ),
+        (
+            "strContainsAny",
+            vec![Value::String("aabbc".into()), Value::String("bx".into())],
+            Ok(Value::Bool(true)),
+        ),
+        (
+            "strContainsAny",
+            vec![Value::String("aabbc".into()), Value::String("xy".into())],
+            Ok(Value::Bool(false)),
+        ),
+        (
+            "strContainsAny",
+            vec![Value::String("".into())],
+            Err("strContainsAny expects exactly two arguments"),
+        ),
+        (
+            "strCount",
+            vec![Value::String("aababc".into()), Value::String("a".into())],
+            Ok(Value::Int(3)),
+        ),
+        (
+            "strCount",
+            vec![Value::String("aabbc".into()), Value::String("x".into())],
+            Ok(Value::Int(0)),
+        ),
+        (
+            "strCount",
+            vec![Value::String("".into())],
+            Err("strCount expects exactly two arguments"),
+        ),
+        (
+            "strHasPrefix",
+            vec![Value::String("aababc".into()), Value::String("aab".into())],
+            Ok(Value::Bool(true)),
+        ),
+        (
+            "strHasPrefix",
+            vec![Value::String("aabbc".into()), Value::String("aax".into())],
+            Ok(Value::Bool(false)),
+        ),
+        (
+            "strHasPrefix",
+            vec![Value::String("".into())],
+            Err("strHasPrefix expects exactly two arguments"),
+        ),
+        (
+            "strHasSuffix",
+            vec![Value::String("aababc".into()), Value::String("bc".into())],
+            Ok(Value::Bool(true)),
+        ),
+        (
+            "strHasSuffix",
+            vec![Value::String("aabbc".into()), Value::String("xbc".into())],
+            Ok(Value::Bool(false)),
+        ),
+        (
+            "strHasSuffix",
+            vec![Value::String("".into())],
+            Err("strHasSuffix expects exactly two arguments"),
+        ),
+        (
+            "strIndex",
+            vec![Value::String("aababc".into()), Value::String("ba".into())],
+            Ok(Value::Int(2)),
+        ),
+        (
+            "strIndex",
+            vec![Value::String("aabbc".into()), Value::String("xbc".into())],
+            Ok(Value::Int(-1)),
+        ),
+        (
+            "strIndex",
+            vec![Value::String("".into())],
+            Err("strIndex expects exactly two arguments"),
+        ),
+        (
+            "strIndexAny",
+            vec![Value::String("aababc".into()), Value::String("bax".into())],
+            Ok(Value::Int(0)),
+        ),
+        (
+            "strIndexAny",
+            vec![Value::String("aabbc".into()), Value::String("xy".into())],
+            Ok(Value::Int(-1)),
+        ),
+        (
+            "strIndexAny",
+            vec![Value::String("".into())],
+            Err("strIndexAny expects exactly two arguments"),
+        ),
+        (
+            "strLastIndex",
+            vec![Value::String("aababa".into()), Value::String("ba".into())],
+            Ok(Value::Int(4)),
+        ),
+        (
+            "strLastIndex",
+            vec![Value::String("aabbc".into()), Value::String("xbc".into())],
+            Ok(Value::Int(-1)),
+        ),
+        (
+            "strLastIndex",
+            vec![Value::String("".into())],
+            Err("strLastIndex expects exactly two arguments"),
+        ),
+        (
+            "strLastIndexAny",
+            vec![Value::String("aababc".into()), Value::String("bax".into())],
+            Ok(Value::Int(4)),
+        ),
+        (
+            "strLastIndexAny",
+            vec![Value::String("aabbc".into()), Value::String("xy".into())],
+            Ok(Value::Int(-1)),
+        ),
+        (
+            "strLastIndexAny",
+            vec![Value::String("".into())],
+            Err("strLastIndexAny expects exactly two arguments"),
+        ),
+        (
+            "strLength",
+            vec![Value::String("".into())],
+            Ok(Value::Int(0)),
+        ),
+        (
+            "strLength",
+            vec![Value::String("abxyzc".into())],
+            Ok(Value::Int(6)),
+        ),
+        (
+            "strLength",
+            vec![],
+            Err("strLength expects exactly one argument"),
+        ),
+        (
+            "strLength",
+            vec![Value::Int(1)],
+            Err("cannot pass int as first arg to strLength, must be string"),
+        ),
+        (
+            "strReplace",
+            vec![
+                Value::String("abxyzc".into()),
+                Value::String("xyz".into()),
+                Value::String("".into()),
+                Value::Int(1),
+            ],
+            Ok(Value::String("abc".into())),
+        ),
+        (
+            "strReplace",
+            vec![
+                Value::String("abxaza".into()),
+                Value::String("a".into()),
+                Value::String("z".into()),
+                Value::Int(-1),
+            ],
+            Ok(Value::String("zbxzzz".into())),
+        ),
+        (
+            "strReplace",
+            vec![
+                Value::String("".into()),
+                Value::String("".into()),
+                Value::String("".into()),
+            ],
+            Err("strReplace expects exactly four arguments"),
+        ),
+        (
+            "strSubstring",
+            vec![
+                Value::String("abcdefg".into()),
+                Value::Int(1),
+                Value::Int(5),
+            ],
+            Ok(Value::String("bcde".into())),
+        ),
+        (
+            "strSubstring",
+            vec![Value::String("".into())],
+            Err("strSubstring expects exactly three arguments"),
+        ),
+        (
+            "strSubstring",
+            vec![
+                Value::String("abcdefg".into()),
+                Value::Int(0),
+                Value::Int(10),
+            ],
+            Err("stop index too large for string in strSubstring: 10"),
+        ),
+        (
+            "strSubstring",
+            vec![
+                Value::String("abcdefg".into()),
+                Value::Int(-1),
+                Value::Int(3),
+            ],
+            Err("found negative index for strSubstring: -1"),
+        ),
+        (
+            "strSubstring",
+            vec![
+                Value::String("abcdefg".into()),
+                Value::Int(0),
+                Value::Int(-3),
+            ],
+            Err("found negative index for strSubstring: -3"),
+        ),
+        (
+            "strToLower",
+            vec![Value::String("ABC".into())],
+            Ok(Value::String("abc".into())),
+        ),
+        (
+            "strToLower",
+            vec![Value::String("abc".into())],
+            Ok(Value::String("abc".into())),
+        ),
+        (
+            "strToLower",
+            vec![
+                Value::String("".into()),
+                Value::String("".into()),
+                Value::String("".into()),
+            ],
+            Err("strToLower expects exactly one argument"),
+        ),
+        (
+            "strToUpper",
+            vec![Value::String("ABC".into())],
+            Ok(Value::String("ABC".into())),
+        ),
+        (
+            "strToUpper",
+            vec![Value::String("abc".into())],
+            Ok(Value::String("ABC".into())),
+        ),
+        (
+            "strToUpper",
+            vec![
+                Value::String("".into()),
+                Value::String("".into()),
+                Value::String("".into()),
+            ],
+            Err("strToUpper expects exactly one argument"),
+        ),
+        (
+            "strTrim",
+            vec![Value::String("abba".into()), Value::String("a".into())],
+            Ok(Value::String("bb".into())),
+        ),
+        (
+            "strTrim",
+            vec![Value::String("aabbaa".into()), Value::String("a".into())],
+            Ok(Value::String("bb".into())),
+        ),
+        (
+            "strTrim",
+            vec![Value::String("".into())],
+            Err("strTrim expects exactly two arguments"),
+        ),
+        (
+            "strTrimLeft",
+            vec![Value::String("abba".into()), Value::String("a".into())],
+            Ok(Value::String("bba".into())),
+        ),
+        (
+            "strTrimLeft",
+            vec![Value::String("aabbaa".into()), Value::String("a".into())],
+            Ok(Value::String("bbaa".into())),
+        ),
+        (
+            "strTrimLeft",
+            vec![Value::String("".into())],
+            Err("strTrimLeft expects exactly two arguments"),
+        ),
+        (
+            "strTrimPrefix",
+            vec![Value::String("abba".into()), Value::String("a".into())],
+            Ok(Value::String("bba".into())),
+        ),
+        (
+            "strTrimPrefix",
+            vec![Value::String("aabbaa".into()), Value::String("a".into())],
+            Ok(Value::String("abbaa".into())),
+        ),
+        (
+            "strTrimPrefix",
+            vec![Value::String("".into())],
+            Err("strTrimPrefix expects exactly two arguments"),
+        ),
+        (
+            "strTrimRight",
+            vec![Value::String("abba".into()), Value::String("a".into())],
+            Ok(Value::String("abb".into())),
+        ),
+        (
+            "strTrimRight",
+            vec![Value::String("aabbaa".into()), Value::String("a".into())],
+            Ok(Value::String("aabb".into())),
+        ),
+        (
+            "strTrimRight",
+            vec![Value::String("".into())],
+            Err("strTrimRight expects exactly two arguments"),
+        ),
+        (
+            "strTrimSuffix",
+            vec![Value::String("abba".into()), Value::String("a".into())],
+            Ok(Value::String("abb".into())),
+        ),
+        (
+            "strTrimSuffix",
+            vec![Value::String("aabbaa".into()), Value::String("a".into())],
+            Ok(Value::String("aabba".into())),
+        ),
+        (
+            "strTrimSuffix",
+            vec![Value::String("".into())],
+            Err("strTrimSuffix expects exactly two arguments"),
+        ),
+        (
+            "regexReplace",
+            vec![
+                Value::Regex(Arc::new(GoRegex::new("a(x*)b").unwrap())),
+                Value::String("-ab-axxb-".into()),
+                Value::String("T".into()),
+            ],
+            Ok(Value::String("-T-T-".into())),
+        ),
+        (
+            "regexReplace",
+            vec![
+                Value::Regex(Arc::new(GoRegex::new("a(x*)b").unwrap())),
+                Value::String("-ab-axxb-".into()),
+                Value::String("$1".into()),
+            ],
+            Ok(Value::String("--xx-".into())),
+        ),
+        (
+            "regexReplace",
+            vec![
+                Value::Regex(Arc::new(GoRegex::new("a(x*)b").unwrap())),
+                Value::String("-ab-axxb-".into()),
+                Value::String("$1W".into()),
+            ],
+            Ok(Value::String("---".into())),
+        ),
+        (
+            "regexReplace",
+            vec![
+                Value::Regex(Arc::new(GoRegex::new("a(x*)b").unwrap())),
+                Value::String("-ab-axxb-".into()),
+                Value::String("${1}W".into()),
+            ],
+            Ok(Value::String("-W-xxW-".into())),
+        ),
+        (
+            "regexReplace",
+            vec![
+                Value::Regex(Arc::new(GoRegex::new("a(?P<middle>x*)b").unwrap())),
+                Value::String("-ab-axxb-".into()),
+                Value::String("${middle}W".into()),
+            ],
+            Ok(Value::String("-W-xxW-".into())),
+        ),
+        (
+            "regexReplace",
+            vec![Value::String("".into())],
+            Err("regexReplace expects exactly three arguments"),
+        ),
+    ];
+    for (name, args, want) in cases {
+        let got = call_function(name, &args).map_err(|e| e.message().replace("int64", "int"));
+        assert_eq!(got, want.map_err(str::to_string), "{name}{args:?}");
+    }
+}
