@@ -528,3 +528,58 @@ async fn a_backlog_larger_than_the_memory_window_streams_through_in_order() {
     assert_exact_order(&h.expected, &fake.per_id());
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pagertree_unreachable_then_back() {
+    // A port with nothing listening: connections are refused.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}/integration/int_comeback");
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = Harness::start(dir.path(), &config(""), fast());
+    let r = route_url(&url);
+    for n in 0..4 {
+        h.submit(event("u", level_at(n), n, r.clone())).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        h.outbox.pending().unwrap().0,
+        4,
+        "nothing is lost while unreachable"
+    );
+    let fake = FakePagerTree::start_on(&format!("127.0.0.1:{port}")).await;
+    fake.integration("int_comeback", Fmt::Kapacitor, None);
+    assert!(fake.wait_accepted(4, WAIT).await);
+    assert_exact_order(&h.expected, &fake.per_id());
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parked_event_ages_out_to_the_dead_letter_table_and_releases_its_id() {
+    let fake = FakePagerTree::start().await;
+    let url = fake.integration("int_parkage", Fmt::Kapacitor, None);
+    fake.force_status("int_parkage", Some(403));
+    let dir = tempfile::tempdir().unwrap();
+    let mut dcfg = fast();
+    dcfg.max_age = Duration::from_millis(1500);
+    dcfg.parked_retry = Duration::from_secs(600);
+    let mut h = Harness::start(dir.path(), &config(""), dcfg);
+    let r = route_url(&url);
+    h.submit(event("p", Level::CRITICAL, 0, r.clone())).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    h.submit(event("p", Level::OK, 1, r.clone())).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    fake.force_status("int_parkage", None);
+    // The create is dead-lettered at 1.5 s (not at the 10-minute parked
+    // retry); then the resolve goes out.
+    assert!(fake.wait_accepted(1, Duration::from_secs(5)).await);
+    assert_eq!(fake.accepted()[0].marker, "p#1 OK");
+    let held = h.outbox.held().unwrap();
+    assert_eq!(held.len(), 1);
+    assert_eq!(held[0].kind, HeldKind::DeadLetter);
+    assert!(held[0].reason.contains("403"), "{}", held[0].reason);
+    h.stop().await;
+}

@@ -136,9 +136,12 @@ impl Drop for FakePagerTree {
 impl FakePagerTree {
     /// Starts on an ephemeral loopback port (inside a tokio runtime).
     pub async fn start() -> FakePagerTree {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind fake PagerTree");
+        Self::start_on("127.0.0.1:0").await
+    }
+
+    /// Starts on a given address (e.g. a port the agent already tries).
+    pub async fn start_on(addr: &str) -> FakePagerTree {
+        let listener = TcpListener::bind(addr).await.expect("bind fake PagerTree");
         let addr = listener.local_addr().expect("local addr");
         let state = Arc::new(Mutex::new(State::default()));
         let changed = Arc::new(Notify::new());
