@@ -33,9 +33,12 @@ pub trait AlertStateStore: Send + Sync + std::fmt::Debug {
 /// The in-memory store: survives reconnects of the same (task, node) while
 /// the agent runs. The durable store keeps the same rows in the outbox's
 /// database, written in the same transaction as the outbox row.
+/// The open alerts of every node, by (task, node), then by alert id.
+type NodeAlerts = HashMap<(String, String), HashMap<String, StoredAlert>>;
+
 #[derive(Debug, Default, Clone)]
 pub struct MemoryStore {
-    inner: Arc<Mutex<HashMap<(String, String), HashMap<String, StoredAlert>>>>,
+    inner: Arc<Mutex<NodeAlerts>>,
 }
 
 impl MemoryStore {

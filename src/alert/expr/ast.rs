@@ -237,6 +237,11 @@ impl fmt::Display for Literal {
         match self {
             Literal::Int(i) => write!(f, "{i}"),
             Literal::Float(x) => f.write_str(&float_literal(*x)),
+            // A trailing backslash would escape the closing quote: such a
+            // string (a `'''raw'''` literal can hold one) prints raw.
+            Literal::String(s) if s.ends_with('\\') && !s.contains("'''") => {
+                write!(f, "'''{s}'''")
+            }
             Literal::String(s) => {
                 f.write_char('\'')?;
                 for c in s.chars() {
@@ -333,8 +338,8 @@ impl fmt::Display for Node {
     /// a negative number literal prints as `-5`, which parses as unary minus,
     /// and a duration that is not a whole number of microseconds prints as
     /// `5ns`, which the lexer does not accept, an empty regex prints as `//`,
-    /// which starts a comment, and a string ending in a backslash cannot be
-    /// quoted (Kapacitor has the same limits).
+    /// which starts a comment, and a string that ends in a backslash and
+    /// contains `'''` cannot be quoted (Kapacitor has the same limits).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Node::Literal(l) => write!(f, "{l}"),

@@ -34,6 +34,8 @@
 //!   may differ in the last bits, as may what goes through
 //!   `exp` (`pow` with a fractional exponent, `sinh`, `cosh`, `tanh`), and
 //!   the logarithm of a subnormal number (Go's assembly mishandles those);
+//! - a regex that repeats a flag group (`a(?i)*`, which Go reads as `a*`
+//!   with the flag set) is refused;
 //! - `float('0x1p-2')` (Go's hexadecimal float syntax) is refused;
 //!   `strSubstring` cutting through a UTF-8 character keeps the valid part;
 //!   `strToUpper`/`strToLower` use single-character mappings (as Go) but keep

@@ -12,10 +12,18 @@ fn name() -> impl Strategy<Value = String> {
     "[a-zA-Z][a-zA-Z0-9_]{0,6}".prop_filter("not a keyword", |s| !KEYWORDS.contains(&s.as_str()))
 }
 
-/// Text without backslashes: Kapacitor's quoting cannot express a string
-/// that ends in one (`'a\'` reads as an escaped quote), so neither can ours.
+/// String contents: anything but one that ends in a backslash and also holds
+/// `'''` (no TICKscript quoting expresses that).
 fn text() -> impl Strategy<Value = String> {
-    "[^\\\\]{0,8}"
+    "(\\PC|[\\\\'\n]){0,8}".prop_filter("quotable", |s: &String| {
+        !(s.ends_with('\\') && s.contains("'''"))
+    })
+}
+
+/// Reference names: a parsed reference never ends in a backslash (`\"` is an
+/// escaped quote).
+fn ref_name() -> impl Strategy<Value = String> {
+    "(\\PC|[\\\\\"\n]){0,8}".prop_filter("quotable", |s: &String| !s.ends_with('\\'))
 }
 
 fn literal() -> impl Strategy<Value = Node> {
@@ -44,7 +52,7 @@ fn literal() -> impl Strategy<Value = Node> {
 }
 
 fn tree() -> impl Strategy<Value = Node> {
-    let leaf = prop_oneof![4 => literal(), 2 => text().prop_map(Node::Ref), 1 => name().prop_map(Node::Ident)];
+    let leaf = prop_oneof![4 => literal(), 2 => ref_name().prop_map(Node::Ref), 1 => name().prop_map(Node::Ident)];
     leaf.prop_recursive(5, 40, 4, |inner| {
         let binary_ops: Vec<Op> = Op::ALL.into_iter().filter(|o| *o != Op::Not).collect();
         prop_oneof![
@@ -65,9 +73,36 @@ fn tree() -> impl Strategy<Value = Node> {
     })
 }
 
-const TOKENS: [&str; 28] = [
-    "\"v\"", "\"h\"", "1", "2.5", "010", "5m", "10ms", "'a'", "'it\\'s'", "TRUE", "FALSE", "/^w/",
-    "+", "-", "*", "/", "%", "==", "!=", "<", ">=", "=~", "!~", "AND", "OR", "!", "(", ")",
+const TOKENS: [&str; 29] = [
+    "\"v\"",
+    "\"h\"",
+    "1",
+    "2.5",
+    "010",
+    "5m",
+    "10ms",
+    "'a'",
+    "'it\\'s'",
+    "'\'\'a\\\'\''",
+    "TRUE",
+    "FALSE",
+    "/^w/",
+    "+",
+    "-",
+    "*",
+    "/",
+    "%",
+    "==",
+    "!=",
+    "<",
+    ">=",
+    "=~",
+    "!~",
+    "AND",
+    "OR",
+    "!",
+    "(",
+    ")",
 ];
 
 struct Empty;

@@ -294,6 +294,10 @@ pub fn translate(p: &str) -> Result<String, String> {
                         out.push('\\');
                         out.push(e);
                     }
+                    // Go: any other escaped ASCII non-word character is itself.
+                    e if e.is_ascii() && !e.is_ascii_alphanumeric() => {
+                        out.push_str(&format!("\\x{{{:X}}}", e as u32));
+                    }
                     e => return Err(format!("invalid escape sequence: `\\{e}`")),
                 }
             }
@@ -381,8 +385,9 @@ fn translate_class(chars: &[char], start: usize, out: &mut String) -> Result<usi
                 return Ok(i);
             }
             '[' => {
-                // POSIX classes stay; any other `[` is a literal in Go.
-                if chars.get(i + 1) == Some(&':') {
+                // POSIX classes stay (not as the end of a range, where Go
+                // reads one character); any other `[` is a literal in Go.
+                if !prev_dash && chars.get(i + 1) == Some(&':') {
                     let rest: String = chars[i..].iter().collect();
                     if let Some(end) = rest.get(2..).and_then(|r| r.find(":]")).map(|e| e + 2) {
                         let name = &rest[2..end];
@@ -391,11 +396,16 @@ fn translate_class(chars: &[char], start: usize, out: &mut String) -> Result<usi
                             "alnum", "alpha", "ascii", "blank", "cntrl", "digit", "graph", "lower",
                             "print", "punct", "space", "upper", "word", "xdigit",
                         ];
-                        if POSIX.contains(&bare) {
-                            out.push_str(&rest[..end + 2]);
-                            i += rest[..end + 2].chars().count();
-                            continue;
+                        // Go: `[:name:]` must name a POSIX class.
+                        if !POSIX.contains(&bare) {
+                            return Err(format!(
+                                "invalid character class range: `{}`",
+                                &rest[..end + 2]
+                            ));
                         }
+                        out.push_str(&rest[..end + 2]);
+                        i += rest[..end + 2].chars().count();
+                        continue;
                     }
                 }
                 out.push_str("\\[");
@@ -434,6 +444,10 @@ fn translate_class(chars: &[char], start: usize, out: &mut String) -> Result<usi
                     e if e.is_ascii_punctuation() => {
                         out.push('\\');
                         out.push(e);
+                    }
+                    // Go: any other escaped ASCII non-word character is itself.
+                    e if e.is_ascii() && !e.is_ascii_alphanumeric() => {
+                        out.push_str(&format!("\\x{{{:X}}}", e as u32));
                     }
                     e => return Err(format!("invalid escape sequence: `\\{e}`")),
                 }
@@ -537,12 +551,29 @@ mod tests {
         assert_eq!(re.replace_all("-ab-axxb-", "${1}W"), "-W-xxW-");
     }
 
+    /// Odd patterns, with what Go 1.19 answers: refused, or how it matches
+    /// `[`, `:` and `]`.
     #[test]
-    fn odd_posix_brackets() {
-        for p in [
-            "[[:]", "[[:]]", "[[:^]", "[[::]]", "[a[:", "\\p{", "\\x{", "\\Q", "[\\", "a{1,", "(?",
-        ] {
-            let _ = GoRegex::new(p);
+    fn odd_patterns_as_go() {
+        let cases: [(&str, Option<[bool; 3]>); 12] = [
+            ("[[:]", Some([true, true, false])),
+            ("[[:]]", Some([false, false, false])),
+            ("[[:^]", Some([true, true, false])),
+            ("[[::]]", None),
+            ("[a[:", None),
+            (r"\p{", None),
+            (r"\x{", None),
+            (r"\Q", Some([true, true, true])),
+            (r"[\", None),
+            ("a{1,", Some([false, false, false])),
+            ("(?", None),
+            ("[[:alpha:]", None),
+        ];
+        for (p, want) in cases {
+            let got = GoRegex::new(p)
+                .ok()
+                .map(|re| ["[", ":", "]"].map(|s| re.is_match(s)));
+            assert_eq!(got, want, "/{p}/");
         }
     }
 }

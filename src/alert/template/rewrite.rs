@@ -281,11 +281,14 @@ impl<'a> Rewriter<'a> {
             self.declare(&pipe, ty);
             return ActionNode { pos: a.pos, pipe };
         }
+        // Calls whose result Go and gotmpl print alike (strings, bools, ints)
+        // need no printing step; keeping `html`/`urlquery` last also keeps
+        // html/template's rule on predefined escapers.
         let returns_text = pipe.commands.last().and_then(|c| c.args.first()).is_some_and(|e| {
             matches!(e, Expr::Identifier(_, f) if matches!(f.as_str(),
                 "print" | "printf" | "println" | "html" | "js" | "urlquery" | "len" | "not"
-                | "eq" | "ne" | "lt" | "le" | "gt" | "ge") || f.starts_with("__kp_json")
-                || f.starts_with("__kp_jsonc") || f == "json" || f == "jsonCompact" || f == INDEX_STR)
+                | "eq" | "ne" | "lt" | "le" | "gt" | "ge" | "json" | "jsonCompact" | INDEX_STR)
+                || f.starts_with("__kp_json"))
         });
         if returns_text {
             return ActionNode { pos: a.pos, pipe };
