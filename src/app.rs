@@ -272,3 +272,83 @@ async fn wait_for_signal(shutdown: &CancellationToken, ready: impl FnOnce()) -> 
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snippet_names_both_functions_and_sockets() {
+        let s = kapacitor_conf_snippet(
+            Path::new("/run/k/stream.sock"),
+            Path::new("/run/k/batch.sock"),
+        );
+        assert!(s.contains("[udf.functions.pagertree]\n    socket = \"/run/k/stream.sock\"\n    timeout = \"10s\""), "{s}");
+        assert!(
+            s.contains("[udf.functions.pagertreeBatch]\n    socket = \"/run/k/batch.sock\""),
+            "{s}"
+        );
+        // It is valid TOML, as kapacitor.conf is.
+        let v: toml::Value = toml::from_str(&s).unwrap();
+        assert_eq!(
+            v["udf"]["functions"]["pagertreeBatch"]["timeout"].as_str(),
+            Some("10s")
+        );
+    }
+
+    #[test]
+    fn server_info_prefers_config_values() {
+        let mut c = Config::default();
+        assert_eq!(server_info(&c), ServerInfo::default());
+        c.kapacitor.hostname = Some("kap1".into());
+        c.kapacitor.cluster_id = Some("c-1".into());
+        let si = server_info(&c);
+        assert_eq!(
+            (
+                si.hostname.as_str(),
+                si.cluster_id.as_str(),
+                si.server_id.as_str()
+            ),
+            ("kap1", "c-1", "")
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn serve_with_stops_on_cancel_and_removes_sockets() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::default();
+        config.server.data_dir = dir.path().join("data");
+        let hooks = Hooks::default();
+        let (sink, _committer, store) = build_sink(&hooks);
+        let env = NodeEnv::new(
+            Arc::new(config.clone()),
+            Arc::new(store),
+            ServerInfo::default(),
+        );
+        let shutdown = CancellationToken::new();
+        let task = {
+            let (config, shutdown) = (config.clone(), shutdown.clone());
+            tokio::spawn(async move {
+                serve_with(
+                    &config,
+                    Arc::new(AlertFactory::new(env)),
+                    sink,
+                    &Hooks::default(),
+                    shutdown,
+                )
+                .await
+            })
+        };
+        let stream = config.server.stream_socket_path();
+        let start = std::time::Instant::now();
+        while tokio::net::UnixStream::connect(&stream).await.is_err() {
+            assert!(start.elapsed() < Duration::from_secs(10));
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(config.server.batch_socket_path().exists());
+        shutdown.cancel();
+        task.await.unwrap().unwrap();
+        assert!(!stream.exists());
+        assert!(!config.server.batch_socket_path().exists());
+    }
+}

@@ -220,3 +220,31 @@ async fn paused_session_keeps_the_watchdog_fed() {
     let rest = k.close().await;
     assert_eq!(error_text(&rest), None);
 }
+
+/// The emulator's own watchdog must fire as Kapacitor's does, or the
+/// keepalive tests above would prove nothing.
+#[tokio::test]
+async fn emulator_watchdog_aborts_a_silent_peer() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("silent.sock");
+    let listener = tokio::net::UnixListener::bind(&path).unwrap();
+    let silent = tokio::spawn(async move {
+        // Accepts, reads everything, never answers.
+        let (mut s, _) = listener.accept().await.unwrap();
+        let mut sink = Vec::new();
+        let _ = tokio::io::AsyncReadExt::read_to_end(&mut s, &mut sink).await;
+    });
+    let k = Kapacitor::connect_with(&path, Duration::from_millis(400)).await;
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert_eq!(k.aborted(), None, "aborted before the timeout");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let why = k
+        .aborted()
+        .expect("the watchdog did not abort a silent peer");
+    assert!(why.contains("keepalive timedout"), "{why}");
+    // The abort closed the write half: the silent peer saw EOF.
+    tokio::time::timeout(Duration::from_secs(2), silent)
+        .await
+        .unwrap()
+        .unwrap();
+}

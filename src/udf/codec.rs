@@ -9,7 +9,7 @@
 
 use std::marker::PhantomData;
 
-use bytes::{Buf, BufMut, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use prost::Message;
 use tokio_util::codec::{Decoder, Encoder};
 
@@ -107,11 +107,10 @@ fn kind_name<T>() -> &'static str {
     full.rsplit("::").next().unwrap_or(full)
 }
 
-impl<In: Message + Default, Out> Decoder for FrameCodec<In, Out> {
-    type Item = In;
-    type Error = CodecError;
-
-    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<In>, CodecError> {
+impl<In, Out> FrameCodec<In, Out> {
+    /// Splits the next complete frame off `src` (its payload, without the
+    /// prefix), checking the length before allocating anything for it.
+    fn next_frame(&mut self, src: &mut BytesMut) -> Result<Option<Bytes>, CodecError> {
         let (prefix, len) = match self.pending {
             Some(p) => p,
             None => {
@@ -138,18 +137,12 @@ impl<In: Message + Default, Out> Decoder for FrameCodec<In, Out> {
         }
         self.pending = None;
         src.advance(prefix);
-        let frame = src.split_to(len).freeze();
-        In::decode(frame)
-            .map(Some)
-            .map_err(|source| CodecError::Decode {
-                kind: kind_name::<In>(),
-                len,
-                source,
-            })
+        Ok(Some(src.split_to(len).freeze()))
     }
 
-    fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<In>, CodecError> {
-        match self.decode(src)? {
+    /// At EOF: nothing left is fine, a partial frame is `Truncated`.
+    fn next_frame_eof(&mut self, src: &mut BytesMut) -> Result<Option<Bytes>, CodecError> {
+        match self.next_frame(src)? {
             Some(frame) => Ok(Some(frame)),
             None if src.is_empty() => Ok(None),
             None => {
@@ -164,6 +157,51 @@ impl<In: Message + Default, Out> Decoder for FrameCodec<In, Out> {
                 })
             }
         }
+    }
+}
+
+/// Decodes one frame's payload as `M`.
+pub fn decode_frame<M: Message + Default>(frame: Bytes) -> Result<M, CodecError> {
+    let len = frame.len();
+    M::decode(frame).map_err(|source| CodecError::Decode {
+        kind: kind_name::<M>(),
+        len,
+        source,
+    })
+}
+
+impl<In: Message + Default, Out> Decoder for FrameCodec<In, Out> {
+    type Item = In;
+    type Error = CodecError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<In>, CodecError> {
+        self.next_frame(src)?.map(decode_frame).transpose()
+    }
+
+    fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<In>, CodecError> {
+        self.next_frame_eof(src)?.map(decode_frame).transpose()
+    }
+}
+
+/// Splits frames without decoding them: the session's reader uses it so the
+/// points are decoded (allocated) on the task that consumes them, and only
+/// keepalives are decoded where they are answered.
+pub type RawFrameCodec = FrameCodec<RawFrame, Response>;
+
+/// The `In` of [`RawFrameCodec`]: frames come out as their undecoded payload.
+#[derive(Debug)]
+pub enum RawFrame {}
+
+impl Decoder for RawFrameCodec {
+    type Item = Bytes;
+    type Error = CodecError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Bytes>, CodecError> {
+        self.next_frame(src)
+    }
+
+    fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<Bytes>, CodecError> {
+        self.next_frame_eof(src)
     }
 }
 

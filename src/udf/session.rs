@@ -5,14 +5,15 @@
 //! Three tasks per connection, because Kapacitor aborts a task that hears
 //! nothing for `timeout` and stalls every stream task when a UDF stops reading:
 //!
-//! - the **reader** (the session's own task) decodes frames, answers
+//! - the **reader** (the session's own task) splits frames, answers
 //!   `KeepaliveRequest` itself at once — a keepalive never queues behind slow
-//!   work — and forwards everything else, in order, through a bounded queue. If
+//!   work — and forwards every other frame undecoded, in order, through a
+//!   bounded queue. If
 //!   that queue is full it stops reading (the last resort) and sends an
 //!   unsolicited `KeepaliveResponse` whenever nothing was written for about a
 //!   second, until it can forward again (architecture.md, *Backpressure*);
-//! - the **processor** keeps the conversation's state (Init seen, open batch),
-//!   calls the handler, hands events to the [`Sink`] and answers Snapshot only
+//! - the **processor** decodes the frames, keeps the conversation's state
+//!   (Init seen, open batch), calls the handler, encodes what it emits, hands events to the [`Sink`] and answers Snapshot only
 //!   after `Sink::barrier` (every earlier event committed);
 //! - the **writer** is the only one that writes: responses never interleave
 //!   mid-frame, and keepalives overtake queued data.
@@ -23,7 +24,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
@@ -36,7 +37,7 @@ use crate::proto::{
     EdgeType, ErrorResponse, InitResponse, KeepaliveResponse, Request, Response, RestoreResponse,
     SnapshotResponse, request, response,
 };
-use crate::udf::codec::{AgentCodec, CodecError, encode_frame};
+use crate::udf::codec::{CodecError, RawFrameCodec, decode_frame, encode_frame};
 use crate::udf::handler::{Handler, HandlerFactory, NodeKey, Output};
 
 /// The first bytes of every snapshot this agent gives Kapacitor.
@@ -228,11 +229,11 @@ fn resp(message: response::Message) -> Response {
 }
 
 /// What the reader hands the processor.
-// The large variant is the common one (every point): boxing it would cost an
-// allocation per point to shrink the rare one.
-#[allow(clippy::large_enum_variant)]
 enum Work {
-    Request(request::Message),
+    /// An undecoded frame: decoded by the processor, so a point's memory is
+    /// allocated and freed on the same task (cross-thread frees contend on
+    /// the allocator's locks).
+    Frame(Bytes),
     /// A frame that could not be decoded, or a Request with no message: answered
     /// with an ErrorResponse in order, after every earlier frame.
     Violation {
@@ -241,8 +242,16 @@ enum Work {
     },
 }
 
-/// What the processor hands the writer, in order.
-type Outgoing = Vec<Response>;
+/// What the processor hands the writer, in order: encoded frames.
+type Outgoing = Bytes;
+
+/// The ErrorResponse for a Request whose `message` is not set.
+const EMPTY_REQUEST: &str = "received a Request with no message set (an empty frame, or a message type this \
+                             agent does not know: is this a Kapacitor UDF connection?)";
+
+/// The first byte of a Request frame whose first field is `keepalive`
+/// (field 3, length-delimited): the only frames the reader decodes itself.
+const KEEPALIVE_TAG: u8 = (3 << 3) | 2;
 
 const WRITER_QUEUE: usize = 64;
 const KEEPALIVE_QUEUE: usize = 16;
@@ -352,8 +361,11 @@ async fn read_loop<R: AsyncRead + Unpin>(
     stop: &CancellationToken,
     shutdown: &CancellationToken,
 ) -> ReadEnd {
-    let mut frames =
-        FramedRead::with_capacity(reader, AgentCodec::new(settings.max_frame_bytes), 64 * 1024);
+    let mut frames = FramedRead::with_capacity(
+        reader,
+        RawFrameCodec::new(settings.max_frame_bytes),
+        64 * 1024,
+    );
     loop {
         let next = tokio::select! {
             biased;
@@ -363,22 +375,25 @@ async fn read_loop<R: AsyncRead + Unpin>(
         };
         let work = match next {
             None => return ReadEnd::Eof,
-            Some(Ok(Request { message: Some(request::Message::Keepalive(k)) })) => {
-                metrics().keepalives_total.inc();
-                // A full queue means the writer is stuck: one more would not help.
-                let _ = ka_tx.try_send(k.time);
-                clock.touch();
-                continue;
+            Some(Ok(frame)) => {
+                if frame.first() == Some(&KEEPALIVE_TAG)
+                    && let Ok(Request {
+                        message: Some(request::Message::Keepalive(k)),
+                    }) = decode_frame::<Request>(frame.clone())
+                {
+                    metrics().keepalives_total.inc();
+                    // A full queue means the writer is stuck: one more would not help.
+                    let _ = ka_tx.try_send(k.time);
+                    clock.touch();
+                    continue;
+                }
+                Work::Frame(frame)
             }
-            Some(Ok(Request { message: Some(m) })) => Work::Request(m),
-            Some(Ok(Request { message: None })) => Work::Violation {
-                reason: "empty_request",
-                message: "received a Request with no message set (an empty frame, or a message type this agent \
-                          does not know: is this a Kapacitor UDF connection?)"
-                    .into(),
-            },
             Some(Err(CodecError::Io(e))) => return ReadEnd::Aborted(e.to_string()),
-            Some(Err(e)) => Work::Violation { reason: e.reason(), message: format!("protocol error: {e}") },
+            Some(Err(e)) => Work::Violation {
+                reason: e.reason(),
+                message: format!("protocol error: {e}"),
+            },
         };
         let last = matches!(work, Work::Violation { .. });
         if !forward(
@@ -490,7 +505,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                 None => ka_open = false,
             },
             o = out.recv(), if out_open => match o {
-                Some(batch) => for r in &batch { encode_frame(r, &mut buf) },
+                Some(bytes) => buf.extend_from_slice(&bytes),
                 None => out_open = false,
             },
         }
@@ -498,10 +513,8 @@ async fn write_loop<W: AsyncWrite + Unpin>(
         while buf.len() < 256 * 1024 {
             if let Ok(t) = ka.try_recv() {
                 encode_frame(&keepalive(t), &mut buf);
-            } else if let Ok(batch) = out.try_recv() {
-                for r in &batch {
-                    encode_frame(r, &mut buf);
-                }
+            } else if let Ok(bytes) = out.try_recv() {
+                buf.extend_from_slice(&bytes);
             } else {
                 break;
             }
@@ -548,7 +561,8 @@ struct Processor {
     init_seen: bool,
     open_batch: bool,
     out: Output,
-    pending: Vec<Response>,
+    /// Encoded responses not yet handed to the writer.
+    pending: BytesMut,
     outcome: ProcessOutcome,
     edge_label: EdgeLabel,
 }
@@ -571,7 +585,7 @@ impl Processor {
             init_seen: false,
             open_batch: false,
             out: Output::default(),
-            pending: Vec::new(),
+            pending: BytesMut::new(),
             outcome: ProcessOutcome::default(),
             edge_label,
         }
@@ -606,10 +620,14 @@ impl Processor {
         self.outcome
     }
 
+    fn push(&mut self, r: Response) {
+        encode_frame(&r, &mut self.pending);
+    }
+
     async fn flush(&mut self, out_tx: &mpsc::Sender<Outgoing>) {
         if !self.pending.is_empty() {
             // The writer drains until every sender is gone, so this cannot be lost.
-            let _ = out_tx.send(std::mem::take(&mut self.pending)).await;
+            let _ = out_tx.send(self.pending.split().freeze()).await;
         }
     }
 
@@ -623,10 +641,9 @@ impl Processor {
     /// Answers a violation with an `ErrorResponse` and ends the conversation.
     fn violation(&mut self, reason: &'static str, message: String) -> Step {
         tracing::warn!(session = self.id, edge = edge_name(self.settings.edge), reason, error = %message, "protocol violation; closing the session");
-        self.pending
-            .push(resp(response::Message::Error(ErrorResponse {
-                error: message.clone(),
-            })));
+        self.push(resp(response::Message::Error(ErrorResponse {
+            error: message.clone(),
+        })));
         self.outcome.violation = Some(message);
         self.outcome.reason = reason;
         Step::Stop
@@ -634,13 +651,19 @@ impl Processor {
 
     async fn handle(&mut self, work: Work, out_tx: &mpsc::Sender<Outgoing>) -> Step {
         let msg = match work {
-            Work::Request(m) => m,
+            Work::Frame(frame) => match decode_frame::<Request>(frame) {
+                Ok(Request { message: Some(m) }) => m,
+                Ok(Request { message: None }) => {
+                    return self.violation("empty_request", EMPTY_REQUEST.into());
+                }
+                Err(e) => return self.violation(e.reason(), format!("protocol error: {e}")),
+            },
             Work::Violation { reason, message } => return self.violation(reason, message),
         };
         use request::Message as M;
         match msg {
             M::Info(_) => {
-                self.pending.push(resp(response::Message::Info(
+                self.push(resp(response::Message::Info(
                     self.ctx.factory.info(self.settings.edge),
                 )));
                 Step::Continue
@@ -667,21 +690,19 @@ impl Processor {
                             .initialized(self.id, self.settings.edge, &key);
                         self.outcome.node = Some(key);
                         self.handler = Some(h);
-                        self.pending
-                            .push(resp(response::Message::Init(InitResponse {
-                                success: true,
-                                error: String::new(),
-                            })));
+                        self.push(resp(response::Message::Init(InitResponse {
+                            success: true,
+                            error: String::new(),
+                        })));
                     }
                     Err(error) => {
                         metrics().init_failures_total.inc();
                         tracing::warn!(session = self.id, task = %req.task_id, node = %req.node_id, %error, "Init refused");
                         self.outcome.init_refused = Some(error.clone());
-                        self.pending
-                            .push(resp(response::Message::Init(InitResponse {
-                                success: false,
-                                error,
-                            })));
+                        self.push(resp(response::Message::Init(InitResponse {
+                            success: false,
+                            error,
+                        })));
                     }
                 }
                 Step::Continue
@@ -707,11 +728,10 @@ impl Processor {
                     }
                 }
                 // Never refused: a refusal stops the task at every start until it is deleted.
-                self.pending
-                    .push(resp(response::Message::Restore(RestoreResponse {
-                        success: true,
-                        error: String::new(),
-                    })));
+                self.push(resp(response::Message::Restore(RestoreResponse {
+                    success: true,
+                    error: String::new(),
+                })));
                 Step::Continue
             }
             M::Snapshot(_) => {
@@ -721,18 +741,16 @@ impl Processor {
                 if let Err(e) = self.ctx.sink.barrier().await {
                     return self.violation("sink_closed", format!("cannot take a snapshot: {e}"));
                 }
-                self.pending
-                    .push(resp(response::Message::Snapshot(SnapshotResponse {
-                        snapshot: snapshot_bytes(),
-                    })));
+                self.push(resp(response::Message::Snapshot(SnapshotResponse {
+                    snapshot: snapshot_bytes(),
+                })));
                 Step::Continue
             }
             M::Keepalive(k) => {
                 // The reader answers keepalives; kept correct should one arrive here.
-                self.pending
-                    .push(resp(response::Message::Keepalive(KeepaliveResponse {
-                        time: k.time,
-                    })));
+                self.push(resp(response::Message::Keepalive(KeepaliveResponse {
+                    time: k.time,
+                })));
                 Step::Continue
             }
             M::Point(p) => {
@@ -802,7 +820,9 @@ impl Processor {
             metrics().points_total.get_or_create(&self.edge_label).inc();
         }
         f(handler, &mut self.out);
-        self.pending.append(&mut self.out.responses);
+        for r in self.out.responses.drain(..) {
+            encode_frame(&r, &mut self.pending);
+        }
         // Taken out and put back so the buffer's capacity is reused per point.
         let mut events = std::mem::take(&mut self.out.events);
         let mut failed = None;
@@ -1119,7 +1139,24 @@ mod tests {
             options: vec![],
         }))
         .await;
-        expect_error(h, "a second InitRequest").await;
+        let counter = || {
+            metrics()
+                .protocol_errors_total
+                .get_or_create(&ReasonLabel {
+                    reason: "second_init",
+                })
+                .get()
+        };
+        let before = counter();
+        let rec = expect_error(h, "a second InitRequest").await;
+        assert_eq!(
+            rec.node,
+            Some(NodeKey {
+                task: "t".into(),
+                node: "n".into()
+            })
+        );
+        assert_eq!(counter(), before + 1);
     }
 
     #[tokio::test]

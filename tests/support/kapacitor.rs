@@ -2,10 +2,14 @@
 //! Kapacitor's `udf/server.go` does (udf-protocol.md):
 //!
 //! - one writer task for every request, so keepalives wait behind the points
-//!   written before them (an agent that stops reading sees no keepalives);
+//!   written before them (an agent that stops reading sees no keepalives).
+//!   Kapacitor's writer picks between its data and request channels at
+//!   random; one FIFO here is the same once the socket is full, and
+//!   deterministic before;
 //! - a `KeepaliveRequest` every `timeout/2`;
 //! - a watchdog that aborts the connection when **no response of any kind**
-//!   arrived for `timeout`;
+//!   arrived for `timeout` (a timer restarted by every response, as
+//!   `watchKeepalive` does);
 //! - the ending: half-close (shut the write half) and read until the agent's EOF.
 //!
 //! Tests read as a conversation: `init`, `point`, `snapshot`, `close`.
@@ -53,6 +57,8 @@ struct Shared {
     aborted: Mutex<Option<String>>,
     /// Set when reading failed (reset) rather than reaching EOF.
     read_error: Mutex<Option<String>>,
+    /// Fed by every response (Kapacitor's `s.keepalive` channel).
+    fed: tokio::sync::Notify,
 }
 
 /// One emulated Kapacitor node connection.
@@ -100,6 +106,7 @@ impl Kapacitor {
             keepalive_responses: AtomicU64::new(0),
             aborted: Mutex::new(None),
             read_error: Mutex::new(None),
+            fed: tokio::sync::Notify::new(),
         });
         let abort = CancellationToken::new();
         // Kapacitor's request channel is small; the writer drains it in order.
@@ -148,6 +155,7 @@ impl Kapacitor {
                 match f {
                     Ok(resp) => {
                         *rshared.last_response.lock().unwrap() = Instant::now();
+                        rshared.fed.notify_one();
                         if let Some(response::Message::Keepalive(_)) = resp.message {
                             rshared.keepalive_responses.fetch_add(1, Ordering::SeqCst);
                             let _ = ka_tx.send(Instant::now());
@@ -183,17 +191,20 @@ impl Kapacitor {
             }
         });
 
-        // The watchdog: no response of any kind for `timeout` aborts.
+        // The watchdog, as `watchKeepalive` does it: a timer of `timeout`
+        // restarted by every response; when it fires, abort.
         let wshared = shared.clone();
         let wdabort = abort.clone();
+        let wclosing = closing.clone();
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(timeout / 20);
             loop {
                 tokio::select! {
                     _ = wdabort.cancelled() => break,
-                    _ = tick.tick() => {
-                        let since = wshared.last_response.lock().unwrap().elapsed();
-                        if since > timeout {
+                    // Kapacitor stops watching once it is stopping.
+                    _ = wclosing.cancelled() => break,
+                    fed = tokio::time::timeout(timeout, wshared.fed.notified()) => {
+                        if fed.is_err() {
+                            let since = wshared.last_response.lock().unwrap().elapsed();
                             *wshared.aborted.lock().unwrap() =
                                 Some(format!("keepalive timedout, last response {since:?} ago"));
                             wdabort.cancel();
