@@ -11,7 +11,8 @@
 //!    no event fires).
 //! 2. Memory: RSS before and after 1,000,000 distinct groups have state, per group.
 //!
-//! `BENCH_ROUNDS` (default 300) sets how many rounds of 10,000 points are timed.
+//! `BENCH_ROUNDS` (default 300) sets how many rounds of 10,000 points are
+//! timed; `BENCH_ONLY=throughput|mode2|memory` runs one part.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::HashMap;
@@ -62,23 +63,29 @@ fn s(v: &str) -> OptionValue {
 }
 
 fn node() -> AlertNode {
+    node_with(vec![
+        ("crit", Some("\"value\" > 90")),
+        ("warn", Some("\"value\" > 80")),
+        ("info", Some("\"value\" > 70")),
+        ("stateChangesOnly", None),
+        ("dryRun", None),
+    ])
+}
+
+fn node_with(options: Vec<(&str, Option<&str>)>) -> AlertNode {
     let env = NodeEnv::new(
         Arc::new(Config::default()),
         Arc::new(MemoryStore::new()),
         ServerInfo::default(),
     );
-    let opt = |name: &str, values: Vec<OptionValue>| Opt {
-        name: name.into(),
-        values,
-    };
     let req = InitRequest {
-        options: vec![
-            opt("crit", vec![s("\"value\" > 90")]),
-            opt("warn", vec![s("\"value\" > 80")]),
-            opt("info", vec![s("\"value\" > 70")]),
-            opt("stateChangesOnly", vec![]),
-            opt("dryRun", vec![]),
-        ],
+        options: options
+            .into_iter()
+            .map(|(name, value)| Opt {
+                name: name.into(),
+                values: value.map(s).into_iter().collect(),
+            })
+            .collect(),
         task_id: "bench".into(),
         node_id: "alert1".into(),
     };
@@ -242,13 +249,62 @@ fn memory(groups: usize, non_ok_every: usize) {
     drop(node);
 }
 
+/// Mode 2 with every point an event (the udf benchmark's mirror-equivalent
+/// work inside the node): level, id and message read from the point, the
+/// default `{{ json . }}` details rendered, the point emitted.
+fn mode2_events(points: usize) {
+    let mut node = node_with(vec![
+        ("levelFrom", Some("level")),
+        ("idFrom", Some("alertID")),
+        ("messageFrom", Some("message")),
+        ("dryRun", None),
+    ]);
+    let mut ps: Vec<Point> = (0..1000)
+        .map(|g| {
+            let mut p = point(g, 95.0);
+            p.tags.insert("level".into(), "CRITICAL".into());
+            p.tags.insert("alertID".into(), format!("cpu:{g}"));
+            p.fields_string
+                .insert("message".into(), format!("cpu:{g} is CRITICAL"));
+            p
+        })
+        .collect();
+    let mut out = Output::default();
+    let c0 = cpu_secs();
+    let mut events = 0;
+    for i in 0..points {
+        let p = &mut ps[i % 1000];
+        p.time = i as i64;
+        node.evaluate_point(p, &mut out);
+        events += out.events.len();
+        out.events.clear();
+        out.responses.clear();
+    }
+    let cpu = cpu_secs() - c0;
+    println!(
+        "mode 2:   {points} points, {events} events (default details rendered): thread CPU {cpu:.3}s = {:.0} events/s ({:.0} ns/event)",
+        events as f64 / cpu,
+        cpu * 1e9 / events.max(1) as f64
+    );
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; nothing else to parse.
     let rounds = std::env::var("BENCH_ROUNDS")
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(300);
-    throughput(rounds);
-    memory(1_000_000, 0);
-    memory(1_000_000, 10);
+    // BENCH_ONLY=throughput|mode2|memory runs one part (e.g. under perf).
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    let run = |part: &str| only.is_empty() || only == part;
+    if run("throughput") {
+        throughput(rounds);
+    }
+    if run("mode2") {
+        mode2_events(200_000);
+    }
+    if run("memory") {
+        memory(1_000_000, 0);
+        memory(1_000_000, 10);
+    }
 }

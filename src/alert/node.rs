@@ -43,6 +43,7 @@ use crate::proto::{
     BeginBatch, EdgeType, EndBatch, InfoResponse, InitRequest, Point, Response, response,
 };
 use crate::udf::handler::{Handler, HandlerFactory, Output};
+use prometheus_client::metrics::counter::Counter;
 
 use data::FieldRef;
 use fxhash::FxBuildHasher;
@@ -281,6 +282,8 @@ struct Core {
     bad_level_log: LogLimit,
     render_error_log: LogLimit,
     expr_error_log: LogLimit,
+    /// `events_total` by level, resolved once (the family's lookup locks).
+    events_total: [Counter; 4],
 }
 
 /// One initialized `@pagertree()` node (one connection).
@@ -348,6 +351,12 @@ impl AlertNode {
                 bad_level_log: LogLimit::default(),
                 render_error_log: LogLimit::default(),
                 expr_error_log: LogLimit::default(),
+                events_total: Level::ALL.map(|l| {
+                    metrics()
+                        .events_total
+                        .get_or_create(&LevelLabel { level: l.as_str() })
+                        .clone()
+                }),
             },
             groups: HashMap::default(),
             batch: None,
@@ -1017,20 +1026,18 @@ impl Core {
             if input.level == Level::OK {
                 self.last_events.remove(id.as_str());
             } else {
-                self.last_events.insert(
-                    id.as_str().into(),
-                    StoredAlert {
-                        level: input.level,
-                        time: input.time,
-                    },
-                );
+                let stored = StoredAlert {
+                    level: input.level,
+                    time: input.time,
+                };
+                match self.last_events.get_mut(id.as_str()) {
+                    Some(slot) => *slot = stored,
+                    None => {
+                        self.last_events.insert(id.as_str().into(), stored);
+                    }
+                }
             }
-            metrics()
-                .events_total
-                .get_or_create(&LevelLabel {
-                    level: input.level.as_str(),
-                })
-                .inc();
+            self.events_total[input.level as usize].inc();
             out.events.push(Event {
                 task: self.task.clone(),
                 node: self.node.clone(),

@@ -92,6 +92,13 @@ fn mode2_repeats_without_state_changes_only() {
     let store = MemoryStore::new();
     let env = env(&store);
     let mut node = init(&env, EdgeType::Stream, "t", mode2());
+    let crit = || {
+        metrics()
+            .events_total
+            .get_or_create(&LevelLabel { level: "CRITICAL" })
+            .get()
+    };
+    let before = crit();
     let outs = feed(
         &mut node,
         vec![
@@ -120,6 +127,7 @@ fn mode2_repeats_without_state_changes_only() {
     assert_eq!(e.data.columns, vec!["time", "message", "value"]);
     assert_eq!(outs[3].responses.len(), 0);
     assert_eq!(outs[0].responses.len(), 1);
+    assert!(crit() >= before + 2, "events are counted by level");
 }
 
 #[test]
