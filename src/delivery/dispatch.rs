@@ -362,8 +362,15 @@ fn instant_of(ns: i64) -> Instant {
     if ns <= now {
         Instant::now()
     } else {
-        Instant::now() + Duration::from_nanos((ns - now) as u64)
+        later(Duration::from_nanos((ns - now) as u64))
     }
+}
+
+/// Now plus `d`, capped at a year (a config such as `max_age = "1000y"`
+/// must not overflow the clock).
+fn later(d: Duration) -> Instant {
+    const YEAR: Duration = Duration::from_secs(365 * 86_400);
+    Instant::now() + d.min(YEAR)
 }
 
 fn instant_to_ns(at: Instant) -> i64 {
@@ -412,7 +419,7 @@ impl State {
         if n > 0 {
             tracing::info!(in_flight = n, grace = ?self.cfg.shutdown_grace, "stopping delivery: waiting for requests on the wire");
         }
-        let deadline = Instant::now() + self.cfg.shutdown_grace;
+        let deadline = later(self.cfg.shutdown_grace);
         while !self.inflight.is_empty() {
             tokio::select! {
                 Some(done) = self.inflight.join_next() => {
@@ -812,9 +819,11 @@ impl State {
             return;
         };
         let age = Duration::from_nanos(now_ns().saturating_sub(head.created_ns).max(0) as u64);
-        let until_dead = max_age.saturating_sub(age) + Duration::from_millis(1);
+        let until_dead = max_age
+            .saturating_sub(age)
+            .saturating_add(Duration::from_millis(1));
         let wait = wait.min(until_dead);
-        let due = Instant::now() + wait;
+        let due = later(wait);
         q.due = due;
         head.parked = parked;
         head.next_attempt_ns = instant_to_ns(due).max(1);

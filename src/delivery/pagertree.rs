@@ -277,6 +277,9 @@ pub enum SendError {
     Request(String),
     #[error("cannot build an HTTP client: {0}")]
     Client(String),
+    /// Not an http(s) URL: only a config or TICKscript fix helps.
+    #[error("not a usable http(s) URL: {0}")]
+    BadUrl(String),
 }
 
 /// What the dispatcher does with a row after one attempt.
@@ -300,6 +303,11 @@ pub enum Outcome {
 pub fn classify(result: &Result<Answer, SendError>) -> Outcome {
     let a = match result {
         Ok(a) => a,
+        Err(e @ SendError::BadUrl(_)) => {
+            return Outcome::Park {
+                reason: e.to_string(),
+            };
+        }
         Err(SendError::Client(e)) => {
             return Outcome::Park {
                 reason: format!("cannot build an HTTP client: {e}"),
@@ -437,6 +445,7 @@ impl HttpClient {
 
     /// POSTs `body` as JSON to `p.url`, with the token header when set.
     pub async fn post(&self, p: &SendParams, body: Bytes) -> Result<Answer, SendError> {
+        check_url(&p.url)?;
         let client = self.client(p.connect_timeout)?;
         let started = Instant::now();
         let mut req = client
@@ -468,6 +477,19 @@ impl HttpClient {
             body,
             elapsed: started.elapsed(),
         })
+    }
+}
+
+/// An endpoint URL must be absolute http or https with a host.
+pub fn check_url(url: &str) -> Result<(), SendError> {
+    match reqwest::Url::parse(url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(()),
+        Ok(u) => Err(SendError::BadUrl(format!(
+            "{} (scheme {:?})",
+            redact::url(url),
+            u.scheme()
+        ))),
+        Err(e) => Err(SendError::BadUrl(format!("{} ({e})", redact::url(url)))),
     }
 }
 
@@ -681,6 +703,28 @@ mod tests {
             classify(&Err(SendError::Connect("refused".into()))),
             Outcome::Transient { .. }
         ));
+    }
+
+    #[test]
+    fn unusable_urls_park() {
+        assert!(check_url("https://api.pagertree.com/integration/int_x").is_ok());
+        assert!(check_url("http://127.0.0.1:9/integration/int_x").is_ok());
+        for bad in [
+            "",
+            "api.pagertree.com/integration/int_x",
+            "ftp://h/int_x",
+            "https://",
+        ] {
+            let e = check_url(bad).unwrap_err();
+            assert!(
+                matches!(classify(&Err(e.clone())), Outcome::Park { .. }),
+                "{bad}: {e}"
+            );
+        }
+        let e = check_url("ftp://h/integration/int_ODCWagoG9")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("int_OD…") && !e.contains("ODCWagoG9"), "{e}");
     }
 
     #[test]
