@@ -278,3 +278,58 @@ fn outbox_without_an_outbox_says_so() {
         text(&o)
     );
 }
+
+/// The promise: `KAPACITOR_PAGERTREE_URL=… kapacitor-pagertree serve`
+/// works with no file — a Mode 1 node with no url() or endpoint() pages
+/// the `default` endpoint, and the resolve follows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_url_variable_alone_delivers() {
+    let fake = FakePagerTree::start().await;
+    let url = fake.integration("int_envONLY1", Fmt::Kapacitor, None);
+    let agent = Agent::builder()
+        .env("KAPACITOR_PAGERTREE_URL", &url)
+        .start();
+    let mut k = Kapacitor::connect(agent.stream_socket()).await;
+    let init = k
+        .init(
+            "cpu",
+            "pagertree2",
+            vec![
+                opt("crit").string("\"value\" > 90"),
+                opt("id").string("cpu:{{ index .Tags \"host\" }}"),
+            ],
+        )
+        .await;
+    assert!(init.success, "{}", init.error);
+    let t0 = 1_700_000_000_000_000_000i64;
+    k.point(
+        point("cpu")
+            .time(t0)
+            .dimension("host", "web01")
+            .field("value", 95.0),
+    )
+    .await;
+    k.point(
+        point("cpu")
+            .time(t0 + 60_000_000_000)
+            .dimension("host", "web01")
+            .field("value", 10.0),
+    )
+    .await;
+    let _ = k.snapshot().await;
+    assert!(
+        fake.wait_accepted(2, Duration::from_secs(30)).await,
+        "{}",
+        agent.log()
+    );
+    let accepted = fake.accepted();
+    assert_eq!(accepted[0].id, "cpu:web01");
+    assert_eq!(accepted[0].action, pagertree::Action::Create);
+    assert_eq!(accepted[0].level.as_deref(), Some("CRITICAL"));
+    assert_eq!(accepted[1].action, pagertree::Action::Resolve);
+    assert!(
+        !agent.log().contains("int_envONLY1"),
+        "the integration id never reaches the log"
+    );
+    k.close().await;
+}

@@ -631,8 +631,14 @@ impl Config {
         if let Err(ConfigError::Invalid { reason, .. }) = s.socket_mode_bits() {
             err("server.socket_mode", reason);
         }
-        if let Err(reason) = s.http_listen() {
-            err("server.http_addr", reason);
+        match s.http_listen() {
+            Err(reason) => err("server.http_addr", reason),
+            Ok(HttpAddr::Listen(a)) if !a.ip().is_loopback() => warnings.push(format!(
+                "{}: server.http_addr: {a} is not a loopback address: /metrics and the alerts API \
+                 (alert ids and messages) are reachable from the network; firewall it or use 127.0.0.1",
+                origins.of("server.http_addr")
+            )),
+            Ok(_) => {}
         }
         if let Err(reason) = s.log_format_kind() {
             err("server.log_format", reason);
@@ -1012,6 +1018,26 @@ mod tests {
     fn defaults_are_valid_and_warn_about_no_endpoint() {
         let w = Config::default().validate(&Origins::default()).unwrap();
         assert!(w.iter().any(|w| w.contains("no endpoint")), "{w:?}");
+    }
+
+    #[test]
+    fn a_public_http_addr_warns() {
+        let mut c = Config::default();
+        c.endpoints.insert(
+            "a".into(),
+            EndpointConfig {
+                url: "https://x/y".into(),
+                ..Default::default()
+            },
+        );
+        c.delivery.default_endpoint = "a".into();
+        assert!(c.validate(&Origins::default()).unwrap().is_empty());
+        c.server.http_addr = "0.0.0.0:9096".into();
+        let w = c.validate(&Origins::default()).unwrap();
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].contains("not a loopback address"), "{w:?}");
+        c.server.http_addr = "[::1]:9096".into();
+        assert!(c.validate(&Origins::default()).unwrap().is_empty());
     }
 
     #[test]

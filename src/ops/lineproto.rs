@@ -332,4 +332,17 @@ mod tests {
         let e = parse("cpu 1", Precision::Nanoseconds).unwrap_err();
         assert!(e.reason.contains("no '=value'"), "{e}");
     }
+
+    proptest::proptest! {
+        /// Whatever the bytes, the parser answers with a value or an error, never a panic.
+        #[test]
+        fn never_panics(s in "(?s).{0,200}") {
+            let _ = parse(&s, Precision::Nanoseconds);
+        }
+
+        #[test]
+        fn never_panics_on_near_misses(s in "[a-z'\"/\\|@.(),=:*0-9 \n#µ_-]{0,120}") {
+            let _ = parse(&s, Precision::Nanoseconds);
+        }
+    }
 }

@@ -947,4 +947,17 @@ data
             &[Value::Lambda("\"r\" =~ /a)b/".into())]
         );
     }
+
+    proptest::proptest! {
+        /// Whatever the bytes, the parser answers with a value or an error, never a panic.
+        #[test]
+        fn never_panics(s in "(?s).{0,200}") {
+            let _ = parse(&s);
+        }
+
+        #[test]
+        fn never_panics_on_near_misses(s in "[a-z'\"/\\|@.(),=:*0-9 \n#µ_-]{0,120}") {
+            let _ = parse(&s);
+        }
+    }
 }
