@@ -117,7 +117,10 @@ pub fn build_sink(hooks: &Hooks) -> (Sink, std::thread::JoinHandle<()>, MemorySt
     let (sink, handle) = if hooks.discard_events {
         spawn_sink(DiscardCommitter, SINK_QUEUE)
     } else {
-        spawn_sink(crate::ops::status::ViewingCommitter::new(LogCommitter::new(store.clone())), SINK_QUEUE)
+        spawn_sink(
+            crate::ops::status::ViewingCommitter::new(LogCommitter::new(store.clone())),
+            SINK_QUEUE,
+        )
     };
     (sink, handle, store)
 }
@@ -260,7 +263,10 @@ pub async fn serve_with(
 /// Returns at SIGTERM or SIGINT, or when `shutdown` is cancelled by the caller.
 /// `ready` runs once the handlers are installed (a SIGTERM right after
 /// systemd's READY must be a graceful stop, not the default kill).
-async fn wait_for_signal(shutdown: &CancellationToken, ready: impl FnOnce()) -> Result<(), AppError> {
+async fn wait_for_signal(
+    shutdown: &CancellationToken,
+    ready: impl FnOnce(),
+) -> Result<(), AppError> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).map_err(AppError::Signals)?;
     let mut int = signal(SignalKind::interrupt()).map_err(AppError::Signals)?;

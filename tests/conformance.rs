@@ -85,7 +85,10 @@ impl Emitted {
 
 fn messages(rs: Vec<Response>) -> Vec<response::Message> {
     rs.into_iter()
-        .map(|r| r.message.expect("the agent wrote a Response with no message"))
+        .map(|r| {
+            r.message
+                .expect("the agent wrote a Response with no message")
+        })
         .collect()
 }
 
@@ -109,7 +112,10 @@ async fn open_sessions(
     for t in &case.tasks {
         let mut k = Kapacitor::connect(socket).await;
         let url = fake.url(&integration_of(&t.task));
-        let opts: Vec<Opt> = conformance::init_options(&t.alert, &url);
+        let opts: Vec<Opt> = conformance::init_options(&t.alert, &url)
+            .into_iter()
+            .map(Opt)
+            .collect();
         let init = k.init(&t.task, NODE, opts).await;
         assert!(init.success, "{}: Init refused: {}", case.name, init.error);
         if let Some(snap) = stale.get(&t.task) {
@@ -118,7 +124,10 @@ async fn open_sessions(
         }
         conns.insert(t.task.clone(), k);
     }
-    Sessions { conns, emitted: HashMap::new() }
+    Sessions {
+        conns,
+        emitted: HashMap::new(),
+    }
 }
 
 impl Sessions {
@@ -127,7 +136,10 @@ impl Sessions {
     async fn barrier(&mut self, task: &str, result: &mut RunResult) -> Vec<u8> {
         let k = self.conns.get_mut(task).expect("task connection");
         let (before, snap) = k.snapshot().await;
-        self.emitted.entry(task.to_string()).or_default().take(before, result);
+        self.emitted
+            .entry(task.to_string())
+            .or_default()
+            .take(before, result);
         snap
     }
 
@@ -179,7 +191,9 @@ async fn run(case: &Case) -> RunResult {
         let k = sessions.conns.get(&task).expect("task connection");
         match input {
             Input::Point { point, .. } => k.point(point.clone()).await,
-            Input::Batch { begin, points, end, .. } => {
+            Input::Batch {
+                begin, points, end, ..
+            } => {
                 k.begin_batch(begin.clone()).await;
                 for p in points {
                     k.point(p.clone()).await;
@@ -207,7 +221,11 @@ async fn run(case: &Case) -> RunResult {
     );
     tokio::time::sleep(Duration::from_millis(300)).await;
     let violations = fake.violations();
-    assert!(violations.is_empty(), "{}: PagerTree rules broken: {violations:?}", case.name);
+    assert!(
+        violations.is_empty(),
+        "{}: PagerTree rules broken: {violations:?}",
+        case.name
+    );
 
     let by_integration: BTreeMap<String, String> = case
         .tasks
@@ -270,7 +288,10 @@ cases!(
 /// Every case file has a test above: a new case cannot be skipped silently.
 #[test]
 fn every_case_file_is_run() {
-    let mut files: Vec<String> = conformance::load_all().into_iter().map(|c| c.name).collect();
+    let mut files: Vec<String> = conformance::load_all()
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
     files.sort();
     let mut names: Vec<String> = NAMES.iter().map(|s| s.to_string()).collect();
     names.sort();

@@ -52,7 +52,10 @@ pub struct Sink {
 impl Sink {
     /// Queues an event, waiting while the bounded queue is full.
     pub async fn submit(&self, event: Box<Event>) -> Result<(), SinkError> {
-        self.tx.send(SinkMsg::Event(event)).await.map_err(|_| SinkError::Closed)
+        self.tx
+            .send(SinkMsg::Event(event))
+            .await
+            .map_err(|_| SinkError::Closed)
     }
 
     /// Queues an event without waiting; a full queue hands it back.
@@ -67,7 +70,10 @@ impl Sink {
     /// Waits until every event submitted before this call is committed.
     pub async fn barrier(&self) -> Result<(), SinkError> {
         let (tx, rx) = oneshot::channel();
-        self.tx.send(SinkMsg::Barrier(tx)).await.map_err(|_| SinkError::Closed)?;
+        self.tx
+            .send(SinkMsg::Barrier(tx))
+            .await
+            .map_err(|_| SinkError::Closed)?;
         rx.await.map_err(|_| SinkError::Closed)
     }
 }
@@ -91,7 +97,10 @@ pub struct CommitError {
 /// Starts the committer thread behind a new [`Sink`] whose queue holds at
 /// most `capacity` messages. The thread ends when every `Sink` is dropped,
 /// after committing what was queued.
-pub fn spawn_sink<C: Committer>(mut committer: C, capacity: usize) -> (Sink, thread::JoinHandle<()>) {
+pub fn spawn_sink<C: Committer>(
+    mut committer: C,
+    capacity: usize,
+) -> (Sink, thread::JoinHandle<()>) {
     let (tx, mut rx) = mpsc::channel::<SinkMsg>(capacity.max(1));
     let handle = thread::Builder::new()
         .name("pagertree-commit".into())
