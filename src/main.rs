@@ -560,6 +560,22 @@ fn node_factory_with(
     AlertFactory::new(NodeEnv::new(config.clone(), store, server_info))
 }
 
+/// The node factory of `serve`: ServerInfo from the config, else read once
+/// from Kapacitor's API at the first Init and kept in data_dir.
+fn serve_factory(
+    config: &std::sync::Arc<Config>,
+    store: std::sync::Arc<dyn kapacitor_pagertree::alert::store::AlertStateStore>,
+) -> kapacitor_pagertree::alert::node::AlertFactory {
+    use kapacitor_pagertree::alert::node::{AlertFactory, NodeEnv};
+    use kapacitor_pagertree::ops::server_info::KapacitorServerInfo;
+    let mut env = NodeEnv::new(config.clone(), store, Default::default());
+    env.server_info = std::sync::Arc::new(KapacitorServerInfo::new(
+        &config.kapacitor,
+        &config.server.data_dir,
+    ));
+    AlertFactory::new(env)
+}
+
 /// The daemon's logger, from the configuration; its warnings are logged.
 fn init_daemon_logging(loaded: &Loaded) -> Result<(), ExitCode> {
     let format = loaded
@@ -648,7 +664,7 @@ async fn run_agent(config: Config) -> anyhow::Result<()> {
     if hooks.discard_events {
         // Benchmarks only: no outbox, no delivery.
         let (sink, committer, store) = app::build_sink(&hooks);
-        let factory = node_factory_with(&config, Arc::new(store));
+        let factory = serve_factory(&config, Arc::new(store));
         let result = app::serve_with(
             &config,
             Arc::new(factory),
@@ -679,7 +695,7 @@ async fn run_agent(config: Config) -> anyhow::Result<()> {
     )?;
     let watcher = tokio::spawn(watch_outbox(outbox.clone(), http_stop.clone()));
 
-    let factory = node_factory_with(&config, Arc::new(outbox.clone()));
+    let factory = serve_factory(&config, Arc::new(outbox.clone()));
     let result = app::serve_with(
         &config,
         Arc::new(factory),

@@ -531,3 +531,202 @@ pub fn error_text(rs: &[Response]) -> Option<String> {
         _ => None,
     })
 }
+
+/// A small stand-in for Kapacitor's HTTP API: `GET /kapacitor/v1/debug/vars`
+/// answers the top-level `host`, `cluster_id` and `server_id` string vars
+/// (and a few others, as Kapacitor's expvar answer has), checking the
+/// credentials the agent sends. Runs on a thread of its own so it serves
+/// whatever runtime (or none) the test uses; stops when dropped.
+pub mod api {
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::{SocketAddr, TcpListener, TcpStream};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    /// What the fake requires of a request.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub enum Auth {
+        None,
+        /// `Authorization: Basic base64(user:password)`.
+        Basic {
+            user: String,
+            password: String,
+        },
+        /// `Authorization: Bearer <HS256 JWT>` signed with this secret, with
+        /// claims `username` (this user) and a future `exp`.
+        Bearer {
+            user: String,
+            secret: String,
+        },
+    }
+
+    #[derive(Debug, Default)]
+    struct State {
+        /// (path, Authorization header) of every request.
+        requests: Vec<(String, Option<String>)>,
+    }
+
+    pub struct KapacitorApi {
+        addr: SocketAddr,
+        state: Arc<Mutex<State>>,
+        stop: Arc<AtomicBool>,
+        thread: Option<std::thread::JoinHandle<()>>,
+    }
+
+    impl KapacitorApi {
+        /// Serves these ServerInfo values on 127.0.0.1, any port.
+        pub fn start(host: &str, cluster_id: &str, server_id: &str, auth: Auth) -> KapacitorApi {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            let state = Arc::new(Mutex::new(State::default()));
+            let stop = Arc::new(AtomicBool::new(false));
+            let body = serde_json::json!({
+                "cluster_id": cluster_id,
+                "server_id": server_id,
+                "host": host,
+                "product": "kapacitor",
+                "version": "1.7.0",
+                "num_tasks": 1,
+                "num_enabled_tasks": 1,
+                "kapacitor": {},
+            })
+            .to_string();
+            let thread = {
+                let (state, stop) = (state.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    for conn in listener.incoming() {
+                        if stop.load(Ordering::SeqCst) {
+                            return;
+                        }
+                        if let Ok(c) = conn {
+                            serve_one(c, &body, &auth, &state);
+                        }
+                    }
+                })
+            };
+            KapacitorApi {
+                addr,
+                state,
+                stop,
+                thread: Some(thread),
+            }
+        }
+
+        /// The `[kapacitor] url` to give the agent.
+        pub fn url(&self) -> String {
+            format!("http://{}", self.addr)
+        }
+
+        /// (path, Authorization header) of every request so far.
+        pub fn requests(&self) -> Vec<(String, Option<String>)> {
+            self.state.lock().unwrap().requests.clone()
+        }
+    }
+
+    impl Drop for KapacitorApi {
+        fn drop(&mut self) {
+            self.stop.store(true, Ordering::SeqCst);
+            let _ = TcpStream::connect(self.addr);
+            if let Some(t) = self.thread.take() {
+                let _ = t.join();
+            }
+        }
+    }
+
+    /// A URL where nothing listens (a port just bound and released).
+    pub fn down_url() -> String {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    }
+
+    fn serve_one(conn: TcpStream, body: &str, auth: &Auth, state: &Mutex<State>) {
+        let mut reader = BufReader::new(conn.try_clone().unwrap());
+        let mut line = String::new();
+        if reader.read_line(&mut line).is_err() {
+            return;
+        }
+        let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
+        let mut authorization = None;
+        loop {
+            let mut h = String::new();
+            if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" || h == "\n" {
+                break;
+            }
+            if let Some((k, v)) = h.split_once(':')
+                && k.eq_ignore_ascii_case("authorization")
+            {
+                authorization = Some(v.trim().to_string());
+            }
+        }
+        state
+            .lock()
+            .unwrap()
+            .requests
+            .push((path.clone(), authorization.clone()));
+        let (status, text) = if path != "/kapacitor/v1/debug/vars" {
+            ("404 Not Found", "{}".to_string())
+        } else if !authorized(auth, authorization.as_deref()) {
+            (
+                "401 Unauthorized",
+                r#"{"error":"authentication failed"}"#.to_string(),
+            )
+        } else {
+            ("200 OK", body.to_string())
+        };
+        let mut w = conn;
+        let _ = write!(
+            w,
+            "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+            text.len()
+        );
+        let _ = w.flush();
+    }
+
+    fn authorized(auth: &Auth, header: Option<&str>) -> bool {
+        use base64::Engine as _;
+        use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+        match auth {
+            Auth::None => true,
+            Auth::Basic { user, password } => {
+                header
+                    == Some(&format!(
+                        "Basic {}",
+                        STANDARD.encode(format!("{user}:{password}"))
+                    ))
+            }
+            Auth::Bearer { user, secret } => {
+                use hmac::Mac;
+                let Some(token) = header.and_then(|h| h.strip_prefix("Bearer ")) else {
+                    return false;
+                };
+                let parts: Vec<&str> = token.split('.').collect();
+                if parts.len() != 3 {
+                    return false;
+                }
+                let Ok(mut mac) = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes())
+                else {
+                    return false;
+                };
+                mac.update(format!("{}.{}", parts[0], parts[1]).as_bytes());
+                let Ok(sig) = URL_SAFE_NO_PAD.decode(parts[2]) else {
+                    return false;
+                };
+                if mac.verify_slice(&sig).is_err() {
+                    return false;
+                }
+                let Ok(claims) = URL_SAFE_NO_PAD.decode(parts[1]) else {
+                    return false;
+                };
+                let Ok(claims) = serde_json::from_slice::<serde_json::Value>(&claims) else {
+                    return false;
+                };
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_secs();
+                claims["username"] == user.as_str()
+                    && claims["exp"].as_u64().is_some_and(|exp| exp > now)
+            }
+        }
+    }
+}
