@@ -19,7 +19,7 @@ use crate::ops::config::{Config, ConfigError};
 use crate::proto::EdgeType;
 use crate::udf::handler::HandlerFactory;
 use crate::udf::server::{self, ServerError};
-use crate::udf::session::{LogSessionEvents, SessionContext, SessionSettings};
+use crate::udf::session::{LogSessionEvents, SessionContext, SessionEvents, SessionSettings};
 
 /// **For tests only**: milliseconds to wait before processing each data frame,
 /// making every node slow on purpose (keepalive and backpressure tests). Read
@@ -171,6 +171,27 @@ pub async fn serve_with(
     hooks: &Hooks,
     shutdown: CancellationToken,
 ) -> Result<(), AppError> {
+    serve_with_events(
+        config,
+        factory,
+        sink,
+        Arc::new(LogSessionEvents),
+        hooks,
+        shutdown,
+    )
+    .await
+}
+
+/// [`serve_with`], with `events` receiving the life of every session (the
+/// durable agent keeps session marks for restart safety).
+pub async fn serve_with_events(
+    config: &Config,
+    factory: Arc<dyn HandlerFactory>,
+    sink: Sink,
+    events: Arc<dyn SessionEvents>,
+    hooks: &Hooks,
+    shutdown: CancellationToken,
+) -> Result<(), AppError> {
     let server_cfg = &config.server;
     let mode = server_cfg.socket_mode_bits()?;
     std::fs::create_dir_all(&server_cfg.data_dir).map_err(|source| AppError::DataDir {
@@ -190,7 +211,7 @@ pub async fn serve_with(
     let ctx = Arc::new(SessionContext {
         factory,
         sink,
-        events: Arc::new(LogSessionEvents),
+        events,
     });
     let settings = |edge| {
         let mut s = SessionSettings::new(edge, server_cfg.max_frame_bytes);

@@ -217,6 +217,10 @@ enum Command {
         #[command(subcommand)]
         action: OutboxAction,
     },
+    /// List the UDF sessions marked open in the outbox of --data-dir: the tasks Kapacitor
+    /// has running through this agent, which a restarted agent revives. A session is
+    /// marked at its Init, cleared when Kapacitor ends it, and kept when the agent stops.
+    Tasks,
     /// Print the version.
     Version,
 }
@@ -290,6 +294,7 @@ fn main() -> ExitCode {
             format,
         }) => send_test(&cli.global, endpoint, url, format),
         Some(Command::Outbox { action }) => outbox(&cli.global, action),
+        Some(Command::Tasks) => tasks(&cli.global),
         Some(Command::Version) => {
             println!("kapacitor-pagertree {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
@@ -696,10 +701,13 @@ async fn run_agent(config: Config) -> anyhow::Result<()> {
     let watcher = tokio::spawn(watch_outbox(outbox.clone(), http_stop.clone()));
 
     let factory = serve_factory(&config, Arc::new(outbox.clone()));
-    let result = app::serve_with(
+    let events =
+        Arc::new(kapacitor_pagertree::delivery::sessions::OutboxSessionEvents::new(outbox.clone()));
+    let result = app::serve_with_events(
         &config,
         Arc::new(factory),
         sink,
+        events,
         &hooks,
         CancellationToken::new(),
     )
@@ -975,6 +983,32 @@ fn send_test(
         Err(e) => {
             eprintln!("kapacitor-pagertree send-test: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+fn tasks(global: &Global) -> ExitCode {
+    use kapacitor_pagertree::delivery::cli::{self, CliError};
+    use kapacitor_pagertree::delivery::sessions::TaskListing;
+    let loaded = match global.load() {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    init_tool_logging(&loaded, global);
+    let config = &loaded.config;
+    let listing = cli::open_existing(&config.server.data_dir, config)
+        .and_then(|ob| TaskListing::read(&ob).map_err(CliError::from));
+    match listing {
+        Ok(l) => {
+            print!("{l}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("kapacitor-pagertree tasks: {e}");
+            match e {
+                CliError::NoOutbox(_) => ExitCode::from(2),
+                _ => ExitCode::FAILURE,
+            }
         }
     }
 }

@@ -17,6 +17,7 @@ pub mod outbox;
 pub mod pagertree;
 pub mod redact;
 pub mod service;
+pub mod sessions;
 
 use std::thread;
 
