@@ -681,6 +681,7 @@ impl State {
             row.attempts,
             row.last_error.as_deref().unwrap_or("none")
         );
+        log_sent(&row, "dead_lettered", None, row.attempts, None);
         tracing::error!(
             seq = row.seq, task = %row.task, node = %row.node, id = %row.alert_id, level = %row.level,
             url = %redact::url(&row.url), age = ?age, reason = %reason,
@@ -740,6 +741,18 @@ impl State {
             return;
         }
         let status = answer.as_ref().map(|a| a.status).ok();
+        let verdict = match &outcome {
+            Outcome::Delivered { .. } => "delivered",
+            Outcome::Transient { .. } | Outcome::RateLimited { .. } => "retry",
+            Outcome::Park { .. } => "parked",
+        };
+        log_sent(
+            head,
+            verdict,
+            status,
+            head.attempts + 1,
+            answer.as_ref().err(),
+        );
         match outcome {
             Outcome::Delivered { .. } => {
                 let row = q.rows.pop_front();
@@ -765,8 +778,6 @@ impl State {
                         seq = row.seq, id = %row.alert_id, level = %row.level, attempts = row.attempts + 1,
                         was_parked, url = %redact::url(&row.url), "event delivered after earlier failures"
                     );
-                } else {
-                    tracing::debug!(seq = row.seq, id = %row.alert_id, level = %row.level, status, "event delivered");
                 }
                 self.head_changed(&key);
             }
@@ -948,6 +959,37 @@ impl State {
                 .unwrap_or(0),
         );
     }
+}
+
+/// The one info line per event attempt (issue #5): which alert, where to
+/// (endpoint name and redacted address: the integration id is a secret), and
+/// what came of it, with PagerTree's status (or why there was none).
+fn log_sent(
+    row: &StoredRow,
+    outcome: &'static str,
+    status: Option<u16>,
+    attempt: u32,
+    error: Option<&SendError>,
+) {
+    let endpoint = if row.endpoint.is_empty() {
+        "(url)"
+    } else {
+        row.endpoint.as_str()
+    };
+    let status = status.map_or_else(|| "none".to_string(), |s| s.to_string());
+    let error = error.map(|e| redact::text(&e.to_string(), &[]));
+    tracing::info!(
+        seq = row.seq,
+        id = %row.alert_id,
+        level = %row.level,
+        endpoint,
+        url = %redact::url(&row.url),
+        outcome,
+        status = %status,
+        attempt,
+        error = error.as_deref().unwrap_or(""),
+        "event {outcome}"
+    );
 }
 
 async fn sleep_until_opt(at: Option<Instant>) {
