@@ -9,7 +9,7 @@ mod pagertree;
 mod harness;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use harness::{config, event};
 use kapacitor_pagertree::alert::{Level, Route};
@@ -17,6 +17,19 @@ use kapacitor_pagertree::delivery::service::Delivery;
 use kapacitor_pagertree::ops::metrics::{OutcomeLabel, metrics};
 use pagertree::{FakePagerTree, Fault, Fmt};
 use tokio_util::sync::CancellationToken;
+
+/// Waits until `check` holds: the dispatcher counts an outcome after the
+/// answer reached it, so a metric may lag what the fake PagerTree saw.
+async fn wait_until(what: &str, check: impl Fn() -> bool) {
+    let start = Instant::now();
+    while !check() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn start_deliver_shutdown_restart() {
@@ -52,7 +65,7 @@ async fn start_deliver_shutdown_restart() {
             })
             .get()
     };
-    assert!(delivered() >= 2);
+    wait_until("two deliveries counted", || delivered() >= 2).await;
 
     // PagerTree goes away; SIGTERM; the event stays in the outbox.
     fake.set_outage(Some(Fault::Status(503)));
@@ -60,8 +73,7 @@ async fn start_deliver_shutdown_restart() {
         .await
         .unwrap();
     sink.barrier().await.unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(m.retries_total.get() >= 1);
+    wait_until("a retry counted", || m.retries_total.get() >= 1).await;
     assert_eq!(m.degraded.get(), 0);
     drop(sink);
     shutdown.cancel();
@@ -74,8 +86,7 @@ async fn start_deliver_shutdown_restart() {
     assert_eq!(fake.accepted()[2].marker, "s1#1 OK");
     let st = d.store().load("task", "pagertree1").unwrap();
     assert_eq!(st.keys().collect::<Vec<_>>(), ["s2"]);
-    tokio::time::sleep(Duration::from_millis(1200)).await; // a stats tick
-    assert_eq!(m.outbox_depth.get(), 0);
+    wait_until("an empty outbox counted", || m.outbox_depth.get() == 0).await;
     assert_eq!(m.parked.get(), 0);
     let text = kapacitor_pagertree::ops::metrics::encode();
     assert!(
