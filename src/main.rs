@@ -691,6 +691,17 @@ async fn run_agent(config: Config) -> anyhow::Result<()> {
         config.delivery.memory_queue,
     )?;
     tracing::info!(path = %outbox.path().display(), "outbox open");
+    // The alerts view starts from the kept alert state, not empty: an alert
+    // open before a restart is listed before its next event.
+    match outbox.open_alerts() {
+        Ok(open) => {
+            tracing::info!(open = open.len(), "open alerts restored from the outbox");
+            kapacitor_pagertree::ops::status::alerts_view().seed(open);
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the kept alert state; `alerts` shows only alerts with a new event")
+        }
+    }
     let (sink, committer) = spawn_sink(ViewingCommitter::new(outbox.clone()).logging(), SINK_QUEUE);
     let dispatch_stop = CancellationToken::new();
     let dispatcher = Dispatcher::spawn(
@@ -909,7 +920,11 @@ fn alerts(global: &Global, format: OutputFormat, url: Option<String>) -> ExitCod
                 a.node.clone(),
                 a.id.clone(),
                 a.level.to_string(),
-                a.since.clone(),
+                if a.since.is_empty() {
+                    "(before restart)".to_string()
+                } else {
+                    a.since.clone()
+                },
                 delivery,
             ]
         })

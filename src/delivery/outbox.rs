@@ -668,6 +668,48 @@ impl Outbox {
         Ok(out)
     }
 
+    /// Every open (non-OK) alert of every node, with changes held in memory:
+    /// what the alerts view starts from after a restart. Ordered by task,
+    /// node, id.
+    pub fn open_alerts(&self) -> Result<Vec<(String, String, String, StoredAlert)>, OutboxError> {
+        let conn = self.inner.read.lock().unwrap_or_else(|p| p.into_inner());
+        let mut stmt = conn
+            .prepare("SELECT task, node, id, level, time_ns FROM alert_state")
+            .map_err(sql("reading alert state"))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, i64>(4)?,
+                ))
+            })
+            .map_err(sql("reading alert state"))?;
+        let mut all = std::collections::BTreeMap::new();
+        for r in rows {
+            let (task, node, id, level, time) = r.map_err(sql("reading alert state"))?;
+            if let Some(level) = Level::from_u8(level.clamp(0, 255) as u8) {
+                all.insert((task, node, id), StoredAlert { level, time });
+            }
+        }
+        drop(stmt);
+        drop(conn);
+        let mem = self.memory();
+        for (key, st) in &mem.state {
+            match st {
+                Some(s) => all.insert(key.clone(), *s),
+                None => all.remove(key),
+            };
+        }
+        Ok(all
+            .into_iter()
+            .filter(|(_, s)| s.level != Level::OK)
+            .map(|((t, n, i), s)| (t, n, i, s))
+            .collect())
+    }
+
     /// Records that Kapacitor opened a session for (task, node) (at a
     /// successful Init).
     pub fn mark_session(&self, task: &str, node: &str, edge: &str) -> Result<(), OutboxError> {
@@ -1084,6 +1126,32 @@ mod tests {
         let ob = open(dir.path());
         assert_eq!(ob.pending().unwrap().0, 2);
         assert_eq!(ob.load("task", "node").unwrap().len(), 2);
+    }
+
+    #[test]
+    fn open_alerts_lists_every_non_ok_alert_across_nodes() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ob = open(dir.path());
+        let mut other = ev("z", Level::INFO, 20);
+        other.task = "other".into();
+        ob.commit(&[
+            ev("a", Level::CRITICAL, 10),
+            ev("b", Level::WARNING, 11),
+            ev("b", Level::OK, 12),
+            other,
+        ])
+        .unwrap();
+        let open_now = open(dir.path()).open_alerts().unwrap();
+        assert_eq!(
+            open_now
+                .iter()
+                .map(|(t, n, i, s)| (t.as_str(), n.as_str(), i.as_str(), s.level, s.time))
+                .collect::<Vec<_>>(),
+            [
+                ("other", "node", "z", Level::INFO, 20),
+                ("task", "node", "a", Level::CRITICAL, 10)
+            ]
+        );
     }
 
     #[test]

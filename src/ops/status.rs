@@ -21,6 +21,7 @@ use std::sync::{Mutex, OnceLock};
 
 use serde::{Deserialize, Serialize};
 
+use crate::alert::store::StoredAlert;
 use crate::alert::{Event, Level};
 use crate::delivery::{CommitError, Committer};
 
@@ -127,6 +128,8 @@ pub struct OpenAlert {
     pub id: String,
     pub level: Level,
     /// When the alert left OK (RFC 3339): the event time minus its duration.
+    /// Empty when unknown: an alert open before the agent restarted, until
+    /// its next event.
     pub since: String,
     /// The time of its latest event (RFC 3339).
     pub last_event: String,
@@ -236,6 +239,33 @@ impl AlertsView {
                 }
                 None => {}
             }
+        }
+    }
+
+    /// Starts the view from the alert state kept in the outbox (after a
+    /// restart): each open alert with its level and the time of its last
+    /// committed event. Its start and message were not kept: `since` and
+    /// `message` stay empty until its next event. Delivery starts `pending`;
+    /// the outbox watcher brings it up to date. An alert already present (an
+    /// event arrived first) is left alone.
+    pub fn seed(&self, alerts: impl IntoIterator<Item = (String, String, String, StoredAlert)>) {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        for (task, node, id, st) in alerts {
+            if st.level == Level::OK {
+                continue;
+            }
+            open.entry((task.clone(), node.clone(), id.clone()))
+                .or_insert_with(|| OpenAlert {
+                    task,
+                    node,
+                    id,
+                    level: st.level,
+                    since: String::new(),
+                    last_event: crate::gofmt::rfc3339_nano(st.time),
+                    message: String::new(),
+                    delivery: DeliveryState::Pending,
+                    delivery_detail: None,
+                });
         }
     }
 
@@ -404,6 +434,33 @@ mod tests {
         v.record_event(&event("b", Level::CRITICAL, 2, 1));
         v.sync_delivery(&[], false);
         assert_eq!(v.list()[1].delivery, DeliveryState::Pending);
+    }
+
+    #[test]
+    fn seed_restores_open_alerts_without_overwriting_newer_ones() {
+        let v = AlertsView::default();
+        v.record_event(&event("b", Level::WARNING, 5_000_000_000, 0));
+        let st = |level, time| StoredAlert { level, time };
+        v.seed([
+            (
+                "t".into(),
+                "n".into(),
+                "a".into(),
+                st(Level::CRITICAL, 1_000_000_000),
+            ),
+            ("t".into(), "n".into(), "b".into(), st(Level::CRITICAL, 1)),
+            ("t".into(), "n".into(), "c".into(), st(Level::OK, 1)),
+        ]);
+        let l = v.list();
+        assert_eq!(l.len(), 2);
+        assert_eq!((l[0].id.as_str(), l[0].level), ("a", Level::CRITICAL));
+        assert_eq!(l[0].since, "");
+        assert_eq!(l[0].last_event, "1970-01-01T00:00:01Z");
+        assert_eq!(l[0].delivery, DeliveryState::Pending);
+        // b had a newer event: kept as recorded.
+        assert_eq!(l[1].level, Level::WARNING);
+        v.sync_delivery(&[], true);
+        assert_eq!(v.list()[0].delivery, DeliveryState::Delivered);
     }
 
     #[test]
