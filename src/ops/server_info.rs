@@ -463,4 +463,31 @@ mod tests {
             "s"
         );
     }
+
+    #[test]
+    fn a_silent_api_costs_at_most_the_timeout() {
+        // Accepts and never answers.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let held = std::thread::spawn(move || listener.accept().map(|(c, _)| c));
+        let dir = tempfile::tempdir().unwrap();
+        let k = KapacitorConfig {
+            url: format!("http://{addr}"),
+            ..KapacitorConfig::default()
+        };
+        let mut p = KapacitorServerInfo::new(&k, dir.path());
+        p.timeout = Duration::from_millis(200);
+        let start = std::time::Instant::now();
+        assert_eq!(p.server_info(), ServerInfo::default());
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            start.elapsed()
+        );
+        // Resolved once: the second call does not wait again.
+        let start = std::time::Instant::now();
+        assert_eq!(p.server_info(), ServerInfo::default());
+        assert!(start.elapsed() < Duration::from_millis(50));
+        drop(held.join());
+    }
 }
