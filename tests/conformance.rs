@@ -15,6 +15,7 @@
 mod support;
 
 #[path = "support/conformance.rs"]
+#[macro_use]
 mod conformance;
 #[path = "support/pagertree.rs"]
 mod pagertree;
@@ -22,7 +23,7 @@ mod pagertree;
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use conformance::{Case, Input, Observed, RunResult};
+use conformance::{Case, EmittedCollector, Input, Observed, RunResult};
 use kapacitor_pagertree::proto::{Response, response};
 use pagertree::{FakePagerTree, Fmt};
 use support::Agent;
@@ -54,35 +55,6 @@ fn start_agent(case: &Case, dir: Option<tempfile::TempDir>) -> Agent {
     b.start()
 }
 
-/// Collects emitted responses into `httpOut`-like rows.
-#[derive(Default)]
-struct Emitted {
-    batch: Option<Vec<kapacitor_pagertree::proto::Point>>,
-}
-
-impl Emitted {
-    fn take(&mut self, msgs: impl IntoIterator<Item = response::Message>, result: &mut RunResult) {
-        for m in msgs {
-            match m {
-                response::Message::Begin(_) => self.batch = Some(Vec::new()),
-                response::Message::Point(p) => {
-                    result.emitted_points += 1;
-                    match &mut self.batch {
-                        Some(points) => points.push(p),
-                        None => result.emitted.push(conformance::point_row(&p)),
-                    }
-                }
-                response::Message::End(end) => {
-                    let points = self.batch.take().unwrap_or_default();
-                    result.emitted.push(conformance::batch_row(&end, &points));
-                }
-                response::Message::Keepalive(_) => {}
-                other => panic!("unexpected response {other:?}"),
-            }
-        }
-    }
-}
-
 fn messages(rs: Vec<Response>) -> Vec<response::Message> {
     rs.into_iter()
         .map(|r| {
@@ -94,7 +66,7 @@ fn messages(rs: Vec<Response>) -> Vec<response::Message> {
 
 struct Sessions {
     conns: HashMap<String, Kapacitor>,
-    emitted: HashMap<String, Emitted>,
+    emitted: HashMap<String, EmittedCollector>,
 }
 
 async fn open_sessions(
@@ -242,58 +214,14 @@ async fn run(case: &Case) -> RunResult {
     result
 }
 
-fn check(name: &str) {
-    let case = conformance::load_named(name);
+/// Runs a case on its own runtime (each test is independent).
+fn run_blocking(case: &Case) -> RunResult {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("runtime");
-    let result = rt.block_on(run(&case));
-    let mut errs = conformance::compare(&case, &result);
-    errs.extend(conformance::compare_bodies(&case, &result));
-    assert!(
-        errs.is_empty(),
-        "{name}: {} difference(s):\n  {}",
-        errs.len(),
-        errs.join("\n  ")
-    );
+    rt.block_on(run(case))
 }
 
-macro_rules! cases {
-    ($($name:ident),* $(,)?) => {
-        $(#[test] fn $name() { check(stringify!($name)); })*
-        const NAMES: &[&str] = &[$(stringify!($name)),*];
-    };
-}
-
-cases!(
-    batch_all_level_field,
-    batch_event_time_point_vs_tmax,
-    batch_level_and_id_tags,
-    batch_state_changes_only,
-    restart_restores_level_and_duration,
-    stream_details_html_template,
-    stream_level_resets_0,
-    stream_message_time_template,
-    stream_no_level_expressions_many_groups,
-    stream_no_recoveries,
-    stream_recovery_once,
-    stream_state_changes_only,
-    stream_state_changes_only_duration_field,
-    stream_window_count_exact_body,
-    stream_window_count_levels_augmented,
-);
-
-/// Every case file has a test above: a new case cannot be skipped silently.
-#[test]
-fn every_case_file_is_run() {
-    let mut files: Vec<String> = conformance::load_all()
-        .into_iter()
-        .map(|c| c.name)
-        .collect();
-    files.sort();
-    let mut names: Vec<String> = NAMES.iter().map(|s| s.to_string()).collect();
-    names.sort();
-    assert_eq!(files, names);
-}
+conformance_tests!(run_blocking);
