@@ -9,7 +9,7 @@ mod support;
 #[path = "support/pagertree.rs"]
 mod pagertree;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use pagertree::{FakePagerTree, Fmt};
 use support::Agent;
@@ -26,9 +26,11 @@ fn config(kapacitor: &str, endpoint: &str) -> String {
     )
 }
 
-/// One node with the ServerInfo id template; one critical point; returns
-/// the id and body PagerTree received for it (the `n`-th accepted request).
-async fn page_once(agent: &Agent, fake: &FakePagerTree, task: &str, n: usize) -> (String, String) {
+/// One node with the ServerInfo id template and its task as the message;
+/// one critical point; returns the id and body PagerTree received for it
+/// (found by its message: a previous agent may deliver again what it had
+/// not recorded as delivered).
+async fn page_once(agent: &Agent, fake: &FakePagerTree, task: &str) -> (String, String) {
     let mut k = Kapacitor::connect(agent.stream_socket()).await;
     let init = k
         .init(
@@ -37,6 +39,7 @@ async fn page_once(agent: &Agent, fake: &FakePagerTree, task: &str, n: usize) ->
             vec![
                 opt("levelFrom").string("level"),
                 opt("id").string(ID_TEMPLATE),
+                opt("message").string("{{ .TaskName }}"),
             ],
         )
         .await;
@@ -49,12 +52,18 @@ async fn page_once(agent: &Agent, fake: &FakePagerTree, task: &str, n: usize) ->
     )
     .await;
     let _ = k.snapshot().await;
-    assert!(
-        fake.wait_accepted(n, Duration::from_secs(20)).await,
-        "no page; log:\n{}",
-        agent.log()
-    );
-    let a = fake.accepted()[n - 1].clone();
+    let start = Instant::now();
+    let a = loop {
+        if let Some(a) = fake.accepted().into_iter().find(|a| a.marker == task) {
+            break a;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no page for {task}; log:\n{}",
+            agent.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     k.close().await;
     (a.id, String::from_utf8_lossy(&a.raw).into_owned())
 }
@@ -79,8 +88,8 @@ async fn read_from_kapacitor_with_basic_auth_then_kept_for_good() {
         ),
         &endpoint,
     );
-    let agent = Agent::builder().config(&cfg).start();
-    let (id, body) = page_once(&agent, &fake, "t1", 1).await;
+    let mut agent = Agent::builder().config(&cfg).start();
+    let (id, body) = page_once(&agent, &fake, "t1").await;
     assert_eq!(id, "kap01.example|cluster-1|server-1", "{}", agent.log());
     // The default details ({{ json . }}) carry the same ServerInfo.
     assert!(
@@ -104,11 +113,12 @@ async fn read_from_kapacitor_with_basic_auth_then_kept_for_good() {
     assert!(!log.contains("kpass-secret"), "{log}");
 
     // A second start, Kapacitor's API gone: the kept values, no warning.
+    assert!(agent.terminate().success());
     let dir = agent.kill_keep_dir();
     drop(api);
     let cfg = config(&format!("url = \"{}\"", down_url()), &endpoint);
     let agent = Agent::builder().config(&cfg).dir(dir).start();
-    let (id, _) = page_once(&agent, &fake, "t2", 2).await;
+    let (id, _) = page_once(&agent, &fake, "t2").await;
     assert_eq!(id, "kap01.example|cluster-1|server-1", "{}", agent.log());
     assert!(
         !agent.log().contains("cannot read ServerInfo"),
@@ -139,7 +149,7 @@ async fn shared_secret_signs_a_bearer_token_and_config_values_win() {
         &endpoint,
     );
     let agent = Agent::builder().config(&cfg).start();
-    let (id, _) = page_once(&agent, &fake, "t1", 1).await;
+    let (id, _) = page_once(&agent, &fake, "t1").await;
     assert_eq!(id, "configured|cluster-2|server-2", "{}", agent.log());
     assert!(
         api.requests()[0]
@@ -157,8 +167,8 @@ async fn api_down_and_nothing_kept_gives_localhost_for_this_run_with_a_warning()
     let fake = FakePagerTree::start().await;
     let endpoint = fake.integration("int_siDown1", Fmt::Kapacitor, None);
     let cfg = config(&format!("url = \"{}\"", down_url()), &endpoint);
-    let agent = Agent::builder().config(&cfg).start();
-    let (id, _) = page_once(&agent, &fake, "t1", 1).await;
+    let mut agent = Agent::builder().config(&cfg).start();
+    let (id, _) = page_once(&agent, &fake, "t1").await;
     assert_eq!(id, "localhost||", "{}", agent.log());
     let log = agent.log();
     assert!(
@@ -168,10 +178,11 @@ async fn api_down_and_nothing_kept_gives_localhost_for_this_run_with_a_warning()
     assert!(!agent.data_dir().join("server_info.json").exists());
 
     // Kapacitor's API is back at the next start: read then.
+    assert!(agent.terminate().success());
     let dir = agent.kill_keep_dir();
     let api = KapacitorApi::start("kap03", "c3", "s3", Auth::None);
     let cfg = config(&format!("url = \"{}\"", api.url()), &endpoint);
     let agent = Agent::builder().config(&cfg).dir(dir).start();
-    let (id, _) = page_once(&agent, &fake, "t2", 2).await;
+    let (id, _) = page_once(&agent, &fake, "t2").await;
     assert_eq!(id, "kap03|c3|s3", "{}", agent.log());
 }
