@@ -31,6 +31,7 @@ use tokio::sync::mpsc;
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
+use crate::alert::Event;
 use crate::delivery::Sink;
 use crate::ops::metrics::{EdgeLabel, ReasonLabel, metrics};
 use crate::proto::{
@@ -261,6 +262,9 @@ const PROCESS_CHUNK: usize = 128;
 const FLUSH_BYTES: usize = 32 * 1024;
 /// The longest a response waits in the processor within a chunk.
 const FLUSH_AFTER: Duration = Duration::from_millis(20);
+/// Events the processor gathers before handing them to delivery within a
+/// chunk (a chunk's batches may each fire one).
+const EVENTS_MAX: usize = 1024;
 
 /// Runs one session to its end and returns its record (also given to
 /// `ctx.events`). `shutdown` stops reading; what was read is still processed.
@@ -567,6 +571,9 @@ struct Processor {
     out: Output,
     /// Encoded responses not yet handed to the writer.
     pending: BytesMut,
+    /// Events not yet handed to delivery: one `submit_many` per chunk, so
+    /// the committer is woken once per chunk, not once per event.
+    events: Vec<Event>,
     outcome: ProcessOutcome,
     edge_label: EdgeLabel,
 }
@@ -590,6 +597,7 @@ impl Processor {
             open_batch: false,
             out: Output::default(),
             pending: BytesMut::new(),
+            events: Vec::new(),
             outcome: ProcessOutcome::default(),
             edge_label,
         }
@@ -609,19 +617,32 @@ impl Processor {
                     stop_reading.cancel();
                     break 'outer;
                 }
-                // Responses go out per chunk, or sooner when they pile up or
-                // a slow node would hold them back.
-                if self.pending.len() >= FLUSH_BYTES || since_flush.elapsed() >= FLUSH_AFTER {
-                    self.flush(&out_tx).await;
+                // Responses and events go out per chunk, or sooner when they
+                // pile up or a slow node would hold them back.
+                if self.pending.len() >= FLUSH_BYTES
+                    || self.events.len() >= EVENTS_MAX
+                    || since_flush.elapsed() >= FLUSH_AFTER
+                {
+                    if let Step::Stop = self.hand_on(&out_tx).await {
+                        stop_reading.cancel();
+                        break 'outer;
+                    }
                     since_flush = tokio::time::Instant::now();
                 }
             }
-            self.flush(&out_tx).await;
+            if let Step::Stop = self.hand_on(&out_tx).await {
+                stop_reading.cancel();
+                break;
+            }
         }
         // The end, whatever it was: what was accepted is handed on and committed
         // before the connection closes.
         drop(work_rx);
-        if let Err(e) = self.ctx.sink.barrier().await {
+        let handed = match self.submit_events().await {
+            Ok(()) => self.ctx.sink.barrier().await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = handed {
             tracing::error!(session = self.id, error = %e, "events of this session may not be committed");
         }
         if let Some(h) = self.handler.as_mut() {
@@ -640,6 +661,31 @@ impl Processor {
             // The writer drains until every sender is gone, so this cannot be lost.
             let _ = out_tx.send(self.pending.split().freeze()).await;
         }
+    }
+
+    /// Hands the gathered events to delivery as one message (waiting only
+    /// while the sink's queue is full).
+    async fn submit_events(&mut self) -> Result<(), crate::delivery::SinkError> {
+        if self.events.is_empty() {
+            return Ok(());
+        }
+        let events = std::mem::replace(&mut self.events, Vec::with_capacity(PROCESS_CHUNK));
+        self.ctx.sink.submit_many(events).await
+    }
+
+    /// Responses to the writer, then events to delivery. A closed sink ends
+    /// the conversation (the agent is stopping or delivery failed).
+    async fn hand_on(&mut self, out_tx: &mpsc::Sender<Outgoing>) -> Step {
+        self.flush(out_tx).await;
+        if let Err(e) = self.submit_events().await {
+            let step = self.violation(
+                "sink_closed",
+                format!("cannot hand events to delivery: {e}"),
+            );
+            self.flush(out_tx).await;
+            return step;
+        }
+        Step::Continue
     }
 
     fn node_desc(&self) -> String {
@@ -749,7 +795,11 @@ impl Processor {
                 // In order: responses before it are written first, and every
                 // event before it is committed before the answer.
                 self.flush(out_tx).await;
-                if let Err(e) = self.ctx.sink.barrier().await {
+                let committed = match self.submit_events().await {
+                    Ok(()) => self.ctx.sink.barrier().await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = committed {
                     return self.violation("sink_closed", format!("cannot take a snapshot: {e}"));
                 }
                 self.push(resp(response::Message::Snapshot(SnapshotResponse {
@@ -805,8 +855,8 @@ impl Processor {
         }
     }
 
-    /// Runs one data message through the handler, then writes what it emitted
-    /// and hands its events to delivery (waiting only while the sink queue is full).
+    /// Runs one data message through the handler, then encodes what it
+    /// emitted and keeps its events for the chunk's hand-off to delivery.
     async fn data(
         &mut self,
         f: impl FnOnce(&mut dyn Handler, &mut Output),
@@ -834,24 +884,8 @@ impl Processor {
         for r in self.out.responses.drain(..) {
             encode_frame(&r, &mut self.pending);
         }
-        // Taken out and put back so the buffer's capacity is reused per point.
-        let mut events = std::mem::take(&mut self.out.events);
-        let mut failed = None;
-        for event in events.drain(..) {
-            if let Err(e) = self.ctx.sink.submit(Box::new(event)).await {
-                failed = Some(e);
-                break;
-            }
-        }
-        events.clear();
-        self.out.events = events;
-        match failed {
-            Some(e) => self.violation(
-                "sink_closed",
-                format!("cannot hand an event to delivery: {e}"),
-            ),
-            None => Step::Continue,
-        }
+        self.events.append(&mut self.out.events);
+        Step::Continue
     }
 }
 
