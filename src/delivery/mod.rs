@@ -53,6 +53,25 @@ pub struct Sink {
     room: Arc<Semaphore>,
     /// The most events one message may carry: the semaphore's size.
     capacity: usize,
+    spent: Arc<Spent>,
+}
+
+/// Committed groups waiting to be freed by a session ([`Sink::reclaim`]).
+///
+/// Why: the events were allocated on a session's thread; freeing them on the
+/// committer's thread makes glibc's allocator take the owning arena's lock
+/// for every string, against the session allocating the next events (the
+/// futex wake-ups dominated a profile of the flood). Bounded: beyond
+/// `capacity` events the committer frees a group itself.
+#[derive(Debug, Default)]
+struct Spent {
+    groups: std::sync::Mutex<SpentGroups>,
+}
+
+#[derive(Debug, Default)]
+struct SpentGroups {
+    groups: Vec<Vec<Event>>,
+    events: usize,
 }
 
 impl Sink {
@@ -116,6 +135,20 @@ impl Sink {
         }
     }
 
+    /// Frees, on the caller's thread, the events the committer has finished
+    /// with (see [`Spent`]). Never waits: if the committer holds the list,
+    /// the next call takes it.
+    pub fn reclaim(&self) {
+        let groups = match self.spent.groups.try_lock() {
+            Ok(mut g) if g.events > 0 => {
+                g.events = 0;
+                std::mem::take(&mut g.groups)
+            }
+            _ => return,
+        };
+        drop(groups);
+    }
+
     /// Waits until every event submitted before this call is committed.
     pub async fn barrier(&self) -> Result<(), SinkError> {
         let (tx, rx) = oneshot::channel();
@@ -147,8 +180,9 @@ pub struct CommitError {
 const GROUP_MAX: usize = 4096;
 
 /// Starts the committer thread behind a new [`Sink`] whose queue holds at
-/// most `capacity` events (and `capacity` messages). The thread ends when
-/// every `Sink` is dropped, after committing what was queued.
+/// most `capacity` events (and `capacity` messages); as many committed events
+/// again may wait to be freed by a session ([`Sink::reclaim`]). The thread
+/// ends when every `Sink` is dropped, after committing what was queued.
 pub fn spawn_sink<C: Committer>(
     mut committer: C,
     capacity: usize,
@@ -158,6 +192,8 @@ pub fn spawn_sink<C: Committer>(
     let (tx, mut rx) = mpsc::channel::<SinkMsg>(capacity);
     let room = Arc::new(Semaphore::new(capacity));
     let closer = CloseOnDrop(room.clone());
+    let spent = Arc::new(Spent::default());
+    let spent_c = spent.clone();
     let handle = thread::Builder::new()
         .name("pagertree-commit".into())
         .spawn(move || {
@@ -192,7 +228,7 @@ pub fn spawn_sink<C: Committer>(
                         delay = (delay * 2).min(std::time::Duration::from_secs(5));
                     }
                     let n = events.len();
-                    events.clear();
+                    spent_c.keep(std::mem::take(&mut events), capacity);
                     // Room is given back only now: the bound covers the group
                     // being committed, not only what waits behind it.
                     closer.0.add_permits(n);
@@ -203,7 +239,33 @@ pub fn spawn_sink<C: Committer>(
             }
         })
         .expect("spawning the committer thread");
-    (Sink { tx, room, capacity }, handle)
+    (
+        Sink {
+            tx,
+            room,
+            capacity,
+            spent,
+        },
+        handle,
+    )
+}
+
+impl Spent {
+    /// Keeps a committed group for a session to free, or frees it here when
+    /// `max` events already wait (no session is reclaiming).
+    fn keep(&self, group: Vec<Event>, max: usize) {
+        let mut g = match self.groups.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if g.events + group.len() <= max {
+            g.events += group.len();
+            g.groups.push(group);
+            return;
+        }
+        drop(g);
+        drop(group);
+    }
 }
 
 /// Closes the event semaphore when the committer thread ends.

@@ -666,6 +666,8 @@ impl Processor {
     /// Hands the gathered events to delivery as one message (waiting only
     /// while the sink's queue is full).
     async fn submit_events(&mut self) -> Result<(), crate::delivery::SinkError> {
+        // Committed events are freed here, where they were allocated.
+        self.ctx.sink.reclaim();
         if self.events.is_empty() {
             return Ok(());
         }
