@@ -252,7 +252,9 @@ struct PendingBatch {
     points: Vec<Point>,
 }
 
-/// What an event that fired hands to the emitted point or batch.
+/// What an event that fired hands to the emitted point or batch. `id` and
+/// `message` are filled only when an option writes them into the data
+/// (`idTag`, `idField`, `messageField`).
 #[derive(Debug, Clone)]
 struct Fired {
     level: Level,
@@ -1032,6 +1034,18 @@ impl Core {
             self.inhibitors
                 .is_inhibited(cat, |k| input.tags.get(k).map(String::as_str))
         });
+        // The emitted data needs the id and message only when an option
+        // writes them into it; otherwise they move into the event uncopied.
+        let fired_id = if self.opts.id_tag.is_some() || self.opts.id_field.is_some() {
+            id.clone()
+        } else {
+            String::new()
+        };
+        let fired_message = if self.opts.message_field.is_some() {
+            message.clone()
+        } else {
+            String::new()
+        };
         if inhibited {
             metrics().events_inhibited_total.inc();
         } else {
@@ -1057,8 +1071,8 @@ impl Core {
             out.events.push(Event {
                 task: self.task.clone(),
                 node: self.node.clone(),
-                id: id.clone(),
-                message: message.clone(),
+                id,
+                message,
                 details,
                 time: input.time,
                 duration: input.duration,
@@ -1071,8 +1085,8 @@ impl Core {
         }
         Some(Fired {
             level: input.level,
-            id,
-            message,
+            id: fired_id,
+            message: fired_message,
             duration: input.duration,
         })
     }

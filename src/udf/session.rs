@@ -575,7 +575,8 @@ struct Processor {
     /// the committer is woken once per chunk, not once per event.
     events: Vec<Event>,
     outcome: ProcessOutcome,
-    edge_label: EdgeLabel,
+    /// `points_total` for this edge, resolved once (the family's lookup locks).
+    points_total: prometheus_client::metrics::counter::Counter,
 }
 
 enum Step {
@@ -599,7 +600,7 @@ impl Processor {
             pending: BytesMut::new(),
             events: Vec::new(),
             outcome: ProcessOutcome::default(),
-            edge_label,
+            points_total: metrics().points_total.get_or_create(&edge_label).clone(),
         }
     }
 
@@ -880,7 +881,7 @@ impl Processor {
         }
         if what == "Point" {
             self.outcome.points += 1;
-            metrics().points_total.get_or_create(&self.edge_label).inc();
+            self.points_total.inc();
         }
         f(handler, &mut self.out);
         for r in self.out.responses.drain(..) {
