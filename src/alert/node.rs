@@ -601,6 +601,11 @@ impl Handler for AlertNode {
             return;
         }
         if let Some(fired) = self.stream_point(&point, out) {
+            if out.can_echo && !self.core.augments() {
+                // Unchanged: the session writes back the bytes it received.
+                out.echo_point = true;
+                return;
+            }
             let mut point = point;
             self.core.augment_point(&mut point, &fired);
             out.responses.push(Response {
@@ -1089,6 +1094,17 @@ impl Core {
             message: fired_message,
             duration: input.duration,
         })
+    }
+
+    /// Whether an emitted point differs from the one received.
+    fn augments(&self) -> bool {
+        let o = &self.opts;
+        o.level_tag.is_some()
+            || o.id_tag.is_some()
+            || o.level_field.is_some()
+            || o.message_field.is_some()
+            || o.id_field.is_some()
+            || o.duration_field.is_some()
     }
 
     fn wants_tags(&self) -> bool {

@@ -11,11 +11,20 @@ use crate::proto::{BeginBatch, EdgeType, EndBatch, InfoResponse, InitRequest, Po
 pub struct Output {
     pub responses: Vec<Response>,
     pub events: Vec<Event>,
+    /// Set by the caller of [`Handler::point`] when it keeps the bytes of
+    /// the point and can write them back itself (the session does; tests
+    /// reading `responses` do not).
+    pub can_echo: bool,
+    /// Set by [`Handler::point`], only when `can_echo`, to emit the point it
+    /// was given unchanged, after `responses`: the session writes back the
+    /// bytes it received (a `Request` point frame is a valid `Response`
+    /// point frame: the same field number) instead of encoding it again.
+    pub echo_point: bool,
 }
 
 impl Output {
     pub fn is_empty(&self) -> bool {
-        self.responses.is_empty() && self.events.is_empty()
+        self.responses.is_empty() && self.events.is_empty() && !self.echo_point
     }
 }
 

@@ -38,7 +38,7 @@ use crate::proto::{
     EdgeType, ErrorResponse, InitResponse, KeepaliveResponse, Request, Response, RestoreResponse,
     SnapshotResponse, request, response,
 };
-use crate::udf::codec::{CodecError, RawFrameCodec, decode_frame, encode_frame};
+use crate::udf::codec::{CodecError, RawFrameCodec, decode_frame, encode_frame, put_length_prefix};
 use crate::udf::handler::{Handler, HandlerFactory, NodeKey, Output};
 
 /// The first bytes of every snapshot this agent gives Kapacitor.
@@ -710,9 +710,11 @@ impl Processor {
     }
 
     async fn handle(&mut self, work: Work, out_tx: &mpsc::Sender<Outgoing>) -> Step {
-        let msg = match work {
-            Work::Frame(frame) => match decode_frame::<Request>(frame) {
-                Ok(Request { message: Some(m) }) => m,
+        let (msg, raw) = match work {
+            // The bytes are kept (a reference count) so an unchanged point
+            // can be written back without encoding it again.
+            Work::Frame(frame) => match decode_frame::<Request>(frame.clone()) {
+                Ok(Request { message: Some(m) }) => (m, frame),
                 Ok(Request { message: None }) => {
                     return self.violation("empty_request", EMPTY_REQUEST.into());
                 }
@@ -824,7 +826,8 @@ impl Processor {
                         format!("Point outside a batch on {}: a batch connection sends BeginBatch, Point…, EndBatch", self.node_desc()),
                     );
                 }
-                self.data(|h, out| h.point(p, out), "Point").await
+                self.data(|h, out| h.point(p, out), "Point", Some(&raw))
+                    .await
             }
             M::Begin(b) => {
                 if self.settings.edge == EdgeType::Stream {
@@ -837,7 +840,7 @@ impl Processor {
                     );
                 }
                 self.open_batch = true;
-                self.data(|h, out| h.begin_batch(b, out), "BeginBatch")
+                self.data(|h, out| h.begin_batch(b, out), "BeginBatch", None)
                     .await
             }
             M::End(e) => {
@@ -853,7 +856,8 @@ impl Processor {
                 self.open_batch = false;
                 self.outcome.batches += 1;
                 metrics().batches_total.inc();
-                self.data(|h, out| h.end_batch(e, out), "EndBatch").await
+                self.data(|h, out| h.end_batch(e, out), "EndBatch", None)
+                    .await
             }
         }
     }
@@ -864,6 +868,7 @@ impl Processor {
         &mut self,
         f: impl FnOnce(&mut dyn Handler, &mut Output),
         what: &'static str,
+        raw: Option<&Bytes>,
     ) -> Step {
         let Some(handler) = self.handler.as_deref_mut() else {
             let why = if self.init_seen {
@@ -883,9 +888,16 @@ impl Processor {
             self.outcome.points += 1;
             self.points_total.inc();
         }
+        self.out.can_echo = raw.is_some();
         f(handler, &mut self.out);
         for r in self.out.responses.drain(..) {
             encode_frame(&r, &mut self.pending);
+        }
+        if std::mem::take(&mut self.out.echo_point)
+            && let Some(raw) = raw
+        {
+            put_length_prefix(raw.len() as u64, &mut self.pending);
+            self.pending.extend_from_slice(raw);
         }
         self.events.append(&mut self.out.events);
         Step::Continue
@@ -932,7 +944,11 @@ mod tests {
                     route: Default::default(),
                 });
             }
-            out.responses.push(resp(response::Message::Point(p)));
+            if out.can_echo && p.name == "echo" {
+                out.echo_point = true;
+            } else {
+                out.responses.push(resp(response::Message::Point(p)));
+            }
         }
         fn begin_batch(&mut self, b: BeginBatch, out: &mut Output) {
             out.responses.push(resp(response::Message::Begin(b)));
@@ -1133,6 +1149,28 @@ mod tests {
         );
         // The last event was committed before the connection closed.
         assert_eq!(committed.lock().unwrap().len(), 6);
+    }
+
+    /// A point the handler passes on unchanged comes back as the bytes sent,
+    /// in order with encoded ones.
+    #[tokio::test]
+    async fn echoed_points_are_the_bytes_received() {
+        let mut h = start(settings(EdgeType::Stream), Duration::ZERO);
+        h.init().await;
+        let mut sent = Vec::new();
+        for i in 0..6 {
+            let m = point(if i % 2 == 0 { "echo" } else { "cpu" }, "CRITICAL", i);
+            if let request::Message::Point(p) = &m {
+                sent.push(p.clone());
+            }
+            h.send(m).await;
+        }
+        for p in &sent {
+            assert_eq!(h.recv().await, Some(response::Message::Point(p.clone())));
+        }
+        let (rest, rec) = h.close().await;
+        assert!(rest.is_empty());
+        assert_eq!(rec.points, 6);
     }
 
     async fn expect_error(h: Harness, contains: &str) -> SessionRecord {
