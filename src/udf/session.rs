@@ -493,50 +493,67 @@ async fn forward(
     }
 }
 
+/// What the writer takes into one write at most.
+const WRITE_BATCH: usize = 256 * 1024;
+/// Pieces per `writev` call.
+const WRITE_SLICES: usize = 64;
+
 /// The single writer. Keepalives go first; after a write error (the peer is
 /// gone) it keeps draining so the processor never blocks, writing nothing.
+///
+/// Whatever is ready when it wakes (up to [`WRITE_BATCH`]) goes out in one
+/// vectored write of the processor's buffers as they are, without copying
+/// them; it writes again as soon as the queue is empty.
 async fn write_loop<W: AsyncWrite + Unpin>(
     mut w: W,
     mut out: mpsc::Receiver<Outgoing>,
     mut ka: mpsc::Receiver<i64>,
     clock: Arc<WriteClock>,
 ) -> std::io::Result<()> {
-    let mut buf = BytesMut::with_capacity(64 * 1024);
+    let mut pieces: std::collections::VecDeque<Bytes> = std::collections::VecDeque::new();
+    let mut ka_buf = BytesMut::new();
     let mut failed: Option<std::io::Error> = None;
     let (mut out_open, mut ka_open) = (true, true);
-    let keepalive = |t: i64| resp(response::Message::Keepalive(KeepaliveResponse { time: t }));
+    let mut keepalive = |t: i64| {
+        let r = resp(response::Message::Keepalive(KeepaliveResponse { time: t }));
+        encode_frame(&r, &mut ka_buf);
+        ka_buf.split().freeze()
+    };
     while out_open || ka_open {
         tokio::select! {
             biased;
             k = ka.recv(), if ka_open => match k {
-                Some(t) => encode_frame(&keepalive(t), &mut buf),
+                Some(t) => pieces.push_back(keepalive(t)),
                 None => ka_open = false,
             },
             o = out.recv(), if out_open => match o {
-                Some(bytes) => buf.extend_from_slice(&bytes),
+                Some(bytes) => pieces.push_back(bytes),
                 None => out_open = false,
             },
         }
         // Take whatever else is ready into the same write.
-        while buf.len() < 256 * 1024 {
-            if let Ok(t) = ka.try_recv() {
-                encode_frame(&keepalive(t), &mut buf);
+        let mut len: usize = pieces.iter().map(Bytes::len).sum();
+        while len < WRITE_BATCH {
+            let next = if let Ok(t) = ka.try_recv() {
+                keepalive(t)
             } else if let Ok(bytes) = out.try_recv() {
-                buf.extend_from_slice(&bytes);
+                bytes
             } else {
                 break;
-            }
-        }
-        if buf.is_empty() {
-            continue;
+            };
+            len += next.len();
+            pieces.push_back(next);
         }
         if failed.is_some() {
-            buf.clear();
+            pieces.clear();
             continue;
         }
-        if let Err(e) = w.write_all_buf(&mut buf).await {
+        if pieces.is_empty() {
+            continue;
+        }
+        if let Err(e) = write_pieces(&mut w, &mut pieces).await {
             failed = Some(e);
-            buf.clear();
+            pieces.clear();
         }
         clock.touch();
     }
@@ -548,6 +565,41 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             w.shutdown().await
         }
     }
+}
+
+/// Writes every piece, in order, as few `writev` calls as the socket takes.
+async fn write_pieces<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    pieces: &mut std::collections::VecDeque<Bytes>,
+) -> std::io::Result<()> {
+    use bytes::Buf;
+    while !pieces.is_empty() {
+        let n = {
+            let slices: Vec<std::io::IoSlice<'_>> = pieces
+                .iter()
+                .take(WRITE_SLICES)
+                .map(|b| std::io::IoSlice::new(b))
+                .collect();
+            w.write_vectored(&slices).await?
+        };
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        let mut left = n;
+        while left > 0 {
+            let Some(front) = pieces.front_mut() else {
+                break;
+            };
+            if front.len() <= left {
+                left -= front.len();
+                pieces.pop_front();
+            } else {
+                front.advance(left);
+                left = 0;
+            }
+        }
+    }
+    Ok(())
 }
 
 #[derive(Default)]
