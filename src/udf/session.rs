@@ -257,7 +257,7 @@ const KEEPALIVE_TAG: u8 = (3 << 3) | 2;
 const WRITER_QUEUE: usize = 64;
 const KEEPALIVE_QUEUE: usize = 16;
 /// Frames the processor takes from its queue at once.
-const PROCESS_CHUNK: usize = 128;
+const PROCESS_CHUNK: usize = 256;
 /// Encoded responses the processor holds before handing them to the writer.
 const FLUSH_BYTES: usize = 32 * 1024;
 /// The longest a response waits in the processor within a chunk.

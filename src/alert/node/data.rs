@@ -79,7 +79,12 @@ pub fn fields_sorted(p: &Point) -> BTreeMap<String, FieldValue> {
 }
 
 pub fn tags_sorted(tags: &HashMap<String, String>) -> BTreeMap<String, String> {
-    tags.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    // Inserted one by one: `collect` would first gather and sort a vector.
+    let mut m = BTreeMap::new();
+    for (k, v) in tags {
+        m.insert(k.clone(), v.clone());
+    }
+    m
 }
 
 fn field_names(p: &Point) -> impl Iterator<Item = &String> {
