@@ -614,6 +614,23 @@ impl Handler for AlertNode {
         }
     }
 
+    fn point_ref(&mut self, point: &Point, out: &mut Output) {
+        if self.batch.is_some() {
+            return self.point(point.clone(), out);
+        }
+        if let Some(fired) = self.stream_point(point, out) {
+            if out.can_echo && !self.core.augments() {
+                out.echo_point = true;
+                return;
+            }
+            let mut point = point.clone();
+            self.core.augment_point(&mut point, &fired);
+            out.responses.push(Response {
+                message: Some(response::Message::Point(point)),
+            });
+        }
+    }
+
     fn begin_batch(&mut self, begin: BeginBatch, _out: &mut Output) {
         let cap = usize::try_from(begin.size).unwrap_or(0).min(100_000);
         self.batch = Some(PendingBatch {

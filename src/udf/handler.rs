@@ -49,6 +49,12 @@ pub trait HandlerFactory: Send + Sync + 'static {
 pub trait Handler: Send {
     /// A stream point, or a point inside an open batch.
     fn point(&mut self, point: Point, out: &mut Output);
+    /// A stream point the caller keeps (the session reuses its memory for
+    /// the next point it decodes). The default copies it into [`Handler::point`];
+    /// a handler that only reads stream points overrides it to avoid the copy.
+    fn point_ref(&mut self, point: &Point, out: &mut Output) {
+        self.point(point.clone(), out)
+    }
     /// Opens a batch (only on batch connections; the session checks nesting).
     fn begin_batch(&mut self, begin: BeginBatch, out: &mut Output);
     /// Closes the open batch.

@@ -35,8 +35,8 @@ use crate::alert::Event;
 use crate::delivery::Sink;
 use crate::ops::metrics::{EdgeLabel, ReasonLabel, metrics};
 use crate::proto::{
-    EdgeType, ErrorResponse, InitResponse, KeepaliveResponse, Request, Response, RestoreResponse,
-    SnapshotResponse, request, response,
+    EdgeType, ErrorResponse, InitResponse, KeepaliveResponse, Point, Request, Response,
+    RestoreResponse, SnapshotResponse, request, response,
 };
 use crate::udf::codec::{CodecError, RawFrameCodec, decode_frame, encode_frame, put_length_prefix};
 use crate::udf::handler::{Handler, HandlerFactory, NodeKey, Output};
@@ -235,6 +235,9 @@ enum Work {
     /// allocated and freed on the same task (cross-thread frees contend on
     /// the allocator's locks).
     Frame(Bytes),
+    /// A stream point the reader decoded (into memory the processor gave
+    /// back: see [`Processor::spent`]), with its frame's bytes.
+    Point { point: Point, raw: Bytes },
     /// A frame that could not be decoded, or a Request with no message: answered
     /// with an ErrorResponse in order, after every earlier frame.
     Violation {
@@ -253,6 +256,11 @@ const EMPTY_REQUEST: &str = "received a Request with no message set (an empty fr
 /// The first byte of a Request frame whose first field is `keepalive`
 /// (field 3, length-delimited): the only frames the reader decodes itself.
 const KEEPALIVE_TAG: u8 = (3 << 3) | 2;
+/// The first bytes of a Request frame whose first field is `point` (field
+/// 17, length-delimited: a two-byte varint tag).
+const POINT_TAG: [u8; 2] = [((17 << 3) | 2) as u8 | 0x80, 1];
+/// Vectors of spent points on their way back to the reader.
+const SPENT_QUEUE: usize = 4;
 
 const WRITER_QUEUE: usize = 64;
 const KEEPALIVE_QUEUE: usize = 16;
@@ -283,16 +291,18 @@ where
     let (out_tx, out_rx) = mpsc::channel::<Outgoing>(WRITER_QUEUE);
     let (ka_tx, ka_rx) = mpsc::channel::<i64>(KEEPALIVE_QUEUE);
     let (work_tx, work_rx) = mpsc::channel::<Work>(settings.process_queue.max(1));
+    let (spent_tx, spent_rx) = mpsc::channel::<Vec<Point>>(SPENT_QUEUE);
     let stop_reading = CancellationToken::new();
 
     let clock = Arc::new(WriteClock::new());
     let writer_task = tokio::spawn(write_loop(writer, out_rx, ka_rx, clock.clone()));
-    let processor = Processor::new(id, settings.clone(), ctx.clone());
+    let processor = Processor::new(id, settings.clone(), ctx.clone(), spent_tx);
     let process_task = tokio::spawn(processor.run(work_rx, out_tx, stop_reading.clone()));
 
     let read_end = read_loop(
         reader,
         work_tx,
+        spent_rx,
         ka_tx,
         &clock,
         &settings,
@@ -363,6 +373,7 @@ enum ReadEnd {
 async fn read_loop<R: AsyncRead + Unpin>(
     reader: R,
     work_tx: mpsc::Sender<Work>,
+    mut spent_rx: mpsc::Receiver<Vec<Point>>,
     ka_tx: mpsc::Sender<i64>,
     clock: &WriteClock,
     settings: &SessionSettings,
@@ -374,6 +385,8 @@ async fn read_loop<R: AsyncRead + Unpin>(
         RawFrameCodec::new(settings.max_frame_bytes),
         64 * 1024,
     );
+    let stream = settings.edge == EdgeType::Stream;
+    let mut pool: Vec<Point> = Vec::new();
     loop {
         let next = tokio::select! {
             biased;
@@ -395,7 +408,17 @@ async fn read_loop<R: AsyncRead + Unpin>(
                     clock.touch();
                     continue;
                 }
-                Work::Frame(frame)
+                // Stream points are decoded here, on the reader's thread, in
+                // memory the processor returns once it is done with them: the
+                // decoding runs beside the node, and allocations and frees of
+                // points stay on one thread.
+                match stream
+                    .then(|| decode_point(&frame, &mut pool, &mut spent_rx))
+                    .flatten()
+                {
+                    Some(point) => Work::Point { point, raw: frame },
+                    None => Work::Frame(frame),
+                }
             }
             Some(Err(CodecError::Io(e))) => return ReadEnd::Aborted(e.to_string()),
             Some(Err(e)) => Work::Violation {
@@ -423,6 +446,33 @@ async fn read_loop<R: AsyncRead + Unpin>(
             return ReadEnd::Stopped;
         }
     }
+}
+
+/// Decodes a frame that holds exactly one `point` field into a point from
+/// `pool` (refilled from what the processor gave back). `None` for any other
+/// frame, or one that does not decode: the processor then decodes it fully
+/// and answers errors in order.
+fn decode_point(
+    frame: &Bytes,
+    pool: &mut Vec<Point>,
+    spent: &mut mpsc::Receiver<Vec<Point>>,
+) -> Option<Point> {
+    use prost::Message as _;
+    let body = frame.strip_prefix(POINT_TAG.as_slice())?;
+    let mut rest = body;
+    let len = prost::encoding::decode_varint(&mut rest).ok()?;
+    if len != rest.len() as u64 {
+        return None;
+    }
+    if pool.is_empty()
+        && let Ok(returned) = spent.try_recv()
+    {
+        *pool = returned;
+    }
+    let mut point = pool.pop().unwrap_or_default();
+    point.clear();
+    point.merge(rest).ok()?;
+    Some(point)
 }
 
 /// When the writer last wrote (or a keepalive was queued for it): Kapacitor's
@@ -629,6 +679,11 @@ struct Processor {
     outcome: ProcessOutcome,
     /// `points_total` for this edge, resolved once (the family's lookup locks).
     points_total: prometheus_client::metrics::counter::Counter,
+    /// Points the reader decoded and the handler is done with: sent back per
+    /// chunk so the reader decodes into them (their memory is allocated and
+    /// freed on the reader's thread).
+    spent: Vec<Point>,
+    spent_tx: mpsc::Sender<Vec<Point>>,
 }
 
 enum Step {
@@ -637,7 +692,12 @@ enum Step {
 }
 
 impl Processor {
-    fn new(id: u64, settings: SessionSettings, ctx: Arc<SessionContext>) -> Self {
+    fn new(
+        id: u64,
+        settings: SessionSettings,
+        ctx: Arc<SessionContext>,
+        spent_tx: mpsc::Sender<Vec<Point>>,
+    ) -> Self {
         let edge_label = EdgeLabel {
             edge: edge_name(settings.edge),
         };
@@ -653,6 +713,8 @@ impl Processor {
             events: Vec::new(),
             outcome: ProcessOutcome::default(),
             points_total: metrics().points_total.get_or_create(&edge_label).clone(),
+            spent: Vec::new(),
+            spent_tx,
         }
     }
 
@@ -732,6 +794,11 @@ impl Processor {
     /// the conversation (the agent is stopping or delivery failed).
     async fn hand_on(&mut self, out_tx: &mpsc::Sender<Outgoing>) -> Step {
         self.flush(out_tx).await;
+        if !self.spent.is_empty() {
+            let spent = std::mem::replace(&mut self.spent, Vec::with_capacity(PROCESS_CHUNK));
+            // A full queue (the reader is not decoding): freed here instead.
+            let _ = self.spent_tx.try_send(spent);
+        }
         if let Err(e) = self.submit_events().await {
             let step = self.violation(
                 "sink_closed",
@@ -773,6 +840,13 @@ impl Processor {
                 Err(e) => return self.violation(e.reason(), format!("protocol error: {e}")),
             },
             Work::Violation { reason, message } => return self.violation(reason, message),
+            Work::Point { point, raw } => {
+                let step = self
+                    .data(|h, out| h.point_ref(&point, out), "Point", Some(&raw))
+                    .await;
+                self.spent.push(point);
+                return step;
+            }
         };
         use request::Message as M;
         match msg {
@@ -1223,6 +1297,48 @@ mod tests {
         let (rest, rec) = h.close().await;
         assert!(rest.is_empty());
         assert_eq!(rec.points, 6);
+    }
+
+    /// The reader's point decoding agrees with the full decoding, reuses
+    /// returned points without leftovers, and leaves other frames alone.
+    #[tokio::test]
+    async fn reader_decodes_points_into_returned_memory() {
+        let frame_of = |m: request::Message| {
+            let mut b = BytesMut::new();
+            encode_frame(&Request { message: Some(m) }, &mut b);
+            // The payload, without the length prefix.
+            let mut rest = &b[..];
+            let _ = prost::encoding::decode_varint(&mut rest).unwrap();
+            Bytes::copy_from_slice(rest)
+        };
+        let (tx, mut rx) = mpsc::channel::<Vec<Point>>(SPENT_QUEUE);
+        let mut pool = Vec::new();
+        // A returned point full of other data.
+        let mut old = Point {
+            name: "old".into(),
+            ..Default::default()
+        };
+        old.tags.insert("stale".into(), "x".into());
+        old.fields_int.insert("n".into(), 1);
+        tx.try_send(vec![old]).unwrap();
+        let request::Message::Point(want) = point("cpu", "CRITICAL", 7) else {
+            unreachable!()
+        };
+        let frame = frame_of(request::Message::Point(want.clone()));
+        assert_eq!(decode_point(&frame, &mut pool, &mut rx), Some(want.clone()));
+        assert!(pool.is_empty(), "the returned point was used");
+        // Not a point, a point followed by another field, garbage.
+        let ka = frame_of(request::Message::Keepalive(KeepaliveRequest { time: 1 }));
+        assert_eq!(decode_point(&ka, &mut pool, &mut rx), None);
+        let mut two = frame.to_vec();
+        two.extend_from_slice(&ka);
+        assert_eq!(decode_point(&Bytes::from(two), &mut pool, &mut rx), None);
+        let mut bad = frame.to_vec();
+        let n = bad.len();
+        bad[n - 1] = 0xff;
+        bad[n - 2] = 0xff;
+        let bad = Bytes::from(bad);
+        assert_eq!(decode_point(&bad, &mut pool, &mut rx), None);
     }
 
     async fn expect_error(h: Harness, contains: &str) -> SessionRecord {
