@@ -237,7 +237,7 @@ enum Work {
     Frame(Bytes),
     /// A stream point the reader decoded (into memory the processor gave
     /// back: see [`Processor::spent`]), with its frame's bytes.
-    Point { point: Point, raw: Bytes },
+    Point { point: Box<Point>, raw: Bytes },
     /// A frame that could not be decoded, or a Request with no message: answered
     /// with an ErrorResponse in order, after every earlier frame.
     Violation {
@@ -259,6 +259,9 @@ const KEEPALIVE_TAG: u8 = (3 << 3) | 2;
 /// The first bytes of a Request frame whose first field is `point` (field
 /// 17, length-delimited: a two-byte varint tag).
 const POINT_TAG: [u8; 2] = [((17 << 3) | 2) as u8 | 0x80, 1];
+/// A point of the reader's pool: boxed so it travels in [`Work`] without
+/// making every message large, and the box is reused with the point.
+type PooledPoint = Box<Point>;
 /// Vectors of spent points on their way back to the reader.
 const SPENT_QUEUE: usize = 4;
 
@@ -291,7 +294,7 @@ where
     let (out_tx, out_rx) = mpsc::channel::<Outgoing>(WRITER_QUEUE);
     let (ka_tx, ka_rx) = mpsc::channel::<i64>(KEEPALIVE_QUEUE);
     let (work_tx, work_rx) = mpsc::channel::<Work>(settings.process_queue.max(1));
-    let (spent_tx, spent_rx) = mpsc::channel::<Vec<Point>>(SPENT_QUEUE);
+    let (spent_tx, spent_rx) = mpsc::channel::<Vec<PooledPoint>>(SPENT_QUEUE);
     let stop_reading = CancellationToken::new();
 
     let clock = Arc::new(WriteClock::new());
@@ -301,9 +304,11 @@ where
 
     let read_end = read_loop(
         reader,
-        work_tx,
-        spent_rx,
-        ka_tx,
+        ReaderChannels {
+            work_tx,
+            spent_rx,
+            ka_tx,
+        },
         &clock,
         &settings,
         &stop_reading,
@@ -370,11 +375,18 @@ enum ReadEnd {
     Stopped,
 }
 
+/// The reader's channels: frames to the processor, points back from it,
+/// keepalive answers to the writer.
+struct ReaderChannels {
+    work_tx: mpsc::Sender<Work>,
+    spent_rx: mpsc::Receiver<Vec<PooledPoint>>,
+    ka_tx: mpsc::Sender<i64>,
+}
+
 async fn read_loop<R: AsyncRead + Unpin>(
     reader: R,
-    work_tx: mpsc::Sender<Work>,
-    mut spent_rx: mpsc::Receiver<Vec<Point>>,
-    ka_tx: mpsc::Sender<i64>,
+    channels: ReaderChannels,
+
     clock: &WriteClock,
     settings: &SessionSettings,
     stop: &CancellationToken,
@@ -385,8 +397,13 @@ async fn read_loop<R: AsyncRead + Unpin>(
         RawFrameCodec::new(settings.max_frame_bytes),
         64 * 1024,
     );
+    let ReaderChannels {
+        work_tx,
+        mut spent_rx,
+        ka_tx,
+    } = channels;
     let stream = settings.edge == EdgeType::Stream;
-    let mut pool: Vec<Point> = Vec::new();
+    let mut pool: Vec<PooledPoint> = Vec::new();
     loop {
         let next = tokio::select! {
             biased;
@@ -454,9 +471,9 @@ async fn read_loop<R: AsyncRead + Unpin>(
 /// and answers errors in order.
 fn decode_point(
     frame: &Bytes,
-    pool: &mut Vec<Point>,
-    spent: &mut mpsc::Receiver<Vec<Point>>,
-) -> Option<Point> {
+    pool: &mut Vec<PooledPoint>,
+    spent: &mut mpsc::Receiver<Vec<PooledPoint>>,
+) -> Option<Box<Point>> {
     use prost::Message as _;
     let body = frame.strip_prefix(POINT_TAG.as_slice())?;
     let mut rest = body;
@@ -682,8 +699,8 @@ struct Processor {
     /// Points the reader decoded and the handler is done with: sent back per
     /// chunk so the reader decodes into them (their memory is allocated and
     /// freed on the reader's thread).
-    spent: Vec<Point>,
-    spent_tx: mpsc::Sender<Vec<Point>>,
+    spent: Vec<PooledPoint>,
+    spent_tx: mpsc::Sender<Vec<PooledPoint>>,
 }
 
 enum Step {
@@ -696,7 +713,7 @@ impl Processor {
         id: u64,
         settings: SessionSettings,
         ctx: Arc<SessionContext>,
-        spent_tx: mpsc::Sender<Vec<Point>>,
+        spent_tx: mpsc::Sender<Vec<PooledPoint>>,
     ) -> Self {
         let edge_label = EdgeLabel {
             edge: edge_name(settings.edge),
@@ -1311,7 +1328,7 @@ mod tests {
             let _ = prost::encoding::decode_varint(&mut rest).unwrap();
             Bytes::copy_from_slice(rest)
         };
-        let (tx, mut rx) = mpsc::channel::<Vec<Point>>(SPENT_QUEUE);
+        let (tx, mut rx) = mpsc::channel::<Vec<PooledPoint>>(SPENT_QUEUE);
         let mut pool = Vec::new();
         // A returned point full of other data.
         let mut old = Point {
@@ -1320,12 +1337,15 @@ mod tests {
         };
         old.tags.insert("stale".into(), "x".into());
         old.fields_int.insert("n".into(), 1);
-        tx.try_send(vec![old]).unwrap();
+        tx.try_send(vec![Box::new(old)]).unwrap();
         let request::Message::Point(want) = point("cpu", "CRITICAL", 7) else {
             unreachable!()
         };
         let frame = frame_of(request::Message::Point(want.clone()));
-        assert_eq!(decode_point(&frame, &mut pool, &mut rx), Some(want.clone()));
+        assert_eq!(
+            decode_point(&frame, &mut pool, &mut rx),
+            Some(Box::new(want.clone()))
+        );
         assert!(pool.is_empty(), "the returned point was used");
         // Not a point, a point followed by another field, garbage.
         let ka = frame_of(request::Message::Keepalive(KeepaliveRequest { time: 1 }));
