@@ -426,6 +426,24 @@ pub(super) fn details_json_root(scope: Scope, compact: bool, d: &TemplateData<'_
     w.out
 }
 
+/// The bytes [`HtmlJson::string`] may have to replace: the scan skips the
+/// others with one table lookup each.
+const SPECIAL: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 0x20 {
+        t[c] = true;
+        c += 1;
+    }
+    let mut i = 0;
+    let others = *b"\"\\'+<>&\xe2";
+    while i < others.len() {
+        t[others[i] as usize] = true;
+        i += 1;
+    }
+    t
+};
+
 /// Writes Go's HTML-safe JSON already escaped for HTML text: what
 /// `json.Encoder` writes, then `htmlEscaper` (`"` → `&#34;`, `'` → `&#39;`,
 /// `+` → `&#43;`; `&`, `<`, `>` and NUL never reach it raw, since the JSON
@@ -446,6 +464,10 @@ impl HtmlJson {
         let mut i = 0;
         while i < b.len() {
             let c = b[i];
+            if !SPECIAL[c as usize] {
+                i += 1;
+                continue;
+            }
             let esc: &str = match c {
                 b'"' => "\\&#34;",
                 b'\\' => "\\\\",
