@@ -136,17 +136,26 @@ impl Sink {
     }
 
     /// Frees, on the caller's thread, the events the committer has finished
-    /// with (see [`Spent`]). Never waits: if the committer holds the list,
+    /// with (see [`Spent`]), and returns one emptied vector of theirs for
+    /// the caller's next events (large buffers are costly to allocate next
+    /// to many small frees). Never waits: if the committer holds the list,
     /// the next call takes it.
-    pub fn reclaim(&self) {
+    pub fn reclaim(&self) -> Vec<Event> {
         let groups = match self.spent.groups.try_lock() {
             Ok(mut g) if g.events > 0 => {
                 g.events = 0;
                 std::mem::take(&mut g.groups)
             }
-            _ => return,
+            _ => return Vec::new(),
         };
-        drop(groups);
+        let mut spare = Vec::new();
+        for mut group in groups {
+            group.clear();
+            if group.capacity() > spare.capacity() {
+                spare = group;
+            }
+        }
+        spare
     }
 
     /// Waits until every event submitted before this call is committed.

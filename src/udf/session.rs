@@ -693,6 +693,8 @@ struct Processor {
     /// Events not yet handed to delivery: one `submit_many` per chunk, so
     /// the committer is woken once per chunk, not once per event.
     events: Vec<Event>,
+    /// An empty vector for the next chunk's events (see `Sink::reclaim`).
+    spare_events: Vec<Event>,
     outcome: ProcessOutcome,
     /// `points_total` for this edge, resolved once (the family's lookup locks).
     points_total: prometheus_client::metrics::counter::Counter,
@@ -728,6 +730,7 @@ impl Processor {
             out: Output::default(),
             pending: BytesMut::new(),
             events: Vec::new(),
+            spare_events: Vec::new(),
             outcome: ProcessOutcome::default(),
             points_total: metrics().points_total.get_or_create(&edge_label).clone(),
             spent: Vec::new(),
@@ -791,19 +794,33 @@ impl Processor {
     async fn flush(&mut self, out_tx: &mpsc::Sender<Outgoing>) {
         if !self.pending.is_empty() {
             // The writer drains until every sender is gone, so this cannot be lost.
-            let _ = out_tx.send(self.pending.split().freeze()).await;
+            let out = self.pending.split().freeze();
+            if out.len() >= FLUSH_BYTES / 2 {
+                // Under a flood: one allocation for the next responses, not
+                // one per doubling (an idle session holds nothing).
+                self.pending.reserve(FLUSH_BYTES + FLUSH_BYTES / 4);
+            }
+            let _ = out_tx.send(out).await;
         }
     }
 
     /// Hands the gathered events to delivery as one message (waiting only
     /// while the sink's queue is full).
     async fn submit_events(&mut self) -> Result<(), crate::delivery::SinkError> {
-        // Committed events are freed here, where they were allocated.
-        self.ctx.sink.reclaim();
+        // Committed events are freed here, where they were allocated; their
+        // vector comes back for reuse.
+        let spare = self.ctx.sink.reclaim();
+        if spare.capacity() > self.spare_events.capacity() {
+            self.spare_events = spare;
+        }
         if self.events.is_empty() {
             return Ok(());
         }
-        let events = std::mem::replace(&mut self.events, Vec::with_capacity(PROCESS_CHUNK));
+        let next = match std::mem::take(&mut self.spare_events) {
+            v if v.capacity() > 0 => v,
+            _ => Vec::with_capacity(PROCESS_CHUNK),
+        };
+        let events = std::mem::replace(&mut self.events, next);
         self.ctx.sink.submit_many(events).await
     }
 
