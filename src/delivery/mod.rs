@@ -395,6 +395,26 @@ mod tests {
         handle.join().unwrap();
     }
 
+    #[tokio::test]
+    async fn reclaim_hands_back_committed_memory_and_spent_stays_bounded() {
+        let rec = Record::default();
+        let (sink, handle) = spawn_sink(rec.clone(), 8);
+        sink.submit_many((0..5).map(event).collect()).await.unwrap();
+        sink.barrier().await.unwrap();
+        let v = sink.reclaim();
+        assert!(v.is_empty() && v.capacity() >= 5, "{}", v.capacity());
+        assert_eq!(sink.reclaim().capacity(), 0, "nothing left to reclaim");
+        // Nobody reclaiming: what waits to be freed stays within the capacity.
+        for _ in 0..10 {
+            sink.submit_many((0..8).map(event).collect()).await.unwrap();
+        }
+        sink.barrier().await.unwrap();
+        assert!(sink.spent.groups.lock().unwrap().events <= 8);
+        assert_eq!(rec.all().len(), 85);
+        drop(sink);
+        handle.join().unwrap();
+    }
+
     /// Fails every commit: the sink must not hang its senders when the thread dies.
     struct Panics;
     impl Committer for Panics {
