@@ -25,8 +25,8 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use kapacitor_pagertree::proto::{
-    InitRequest, KeepaliveRequest, Option as UdfOption, OptionValue, Point, Request, ValueType, option_value,
-    request,
+    InitRequest, KeepaliveRequest, Option as UdfOption, OptionValue, Point, Request, ValueType,
+    option_value, request,
 };
 use kapacitor_pagertree::udf::codec::encode_frame;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -62,12 +62,28 @@ fn flood(n: usize) -> (Vec<u8>, usize) {
             ..Default::default()
         };
         p.tags.insert("host".into(), host.clone());
-        p.tags.insert("level".into(), if i % 2 == 0 { "CRITICAL".into() } else { "WARNING".into() });
-        p.fields_double.insert("usage_idle".into(), (i % 100) as f64);
-        p.fields_string.insert("message".into(), format!("{host} is busy"));
-        encode_frame(&Request { message: Some(request::Message::Point(p)) }, &mut buf);
+        p.tags.insert(
+            "level".into(),
+            if i % 2 == 0 {
+                "CRITICAL".into()
+            } else {
+                "WARNING".into()
+            },
+        );
+        p.fields_double
+            .insert("usage_idle".into(), (i % 100) as f64);
+        p.fields_string
+            .insert("message".into(), format!("{host} is busy"));
+        encode_frame(
+            &Request {
+                message: Some(request::Message::Point(p)),
+            },
+            &mut buf,
+        );
         if i == n / 2 {
-            let ka = Request { message: Some(request::Message::Keepalive(KeepaliveRequest { time: MARK })) };
+            let ka = Request {
+                message: Some(request::Message::Keepalive(KeepaliveRequest { time: MARK })),
+            };
             encode_frame(&ka, &mut buf);
             ka_end = buf.len();
         }
@@ -88,13 +104,21 @@ fn init_frame() -> Vec<u8> {
             s("levelFrom", "level"),
             s("idFrom", "host"),
             s("messageFrom", "message"),
-            UdfOption { name: "dryRun".into(), values: vec![] },
+            UdfOption {
+                name: "dryRun".into(),
+                values: vec![],
+            },
         ],
         task_id: "bench".into(),
         node_id: "pagertree2".into(),
     };
     let mut b = BytesMut::new();
-    encode_frame(&Request { message: Some(request::Message::Init(init)) }, &mut b);
+    encode_frame(
+        &Request {
+            message: Some(request::Message::Init(init)),
+        },
+        &mut b,
+    );
     b.to_vec()
 }
 
@@ -109,7 +133,12 @@ struct FrameCounter {
 
 impl FrameCounter {
     fn new() -> Self {
-        Self { buf: Vec::with_capacity(1 << 20), data_frames: 0, other_frames: 0, keepalive_at: None }
+        Self {
+            buf: Vec::with_capacity(1 << 20),
+            data_frames: 0,
+            other_frames: 0,
+            keepalive_at: None,
+        }
     }
 
     fn feed(&mut self, bytes: &[u8]) {
@@ -117,7 +146,9 @@ impl FrameCounter {
         let mut pos = 0;
         loop {
             let rest = &self.buf[pos..];
-            let Some((len, hdr)) = varint(rest) else { break };
+            let Some((len, hdr)) = varint(rest) else {
+                break;
+            };
             if rest.len() < hdr + len {
                 break;
             }
@@ -153,14 +184,22 @@ fn varint(b: &[u8]) -> Option<(usize, usize)> {
 
 /// The payload of a keepalive field: a length, then `time` (field 1, varint).
 fn is_marked_keepalive(b: &[u8]) -> bool {
-    let Some((len, hdr)) = varint(b) else { return false };
+    let Some((len, hdr)) = varint(b) else {
+        return false;
+    };
     let inner = &b[hdr..(hdr + len).min(b.len())];
     inner.first() == Some(&0x08) && varint(&inner[1..]).is_some_and(|(v, _)| v as i64 == MARK)
 }
 
 /// Writes `prefix` then `flood` and counts what comes back until `expect`
 /// data frames arrived.
-async fn drive(stream: UnixStream, flood: Arc<Vec<u8>>, ka_end: usize, expect: usize, on_progress: impl Fn(usize)) -> Run {
+async fn drive(
+    stream: UnixStream,
+    flood: Arc<Vec<u8>>,
+    ka_end: usize,
+    expect: usize,
+    on_progress: impl Fn(usize),
+) -> Run {
     let (mut r, mut w) = stream.into_split();
     let start = Instant::now();
     let ka_written = Arc::new(std::sync::Mutex::new(None::<Instant>));
@@ -201,7 +240,11 @@ async fn drive(stream: UnixStream, flood: Arc<Vec<u8>>, ka_end: usize, expect: u
         (Some(sent), Some(answered)) => Some(answered.saturating_duration_since(sent)),
         _ => None,
     };
-    Run { points: counter.data_frames, elapsed, keepalive_delay }
+    Run {
+        points: counter.data_frames,
+        elapsed,
+        keepalive_delay,
+    }
 }
 
 async fn ceiling(dir: &Path, flood: Arc<Vec<u8>>, ka_end: usize, n: usize) -> Run {
@@ -228,7 +271,14 @@ fn rss_kib(pid: u32) -> u64 {
 fn start_agent(dir: &Path) -> (Child, std::path::PathBuf) {
     let data = dir.join("data");
     let child = Command::new(env!("CARGO_BIN_EXE_kapacitor-pagertree"))
-        .args(["serve", "--http-addr", "off", "--log-level", "warn", "--data-dir"])
+        .args([
+            "serve",
+            "--http-addr",
+            "off",
+            "--log-level",
+            "warn",
+            "--data-dir",
+        ])
         .arg(&data)
         .env("KAPACITOR_PAGERTREE_BENCH_DISCARD_EVENTS", "1")
         .env_remove("RUST_LOG")
@@ -240,13 +290,21 @@ fn start_agent(dir: &Path) -> (Child, std::path::PathBuf) {
     let sock = data.join("stream.sock");
     let start = Instant::now();
     while std::os::unix::net::UnixStream::connect(&sock).is_err() {
-        assert!(start.elapsed() < Duration::from_secs(30), "the agent did not start");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the agent did not start"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     (child, sock)
 }
 
-async fn mirror(dir: &Path, flood: Arc<Vec<u8>>, ka_end: usize, n: usize) -> (Run, Vec<(usize, u64)>, u64) {
+async fn mirror(
+    dir: &Path,
+    flood: Arc<Vec<u8>>,
+    ka_end: usize,
+    n: usize,
+) -> (Run, Vec<(usize, u64)>, u64) {
     let (mut child, sock) = start_agent(dir);
     let pid = child.id();
     let idle_rss = rss_kib(pid);
@@ -255,7 +313,11 @@ async fn mirror(dir: &Path, flood: Arc<Vec<u8>>, ka_end: usize, n: usize) -> (Ru
     // The InitResponse: field 2, success.
     let mut b = [0u8; 64];
     let got = stream.read(&mut b).await.expect("init response");
-    assert!(got >= 2 && b[1] == 0x12, "unexpected InitResponse bytes {:?}", &b[..got]);
+    assert!(
+        got >= 2 && b[1] == 0x12,
+        "unexpected InitResponse bytes {:?}",
+        &b[..got]
+    );
     let samples = Arc::new(std::sync::Mutex::new(Vec::new()));
     let progress = Arc::new(AtomicUsize::new(0));
     let s2 = samples.clone();
@@ -277,12 +339,22 @@ fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         return;
     }
-    let n: usize = std::env::var("POINTS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    let n: usize = std::env::var("POINTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
     let (bytes, ka_end) = flood(n);
-    println!("udf_throughput: {n} points, {GROUPS} groups, {:.1} MB pre-encoded", bytes.len() as f64 / 1e6);
+    println!(
+        "udf_throughput: {n} points, {GROUPS} groups, {:.1} MB pre-encoded",
+        bytes.len() as f64 / 1e6
+    );
     let flood = Arc::new(bytes);
     let dir = tempfile::tempdir().expect("temp dir");
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
 
     let echo = rt.block_on(ceiling(dir.path(), flood.clone(), ka_end, n));
     let (agent, samples, idle_rss) = rt.block_on(mirror(dir.path(), flood, ka_end, n));
@@ -302,7 +374,10 @@ fn main() {
         agent.elapsed,
         agent.keepalive_delay
     );
-    println!("ratio agent/ceiling:         {:.2} (target >= 0.5)", rate(&agent) / rate(&echo));
+    println!(
+        "ratio agent/ceiling:         {:.2} (target >= 0.5)",
+        rate(&agent) / rate(&echo)
+    );
     let rss: Vec<u64> = samples.iter().map(|s| s.1).collect();
     println!(
         "agent RSS: idle {} KiB; during the flood min {} / max {} KiB over {} samples: {:?}",

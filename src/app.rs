@@ -117,7 +117,10 @@ pub fn build_sink(hooks: &Hooks) -> (Sink, std::thread::JoinHandle<()>, MemorySt
     let (sink, handle) = if hooks.discard_events {
         spawn_sink(DiscardCommitter, SINK_QUEUE)
     } else {
-        spawn_sink(LogCommitter::new(store.clone()), SINK_QUEUE)
+        spawn_sink(
+            crate::ops::status::ViewingCommitter::new(LogCommitter::new(store.clone())),
+            SINK_QUEUE,
+        )
     };
     (sink, handle, store)
 }
@@ -228,7 +231,17 @@ pub async fn serve_with(
     .collect();
     drop(ctx);
 
-    wait_for_signal(&shutdown).await?;
+    wait_for_signal(&shutdown, || {
+        // Both sockets listen and SIGTERM is handled: ready for /readyz and
+        // for systemd (Type=notify).
+        crate::ops::status::readiness().set_stream_listening(true);
+        crate::ops::status::readiness().set_batch_listening(true);
+        crate::ops::systemd::notify_ready(&stream_path, &batch_path);
+    })
+    .await?;
+    crate::ops::systemd::notify_stopping();
+    crate::ops::status::readiness().set_stream_listening(false);
+    crate::ops::status::readiness().set_batch_listening(false);
     shutdown.cancel();
     for a in accept {
         let _ = a.await;
@@ -248,10 +261,16 @@ pub async fn serve_with(
 }
 
 /// Returns at SIGTERM or SIGINT, or when `shutdown` is cancelled by the caller.
-async fn wait_for_signal(shutdown: &CancellationToken) -> Result<(), AppError> {
+/// `ready` runs once the handlers are installed (a SIGTERM right after
+/// systemd's READY must be a graceful stop, not the default kill).
+async fn wait_for_signal(
+    shutdown: &CancellationToken,
+    ready: impl FnOnce(),
+) -> Result<(), AppError> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).map_err(AppError::Signals)?;
     let mut int = signal(SignalKind::interrupt()).map_err(AppError::Signals)?;
+    ready();
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
         _ = int.recv() => tracing::info!("SIGINT: shutting down"),

@@ -11,6 +11,7 @@
 //! agent process itself.
 
 #[path = "support/conformance.rs"]
+#[macro_use]
 mod conformance;
 
 use std::collections::HashMap;
@@ -22,7 +23,7 @@ use kapacitor_pagertree::alert::node::{AlertFactory, NodeEnv};
 use kapacitor_pagertree::alert::store::MemoryStore;
 use kapacitor_pagertree::gofmt::alert_data_json;
 use kapacitor_pagertree::ops::config::Config;
-use kapacitor_pagertree::proto::{EdgeType, InitRequest, Point, response};
+use kapacitor_pagertree::proto::{EdgeType, InitRequest, Point};
 use kapacitor_pagertree::udf::handler::{Handler, HandlerFactory, Output};
 
 const URL: &str = "http://127.0.0.1:9/integration/int_conformance";
@@ -104,82 +105,13 @@ fn run(case: &Case) -> RunResult {
                 body: alert_data_json(e),
             });
         }
-        collect_emitted(&out, &mut result);
+        let msgs = out.responses.iter().filter_map(|r| r.message.clone());
+        conformance::EmittedCollector::default().take(msgs, &mut result);
     }
     result
 }
 
-fn collect_emitted(out: &Output, result: &mut RunResult) {
-    let mut batch: Option<Vec<Point>> = None;
-    for r in &out.responses {
-        match &r.message {
-            Some(response::Message::Begin(_)) => batch = Some(Vec::new()),
-            Some(response::Message::Point(p)) => {
-                result.emitted_points += 1;
-                match &mut batch {
-                    Some(points) => points.push(p.clone()),
-                    None => result.emitted.push(conformance::point_row(p)),
-                }
-            }
-            Some(response::Message::End(end)) => {
-                let points = batch.take().unwrap_or_default();
-                result.emitted.push(conformance::batch_row(end, &points));
-            }
-            other => panic!("unexpected response {other:?}"),
-        }
-    }
-}
-
-fn check(name: &str) {
-    let case = conformance::load_named(name);
-    let result = run(&case);
-    let mut errs = conformance::compare(&case, &result);
-    errs.extend(conformance::compare_bodies(&case, &result));
-    assert!(
-        errs.is_empty(),
-        "{name}: {} difference(s):\n  {}",
-        errs.len(),
-        errs.join("\n  ")
-    );
-}
-
-macro_rules! cases {
-    ($($name:ident),* $(,)?) => {
-        $(#[test] fn $name() { check(stringify!($name)); })*
-        const NAMES: &[&str] = &[$(stringify!($name)),*];
-    };
-}
-
-cases!(
-    batch_all_level_field,
-    batch_event_time_point_vs_tmax,
-    batch_level_and_id_tags,
-    batch_state_changes_only,
-    restart_restores_level_and_duration,
-    stream_details_html_template,
-    stream_level_resets_0,
-    stream_message_time_template,
-    stream_no_level_expressions_many_groups,
-    stream_no_recoveries,
-    stream_recovery_once,
-    stream_state_changes_only,
-    stream_state_changes_only_duration_field,
-    stream_window_count_exact_body,
-    stream_window_count_levels_augmented,
-);
-
-/// A new case file must get its own test above.
-#[test]
-fn every_case_file_has_a_test() {
-    let mut files: Vec<String> = conformance::load_all()
-        .into_iter()
-        .map(|c| c.name)
-        .collect();
-    files.sort();
-    let mut names: Vec<String> = NAMES.iter().map(|s| s.to_string()).collect();
-    names.sort();
-    assert_eq!(files, names);
-}
+conformance_tests!(run);
 
 /// The emitted-row conversion the comparison relies on.
 #[test]

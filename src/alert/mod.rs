@@ -22,7 +22,9 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 /// An alert level, ordered as Kapacitor orders them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
+)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Level {
     #[default]
@@ -184,6 +186,10 @@ pub struct ServerInfo {
 impl Default for ServerInfo {
     /// Kapacitor's own defaults: `localhost` and empty ids.
     fn default() -> Self {
-        Self { hostname: "localhost".into(), cluster_id: String::new(), server_id: String::new() }
+        Self {
+            hostname: "localhost".into(),
+            cluster_id: String::new(),
+            server_id: String::new(),
+        }
     }
 }

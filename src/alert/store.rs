@@ -49,11 +49,19 @@ impl MemoryStore {
     /// Records a committed event: an OK removes the id, as Kapacitor does.
     pub fn record(&self, event: &Event) {
         let mut map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let node = map.entry((event.task.clone(), event.node.clone())).or_default();
+        let node = map
+            .entry((event.task.clone(), event.node.clone()))
+            .or_default();
         if event.level == Level::OK {
             node.remove(&event.id);
         } else {
-            node.insert(event.id.clone(), StoredAlert { level: event.level, time: event.time });
+            node.insert(
+                event.id.clone(),
+                StoredAlert {
+                    level: event.level,
+                    time: event.time,
+                },
+            );
         }
     }
 }
@@ -61,6 +69,9 @@ impl MemoryStore {
 impl AlertStateStore for MemoryStore {
     fn load(&self, task: &str, node: &str) -> Result<HashMap<String, StoredAlert>, StoreError> {
         let map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        Ok(map.get(&(task.to_string(), node.to_string())).cloned().unwrap_or_default())
+        Ok(map
+            .get(&(task.to_string(), node.to_string()))
+            .cloned()
+            .unwrap_or_default())
     }
 }

@@ -10,7 +10,13 @@
 //! - [`log_sink`]: the first committer: each event as one JSON line in the log.
 //! - `outbox`, `dispatch`, `pagertree`: the durable path (see their docs).
 
+pub mod cli;
+pub mod dispatch;
 pub mod log_sink;
+pub mod outbox;
+pub mod pagertree;
+pub mod redact;
+pub mod service;
 
 use std::sync::Arc;
 use std::thread;

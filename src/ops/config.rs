@@ -17,11 +17,18 @@ use crate::alert::Format;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("config file {path}: {message}")]
     Parse { path: String, message: String },
     #[error("{origin}: {key}: {reason}")]
-    Invalid { origin: String, key: String, reason: String },
+    Invalid {
+        origin: String,
+        key: String,
+        reason: String,
+    },
 }
 
 /// The whole configuration.
@@ -72,11 +79,15 @@ impl Default for ServerConfig {
 
 impl ServerConfig {
     pub fn stream_socket_path(&self) -> PathBuf {
-        self.stream_socket.clone().unwrap_or_else(|| self.data_dir.join("stream.sock"))
+        self.stream_socket
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("stream.sock"))
     }
 
     pub fn batch_socket_path(&self) -> PathBuf {
-        self.batch_socket.clone().unwrap_or_else(|| self.data_dir.join("batch.sock"))
+        self.batch_socket
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("batch.sock"))
     }
 
     /// The socket mode as permission bits.
@@ -87,7 +98,10 @@ impl ServerConfig {
             .ok_or_else(|| ConfigError::Invalid {
                 origin: "server".into(),
                 key: "socket_mode".into(),
-                reason: format!("{:?} is not an octal file mode such as \"0660\"", self.socket_mode),
+                reason: format!(
+                    "{:?} is not an octal file mode such as \"0660\"",
+                    self.socket_mode
+                ),
             })
     }
 }
@@ -210,9 +224,583 @@ impl Config {
 
     /// Reads and parses a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
         Self::from_toml(&text, &path.display().to_string())
+    }
+}
+
+/// Several configuration problems, reported together so one run of
+/// `check` lists everything to fix.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl From<ConfigError> for ConfigErrors {
+    fn from(e: ConfigError) -> Self {
+        ConfigErrors(vec![e])
+    }
+}
+
+/// The prefix of every environment variable the agent reads.
+pub const ENV_PREFIX: &str = "KAPACITOR_PAGERTREE_";
+/// The config file path (`--config`).
+pub const ENV_CONFIG: &str = "KAPACITOR_PAGERTREE_CONFIG";
+/// The shortcut that defines endpoint `default` and makes it the default.
+pub const ENV_URL: &str = "KAPACITOR_PAGERTREE_URL";
+/// The name of the endpoint [`ENV_URL`] defines.
+pub const DEFAULT_ENDPOINT_NAME: &str = "default";
+
+/// The keys of `[endpoints.NAME]`, longest first so that an environment
+/// suffix `_CONNECT_TIMEOUT` is not read as `_TIMEOUT`.
+const ENDPOINT_KEYS: [&str; 5] = ["connect_timeout", "timeout", "format", "token", "url"];
+
+/// Where each key's value came from (`server.http_addr` → `flag --http-addr`),
+/// so an error names the place the user has to edit.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Origins {
+    file: Option<String>,
+    set: BTreeMap<String, String>,
+}
+
+impl Origins {
+    /// The origin of a dotted key: the flag or variable that set it, else the
+    /// file (a key absent from the file is still "in" it: that is where to add it),
+    /// else `defaults`.
+    pub fn of(&self, key: &str) -> String {
+        if let Some(o) = self.set.get(key) {
+            return o.clone();
+        }
+        // An endpoint created by the environment owns its other keys too.
+        if let Some(rest) = key.strip_prefix("endpoints.")
+            && let Some((name, _)) = rest.rsplit_once('.')
+            && let Some(o) = self.set.get(&format!("endpoints.{name}.url"))
+        {
+            return o.clone();
+        }
+        self.file.clone().unwrap_or_else(|| "defaults".to_string())
+    }
+
+    fn note(&mut self, key: &str, origin: String) {
+        self.set.insert(key.to_string(), origin);
+    }
+}
+
+/// The command-line flags that override the configuration (highest precedence).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Overrides {
+    pub data_dir: Option<PathBuf>,
+    pub stream_socket: Option<PathBuf>,
+    pub batch_socket: Option<PathBuf>,
+    pub http_addr: Option<String>,
+    pub log_format: Option<String>,
+    pub log_level: Option<String>,
+}
+
+/// The effective configuration with where each value came from and the
+/// warnings validation found (not errors: the agent starts, but says so).
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub config: Config,
+    pub origins: Origins,
+    pub warnings: Vec<String>,
+}
+
+/// `log_format` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Text on a terminal, JSON lines otherwise (systemd's journal).
+    Auto,
+    Text,
+    Json,
+}
+
+impl LogFormat {
+    pub fn parse(s: &str) -> Option<LogFormat> {
+        match s {
+            "auto" => Some(LogFormat::Auto),
+            "text" => Some(LogFormat::Text),
+            "json" => Some(LogFormat::Json),
+            _ => None,
+        }
+    }
+}
+
+/// The HTTP listener setting: `"off"` or an address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpAddr {
+    Off,
+    Listen(std::net::SocketAddr),
+}
+
+impl ServerConfig {
+    /// The parsed `http_addr`.
+    pub fn http_listen(&self) -> Result<HttpAddr, String> {
+        let s = self.http_addr.trim();
+        if s.eq_ignore_ascii_case("off") {
+            return Ok(HttpAddr::Off);
+        }
+        s.parse().map(HttpAddr::Listen).map_err(|_| {
+            format!("{s:?} is not \"off\" or an address with a port such as \"127.0.0.1:9096\"")
+        })
+    }
+
+    /// The parsed `log_format`.
+    pub fn log_format_kind(&self) -> Result<LogFormat, String> {
+        LogFormat::parse(self.log_format.trim())
+            .ok_or_else(|| format!("{:?} is not one of auto, text, json", self.log_format))
+    }
+}
+
+fn parse_bool(v: &str) -> Result<bool, String> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err(format!("{v:?} is not a boolean (true or false)")),
+    }
+}
+
+fn parse_count(v: &str) -> Result<usize, String> {
+    v.trim()
+        .parse()
+        .map_err(|_| format!("{v:?} is not a whole number"))
+}
+
+fn parse_format(v: &str) -> Result<Format, String> {
+    Format::parse(v.trim())
+        .ok_or_else(|| format!("{v:?} is not a format; use kapacitor or webhook"))
+}
+
+/// Shows a URL without its secret: PagerTree's integration URLs carry the
+/// integration id in the path and sometimes a token in the query, and anyone
+/// who has them can page the rota. Scheme, host and port stay, so a log still
+/// says where a request went.
+pub fn redact_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(u) => {
+            let host = u.host_str().unwrap_or("");
+            let port = u.port().map(|p| format!(":{p}")).unwrap_or_default();
+            let path = if u.path() == "/" || u.path().is_empty() {
+                String::new()
+            } else {
+                "/…".to_string()
+            };
+            format!("{}://{host}{port}{path}", u.scheme())
+        }
+        Err(_) => "<invalid url>".to_string(),
+    }
+}
+
+/// Checks that a URL is absolute http(s) with a host.
+fn check_http_url(url: &str) -> Result<(), String> {
+    if url.trim().is_empty() {
+        return Err("is required (the PagerTree integration URL)".into());
+    }
+    let u = reqwest::Url::parse(url.trim())
+        .map_err(|e| format!("{} is not a URL: {e}", redact_url(url)))?;
+    if u.scheme() != "http" && u.scheme() != "https" {
+        return Err(format!("scheme {:?} is not http or https", u.scheme()));
+    }
+    if u.host_str().is_none_or(str::is_empty) {
+        return Err("the URL has no host".into());
+    }
+    Ok(())
+}
+
+/// The longest path a Unix socket may have (`sun_path` is 108 bytes with the NUL).
+const MAX_SOCKET_PATH: usize = 107;
+
+impl Config {
+    /// Sets one key from its text, as the environment and flags give it.
+    /// `key` is dotted: `server.data_dir`, `endpoints.ops.url`.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
+        let (table, rest) = key.split_once('.').ok_or("unknown key")?;
+        let v = value.to_string();
+        match table {
+            "server" => {
+                let s = &mut self.server;
+                match rest {
+                    "data_dir" => s.data_dir = PathBuf::from(v),
+                    "stream_socket" => s.stream_socket = Some(PathBuf::from(v)),
+                    "batch_socket" => s.batch_socket = Some(PathBuf::from(v)),
+                    "socket_mode" => s.socket_mode = v,
+                    "socket_group" => s.socket_group = v,
+                    "http_addr" => s.http_addr = v,
+                    "max_frame_bytes" => s.max_frame_bytes = parse_count(&v)?,
+                    "log_format" => s.log_format = v,
+                    "log_level" => s.log_level = v,
+                    _ => return Err("unknown key in [server]".into()),
+                }
+            }
+            "kapacitor" => {
+                let k = &mut self.kapacitor;
+                match rest {
+                    "hostname" => k.hostname = Some(v),
+                    "cluster_id" => k.cluster_id = Some(v),
+                    "server_id" => k.server_id = Some(v),
+                    "url" => k.url = v,
+                    "username" => k.username = v,
+                    "password" => k.password = v,
+                    "shared_secret" => k.shared_secret = v,
+                    "insecure_skip_verify" => k.insecure_skip_verify = parse_bool(&v)?,
+                    "revive_tasks" => k.revive_tasks = parse_bool(&v)?,
+                    "revive_for" => k.revive_for = parse_duration(&v)?,
+                    _ => return Err("unknown key in [kapacitor]".into()),
+                }
+            }
+            "delivery" => {
+                let d = &mut self.delivery;
+                match rest {
+                    "default_endpoint" => d.default_endpoint = v,
+                    "concurrency" => d.concurrency = parse_count(&v)?,
+                    "max_age" => d.max_age = parse_duration(&v)?,
+                    "retry_initial" => d.retry_initial = parse_duration(&v)?,
+                    "retry_max" => d.retry_max = parse_duration(&v)?,
+                    "parked_retry" => d.parked_retry = parse_duration(&v)?,
+                    "commit_window" => d.commit_window = parse_duration(&v)?,
+                    "memory_queue" => d.memory_queue = parse_count(&v)?,
+                    "shutdown_grace" => d.shutdown_grace = parse_duration(&v)?,
+                    _ => return Err("unknown key in [delivery]".into()),
+                }
+            }
+            "endpoints" => {
+                let (name, k) = rest.rsplit_once('.').ok_or("unknown key")?;
+                if name.is_empty() {
+                    return Err("an endpoint needs a name".into());
+                }
+                if !ENDPOINT_KEYS.contains(&k) {
+                    return Err("unknown key in [endpoints.NAME]".into());
+                }
+                let e = self.endpoints.entry(name.to_string()).or_default();
+                match k {
+                    "url" => e.url = v,
+                    "format" => e.format = parse_format(&v)?,
+                    "token" => e.token = v,
+                    "timeout" => e.timeout = parse_duration(&v)?,
+                    "connect_timeout" => e.connect_timeout = parse_duration(&v)?,
+                    _ => return Err("unknown key in [endpoints.NAME]".into()),
+                }
+            }
+            _ => return Err("unknown table".into()),
+        }
+        Ok(())
+    }
+
+    /// Applies `KAPACITOR_PAGERTREE_*` variables (any iterator of name/value
+    /// pairs, so tests need not touch the process environment).
+    ///
+    /// `KAPACITOR_PAGERTREE_<TABLE>_<KEY>` sets a key; an unknown key of a
+    /// known table is an error. `KAPACITOR_PAGERTREE_ENDPOINTS_<NAME>_<KEY>`
+    /// sets an endpoint's key (NAME matches a file endpoint case-insensitively,
+    /// else is taken in lower case). `KAPACITOR_PAGERTREE_URL` defines endpoint
+    /// `default` and makes it the default; an explicit
+    /// `KAPACITOR_PAGERTREE_DELIVERY_DEFAULT_ENDPOINT` still wins. Variables
+    /// under the prefix that name no table come back as warnings.
+    pub fn apply_env<I>(
+        &mut self,
+        vars: I,
+        origins: &mut Origins,
+    ) -> Result<Vec<String>, ConfigErrors>
+    where
+        I: IntoIterator<Item = (String, String)>,
+    {
+        let mut vars: Vec<(String, String)> = vars
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(ENV_PREFIX))
+            .collect();
+        // The shortcut first, so specific variables override what it implies.
+        vars.sort_by_key(|(k, _)| (k != ENV_URL, k.clone()));
+        let mut errors = Vec::new();
+        let mut warnings = Vec::new();
+        for (name, value) in vars {
+            let origin = format!("environment {name}");
+            let rest = &name[ENV_PREFIX.len()..];
+            if name == ENV_CONFIG {
+                continue;
+            }
+            if name == ENV_URL {
+                let key = format!("endpoints.{DEFAULT_ENDPOINT_NAME}.url");
+                self.endpoints
+                    .entry(DEFAULT_ENDPOINT_NAME.to_string())
+                    .or_default()
+                    .url = value;
+                self.delivery.default_endpoint = DEFAULT_ENDPOINT_NAME.to_string();
+                origins.note(&key, origin.clone());
+                origins.note("delivery.default_endpoint", origin);
+                continue;
+            }
+            // Test and benchmark hooks (`..._FAULT_*`, `..._BENCH_*`) are not settings.
+            if rest.starts_with("FAULT_") || rest.starts_with("BENCH_") {
+                continue;
+            }
+            let Some(key) = self.env_key(rest) else {
+                warnings.push(format!(
+                    "{origin}: ignored: no such setting (variables are KAPACITOR_PAGERTREE_<TABLE>_<KEY>, \
+                     e.g. KAPACITOR_PAGERTREE_SERVER_DATA_DIR)"
+                ));
+                continue;
+            };
+            match self.set(&key, &value) {
+                Ok(()) => origins.note(&key, origin),
+                Err(reason) => errors.push(ConfigError::Invalid {
+                    origin,
+                    key,
+                    reason,
+                }),
+            }
+        }
+        if errors.is_empty() {
+            Ok(warnings)
+        } else {
+            Err(ConfigErrors(errors))
+        }
+    }
+
+    /// The dotted key an environment variable (prefix removed) names, or
+    /// `None` when it names no table.
+    fn env_key(&self, rest: &str) -> Option<String> {
+        for table in ["server", "kapacitor", "delivery"] {
+            if let Some(k) = rest.strip_prefix(&format!("{}_", table.to_ascii_uppercase())) {
+                return Some(format!("{table}.{}", k.to_ascii_lowercase()));
+            }
+        }
+        let rest = rest.strip_prefix("ENDPOINTS_")?;
+        for k in ENDPOINT_KEYS {
+            let suffix = format!("_{}", k.to_ascii_uppercase());
+            if let Some(env_name) = rest.strip_suffix(&suffix) {
+                let name = self
+                    .endpoints
+                    .keys()
+                    .find(|n| n.to_ascii_uppercase().replace('-', "_") == env_name)
+                    .cloned()
+                    .unwrap_or_else(|| env_name.to_ascii_lowercase());
+                return Some(format!("endpoints.{name}.{k}"));
+            }
+        }
+        // ENDPOINTS_<NAME>_<unknown>: a key error, not a stray variable.
+        Some(format!("endpoints.{}.?", rest.to_ascii_lowercase()))
+    }
+
+    /// Applies the command-line flags (highest precedence).
+    pub fn apply_overrides(&mut self, o: &Overrides, origins: &mut Origins) {
+        let mut put = |key: &str, flag: &str| origins.note(key, format!("flag {flag}"));
+        if let Some(v) = &o.data_dir {
+            self.server.data_dir = v.clone();
+            put("server.data_dir", "--data-dir");
+        }
+        if let Some(v) = &o.stream_socket {
+            self.server.stream_socket = Some(v.clone());
+            put("server.stream_socket", "--stream-socket");
+        }
+        if let Some(v) = &o.batch_socket {
+            self.server.batch_socket = Some(v.clone());
+            put("server.batch_socket", "--batch-socket");
+        }
+        if let Some(v) = &o.http_addr {
+            self.server.http_addr = v.clone();
+            put("server.http_addr", "--http-addr");
+        }
+        if let Some(v) = &o.log_format {
+            self.server.log_format = v.clone();
+            put("server.log_format", "--log-format");
+        }
+        if let Some(v) = &o.log_level {
+            self.server.log_level = v.clone();
+            put("server.log_level", "--log-level");
+        }
+    }
+
+    /// Checks every value and combination; returns the warnings, or every
+    /// error found, each naming where the value came from, the key and why.
+    pub fn validate(&self, origins: &Origins) -> Result<Vec<String>, ConfigErrors> {
+        let mut errors = Vec::new();
+        let mut warnings = Vec::new();
+        let mut err = |key: &str, reason: String| {
+            errors.push(ConfigError::Invalid {
+                origin: origins.of(key),
+                key: key.to_string(),
+                reason,
+            })
+        };
+        let s = &self.server;
+        if s.data_dir.as_os_str().is_empty() {
+            err("server.data_dir", "must not be empty".into());
+        }
+        if let Err(ConfigError::Invalid { reason, .. }) = s.socket_mode_bits() {
+            err("server.socket_mode", reason);
+        }
+        match s.http_listen() {
+            Err(reason) => err("server.http_addr", reason),
+            Ok(HttpAddr::Listen(a)) if !a.ip().is_loopback() => warnings.push(format!(
+                "{}: server.http_addr: {a} is not a loopback address: /metrics and the alerts API \
+                 (alert ids and messages) are reachable from the network; firewall it or use 127.0.0.1",
+                origins.of("server.http_addr")
+            )),
+            Ok(_) => {}
+        }
+        if let Err(reason) = s.log_format_kind() {
+            err("server.log_format", reason);
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(s.log_level.trim()) {
+            err(
+                "server.log_level",
+                format!(
+                    "{:?} is not a level (error, warn, info, debug, trace) or filter: {e}",
+                    s.log_level
+                ),
+            );
+        }
+        if s.max_frame_bytes < 1024 {
+            err(
+                "server.max_frame_bytes",
+                format!("{} is too small; at least 1024", s.max_frame_bytes),
+            );
+        }
+        let (stream, batch) = (s.stream_socket_path(), s.batch_socket_path());
+        if stream == batch {
+            err(
+                "server.batch_socket",
+                format!(
+                    "{} is also the stream socket; the two edges need two sockets",
+                    batch.display()
+                ),
+            );
+        }
+        for (key, p) in [
+            ("server.stream_socket", &stream),
+            ("server.batch_socket", &batch),
+        ] {
+            let len = p.as_os_str().len();
+            if len > MAX_SOCKET_PATH {
+                err(
+                    key,
+                    format!(
+                        "{} is {len} bytes; a Unix socket path may have at most {MAX_SOCKET_PATH} (use a shorter data_dir or set the socket path)",
+                        p.display()
+                    ),
+                );
+            }
+        }
+        let k = &self.kapacitor;
+        if let Err(reason) = check_http_url(&k.url) {
+            err("kapacitor.url", reason);
+        }
+        if !k.shared_secret.is_empty() && k.username.is_empty() {
+            err(
+                "kapacitor.shared_secret",
+                "needs kapacitor.username (the token's username claim)".into(),
+            );
+        }
+        if !k.password.is_empty() && k.username.is_empty() {
+            err("kapacitor.password", "needs kapacitor.username".into());
+        }
+        let d = &self.delivery;
+        if !d.default_endpoint.is_empty() && !self.endpoints.contains_key(&d.default_endpoint) {
+            let known: Vec<&str> = self.endpoints.keys().map(String::as_str).collect();
+            err(
+                "delivery.default_endpoint",
+                format!(
+                    "{:?} names no [endpoints.{}] table (defined: {})",
+                    d.default_endpoint,
+                    d.default_endpoint,
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                ),
+            );
+        }
+        if d.concurrency == 0 {
+            err("delivery.concurrency", "must be at least 1".into());
+        }
+        if d.memory_queue == 0 {
+            err("delivery.memory_queue", "must be at least 1".into());
+        }
+        if d.retry_initial.is_zero() {
+            err("delivery.retry_initial", "must be more than 0s".into());
+        }
+        if d.retry_initial > d.retry_max {
+            err(
+                "delivery.retry_max",
+                format!(
+                    "{} is less than retry_initial ({})",
+                    humantime::format_duration(d.retry_max),
+                    humantime::format_duration(d.retry_initial)
+                ),
+            );
+        }
+        if d.max_age.is_zero() {
+            err("delivery.max_age", "must be more than 0s".into());
+        }
+        if d.parked_retry.is_zero() {
+            err("delivery.parked_retry", "must be more than 0s".into());
+        }
+        for (name, e) in &self.endpoints {
+            let key = |k: &str| format!("endpoints.{name}.{k}");
+            if let Err(reason) = check_http_url(&e.url) {
+                err(&key("url"), reason);
+            }
+            if e.timeout.is_zero() {
+                err(&key("timeout"), "must be more than 0s".into());
+            }
+            if e.connect_timeout.is_zero() {
+                err(&key("connect_timeout"), "must be more than 0s".into());
+            }
+            if !e.token.is_empty() && e.format == Format::Kapacitor {
+                warnings.push(format!(
+                    "{}: {}: a token is sent only with format = \"webhook\"; the kapacitor format ignores it",
+                    origins.of(&key("token")),
+                    key("token")
+                ));
+            }
+        }
+        if self.endpoints.is_empty() {
+            warnings.push(
+                "no endpoint is configured: nodes need .url() or .dryRun(); set KAPACITOR_PAGERTREE_URL or add an [endpoints.NAME] table"
+                    .to_string(),
+            );
+        } else if d.default_endpoint.is_empty() {
+            warnings.push(
+                "delivery.default_endpoint is not set: nodes need .endpoint('NAME') or .url()"
+                    .to_string(),
+            );
+        }
+        if errors.is_empty() {
+            Ok(warnings)
+        } else {
+            Err(ConfigErrors(errors))
+        }
+    }
+
+    /// The effective configuration: defaults, then the file (if any), then the
+    /// environment, then the flags; validated.
+    pub fn load_effective<I>(
+        path: Option<&Path>,
+        env: I,
+        overrides: &Overrides,
+    ) -> Result<Loaded, ConfigErrors>
+    where
+        I: IntoIterator<Item = (String, String)>,
+    {
+        let mut origins = Origins::default();
+        let mut config = match path {
+            Some(p) => {
+                origins.file = Some(p.display().to_string());
+                Config::load(p)?
+            }
+            None => Config::default(),
+        };
+        let mut warnings = config.apply_env(env, &mut origins)?;
+        config.apply_overrides(overrides, &mut origins);
+        warnings.extend(config.validate(&origins)?);
+        Ok(Loaded {
+            config,
+            origins,
+            warnings,
+        })
     }
 }
 
@@ -224,7 +812,10 @@ mod tests {
     fn empty_file_gives_defaults() {
         let c = Config::from_toml("", "t.toml").unwrap();
         assert_eq!(c, Config::default());
-        assert_eq!(c.server.stream_socket_path(), PathBuf::from("./kapacitor-pagertree-data/stream.sock"));
+        assert_eq!(
+            c.server.stream_socket_path(),
+            PathBuf::from("./kapacitor-pagertree-data/stream.sock")
+        );
     }
 
     #[test]
@@ -244,5 +835,243 @@ mod tests {
         .unwrap();
         assert_eq!(c.delivery.retry_max, Duration::from_secs(120));
         assert_eq!(c.endpoints["ops"].format, Format::Webhook);
+    }
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn invalid_keys(e: &ConfigErrors) -> Vec<String> {
+        e.0.iter()
+            .filter_map(|e| match e {
+                ConfigError::Invalid { key, .. } => Some(key.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn url_shortcut_defines_the_default_endpoint() {
+        let l = Config::load_effective(
+            None,
+            env(&[(
+                "KAPACITOR_PAGERTREE_URL",
+                "https://api.pagertree.com/integration/int_x",
+            )]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(l.config.delivery.default_endpoint, "default");
+        assert_eq!(
+            l.config.endpoints["default"].url,
+            "https://api.pagertree.com/integration/int_x"
+        );
+        assert_eq!(
+            l.origins.of("endpoints.default.url"),
+            "environment KAPACITOR_PAGERTREE_URL"
+        );
+    }
+
+    #[test]
+    fn env_sets_every_table_and_endpoint_keys() {
+        let mut c =
+            Config::from_toml("[endpoints.ops-team]\nurl = \"https://a/b\"\n", "f.toml").unwrap();
+        let mut o = Origins::default();
+        let w = c
+            .apply_env(
+                env(&[
+                    ("KAPACITOR_PAGERTREE_SERVER_DATA_DIR", "/var/lib/x"),
+                    ("KAPACITOR_PAGERTREE_KAPACITOR_REVIVE_TASKS", "false"),
+                    ("KAPACITOR_PAGERTREE_DELIVERY_RETRY_MAX", "2m"),
+                    (
+                        "KAPACITOR_PAGERTREE_ENDPOINTS_OPS_TEAM_CONNECT_TIMEOUT",
+                        "3s",
+                    ),
+                    ("KAPACITOR_PAGERTREE_ENDPOINTS_OPS_TEAM_FORMAT", "webhook"),
+                    ("KAPACITOR_PAGERTREE_ENDPOINTS_NEW_URL", "http://n/"),
+                    ("KAPACITOR_PAGERTREE_CONFIG", "ignored.toml"),
+                    ("KAPACITOR_PAGERTREE_SOMETHING", "x"),
+                    ("PATH", "/bin"),
+                ]),
+                &mut o,
+            )
+            .unwrap();
+        assert_eq!(c.server.data_dir, PathBuf::from("/var/lib/x"));
+        assert!(!c.kapacitor.revive_tasks);
+        assert_eq!(c.delivery.retry_max, Duration::from_secs(120));
+        assert_eq!(
+            c.endpoints["ops-team"].connect_timeout,
+            Duration::from_secs(3)
+        );
+        assert_eq!(c.endpoints["ops-team"].format, Format::Webhook);
+        assert_eq!(c.endpoints["new"].url, "http://n/");
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].contains("KAPACITOR_PAGERTREE_SOMETHING"));
+        assert_eq!(
+            o.of("delivery.retry_max"),
+            "environment KAPACITOR_PAGERTREE_DELIVERY_RETRY_MAX"
+        );
+    }
+
+    #[test]
+    fn env_errors_name_the_variable_and_key() {
+        let mut c = Config::default();
+        let e = c
+            .apply_env(
+                env(&[
+                    ("KAPACITOR_PAGERTREE_DELIVERY_RETRY_MAXX", "2m"),
+                    ("KAPACITOR_PAGERTREE_DELIVERY_CONCURRENCY", "many"),
+                    ("KAPACITOR_PAGERTREE_ENDPOINTS_OPS_FORMAT", "xml"),
+                ]),
+                &mut Origins::default(),
+            )
+            .unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("environment KAPACITOR_PAGERTREE_DELIVERY_RETRY_MAXX: delivery.retry_maxx: unknown key"), "{text}");
+        assert!(
+            text.contains("delivery.concurrency: \"many\" is not a whole number"),
+            "{text}"
+        );
+        assert!(
+            text.contains("endpoints.ops.format: \"xml\" is not a format"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn precedence_flags_over_env_over_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "[server]\nhttp_addr = \"127.0.0.1:1\"\nlog_level = \"warn\"\ndata_dir = \"/f\"\n",
+        )
+        .unwrap();
+        let l = Config::load_effective(
+            Some(&path),
+            env(&[
+                ("KAPACITOR_PAGERTREE_SERVER_HTTP_ADDR", "127.0.0.1:2"),
+                ("KAPACITOR_PAGERTREE_SERVER_LOG_LEVEL", "debug"),
+            ]),
+            &Overrides {
+                http_addr: Some("off".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(l.config.server.http_addr, "off");
+        assert_eq!(l.config.server.log_level, "debug");
+        assert_eq!(l.config.server.data_dir, PathBuf::from("/f"));
+        assert_eq!(l.origins.of("server.http_addr"), "flag --http-addr");
+        assert_eq!(l.origins.of("server.data_dir"), path.display().to_string());
+    }
+
+    #[test]
+    fn validation_collects_every_error_with_origin() {
+        let text = "[server]\nsocket_mode = \"0999\"\nlog_format = \"xml\"\nhttp_addr = \"localhost\"\n\
+                    [delivery]\ndefault_endpoint = \"nope\"\nretry_initial = \"10m\"\n\
+                    [endpoints.a]\nurl = \"ftp://x/y\"\n[endpoints.b]\nurl = \"\"\n";
+        let c = Config::from_toml(text, "c.toml").unwrap();
+        let o = Origins {
+            file: Some("c.toml".into()),
+            ..Default::default()
+        };
+        let e = c.validate(&o).unwrap_err();
+        let keys = invalid_keys(&e);
+        for k in [
+            "server.socket_mode",
+            "server.log_format",
+            "server.http_addr",
+            "delivery.default_endpoint",
+            "delivery.retry_max",
+            "endpoints.a.url",
+            "endpoints.b.url",
+        ] {
+            assert!(keys.contains(&k.to_string()), "{k} missing in {e}");
+        }
+        assert!(e.to_string().starts_with("c.toml: "), "{e}");
+        assert!(
+            e.to_string()
+                .contains("scheme \"ftp\" is not http or https"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn long_socket_paths_and_equal_sockets_are_refused() {
+        let mut c = Config::default();
+        c.server.data_dir = PathBuf::from(format!("/{}", "d".repeat(120)));
+        c.server.batch_socket = Some(PathBuf::from("/run/x.sock"));
+        let keys = invalid_keys(&c.validate(&Origins::default()).unwrap_err());
+        assert_eq!(keys, vec!["server.stream_socket".to_string()]);
+        let mut c = Config::default();
+        c.server.stream_socket = Some(PathBuf::from("/run/x.sock"));
+        c.server.batch_socket = Some(PathBuf::from("/run/x.sock"));
+        let keys = invalid_keys(&c.validate(&Origins::default()).unwrap_err());
+        assert_eq!(keys, vec!["server.batch_socket".to_string()]);
+    }
+
+    #[test]
+    fn defaults_are_valid_and_warn_about_no_endpoint() {
+        let w = Config::default().validate(&Origins::default()).unwrap();
+        assert!(w.iter().any(|w| w.contains("no endpoint")), "{w:?}");
+    }
+
+    #[test]
+    fn a_public_http_addr_warns() {
+        let mut c = Config::default();
+        c.endpoints.insert(
+            "a".into(),
+            EndpointConfig {
+                url: "https://x/y".into(),
+                ..Default::default()
+            },
+        );
+        c.delivery.default_endpoint = "a".into();
+        assert!(c.validate(&Origins::default()).unwrap().is_empty());
+        c.server.http_addr = "0.0.0.0:9096".into();
+        let w = c.validate(&Origins::default()).unwrap();
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].contains("not a loopback address"), "{w:?}");
+        c.server.http_addr = "[::1]:9096".into();
+        assert!(c.validate(&Origins::default()).unwrap().is_empty());
+    }
+
+    #[test]
+    fn token_with_kapacitor_format_warns() {
+        let c = Config::from_toml(
+            "[delivery]\ndefault_endpoint = \"a\"\n[endpoints.a]\nurl = \"https://x/y\"\ntoken = \"t\"\n",
+            "c.toml",
+        )
+        .unwrap();
+        let w = c.validate(&Origins::default()).unwrap();
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].contains("endpoints.a.token"));
+    }
+
+    #[test]
+    fn redaction_keeps_only_scheme_and_host() {
+        assert_eq!(
+            redact_url("https://api.pagertree.com/integration/int_secret?token=x"),
+            "https://api.pagertree.com/…"
+        );
+        assert_eq!(
+            redact_url("http://127.0.0.1:8080/"),
+            "http://127.0.0.1:8080"
+        );
+        assert_eq!(redact_url("nonsense"), "<invalid url>");
+    }
+
+    #[test]
+    fn log_level_filters_are_checked() {
+        let mut c = Config::default();
+        c.server.log_level = "debug,hyper=warn".into();
+        assert!(c.validate(&Origins::default()).is_ok());
+        c.server.log_level = "loud=[".into();
+        let keys = invalid_keys(&c.validate(&Origins::default()).unwrap_err());
+        assert_eq!(keys, vec!["server.log_level".to_string()]);
     }
 }

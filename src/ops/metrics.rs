@@ -96,39 +96,99 @@ impl Metrics {
     }
 
     fn register(&self, r: &mut Registry) {
-        r.register("connections", "UDF connections accepted", self.connections_total.clone());
-        r.register("connections_open", "UDF connections open now", self.connections_open.clone());
-        r.register("protocol_errors", "sessions ended by a protocol error", self.protocol_errors_total.clone());
+        r.register(
+            "connections",
+            "UDF connections accepted",
+            self.connections_total.clone(),
+        );
+        r.register(
+            "connections_open",
+            "UDF connections open now",
+            self.connections_open.clone(),
+        );
+        r.register(
+            "protocol_errors",
+            "sessions ended by a protocol error",
+            self.protocol_errors_total.clone(),
+        );
         r.register("points", "points received", self.points_total.clone());
         r.register("batches", "batches received", self.batches_total.clone());
-        r.register("events", "alert events handed to delivery", self.events_total.clone());
-        r.register("events_inhibited", "events suppressed by inhibit()", self.events_inhibited_total.clone());
-        r.register("bad_levels", "mode 2 points with a missing or unknown level", self.bad_levels_total.clone());
-        r.register("expression_errors", "level expressions that failed to evaluate", self.expression_errors_total.clone());
-        r.register("keepalives", "keepalive requests answered", self.keepalives_total.clone());
+        r.register(
+            "events",
+            "alert events handed to delivery",
+            self.events_total.clone(),
+        );
+        r.register(
+            "events_inhibited",
+            "events suppressed by inhibit()",
+            self.events_inhibited_total.clone(),
+        );
+        r.register(
+            "bad_levels",
+            "mode 2 points with a missing or unknown level",
+            self.bad_levels_total.clone(),
+        );
+        r.register(
+            "expression_errors",
+            "level expressions that failed to evaluate",
+            self.expression_errors_total.clone(),
+        );
+        r.register(
+            "keepalives",
+            "keepalive requests answered",
+            self.keepalives_total.clone(),
+        );
         r.register(
             "keepalives_unsolicited",
             "keepalive responses sent while a session paused reading",
             self.keepalives_unsolicited_total.clone(),
         );
-        r.register("restore_unusable", "restore requests with unusable bytes (accepted)", self.restore_unusable_total.clone());
-        r.register("init_failures", "Init requests refused", self.init_failures_total.clone());
-        r.register("deliveries", "delivery attempts by outcome", self.deliveries_total.clone());
+        r.register(
+            "restore_unusable",
+            "restore requests with unusable bytes (accepted)",
+            self.restore_unusable_total.clone(),
+        );
+        r.register(
+            "init_failures",
+            "Init requests refused",
+            self.init_failures_total.clone(),
+        );
+        r.register(
+            "deliveries",
+            "delivery attempts by outcome",
+            self.deliveries_total.clone(),
+        );
         r.register("retries", "delivery retries", self.retries_total.clone());
-        r.register("outbox_depth", "events in the outbox not yet delivered", self.outbox_depth.clone());
+        r.register(
+            "outbox_depth",
+            "events in the outbox not yet delivered",
+            self.outbox_depth.clone(),
+        );
         r.register(
             "outbox_oldest_age_seconds",
             "age of the oldest undelivered event",
             self.outbox_oldest_age_seconds.clone(),
         );
-        r.register("parked", "events parked after a permanent refusal", self.parked.clone());
-        r.register("degraded", "1 while the outbox cannot store and events wait in memory", self.degraded.clone());
+        r.register(
+            "parked",
+            "events parked after a permanent refusal",
+            self.parked.clone(),
+        );
+        r.register(
+            "degraded",
+            "1 while the outbox cannot store and events wait in memory",
+            self.degraded.clone(),
+        );
         r.register(
             "delivery_latency_seconds",
             "from commit to the end of the successful request",
             self.delivery_latency_seconds.clone(),
         );
-        r.register("revivals", "tasks revived after an agent restart", self.revivals_total.clone());
+        r.register(
+            "revivals",
+            "tasks revived after an agent restart",
+            self.revivals_total.clone(),
+        );
     }
 }
 

@@ -767,3 +767,106 @@ mod float_parsing {
         );
     }
 }
+
+/// Turns emitted responses into `httpOut`-like rows, across calls (a batch
+/// may span several reads on a socket).
+#[derive(Debug, Default)]
+pub struct EmittedCollector {
+    batch: Option<Vec<Point>>,
+}
+
+impl EmittedCollector {
+    /// Takes emitted messages in order; keepalive responses are skipped,
+    /// anything else that is not data is a failure.
+    pub fn take(
+        &mut self,
+        msgs: impl IntoIterator<Item = kapacitor_pagertree::proto::response::Message>,
+        result: &mut RunResult,
+    ) {
+        use kapacitor_pagertree::proto::response::Message;
+        for m in msgs {
+            match m {
+                Message::Begin(_) => self.batch = Some(Vec::new()),
+                Message::Point(p) => {
+                    result.emitted_points += 1;
+                    match &mut self.batch {
+                        Some(points) => points.push(p),
+                        None => result.emitted.push(point_row(&p)),
+                    }
+                }
+                Message::End(end) => {
+                    let points = self.batch.take().unwrap_or_default();
+                    result.emitted.push(batch_row(&end, &points));
+                }
+                Message::Keepalive(_) => {}
+                other => panic!("unexpected response {other:?}"),
+            }
+        }
+    }
+}
+
+/// Runs one case and fails with every difference from Kapacitor's results:
+/// README §8's comparison, plus every event's body byte for byte.
+pub fn check(name: &str, run: &dyn Fn(&Case) -> RunResult) {
+    let case = load_named(name);
+    let errs = differences(&case, &run(&case));
+    assert!(
+        errs.is_empty(),
+        "{name}: {} difference(s):\n  {}",
+        errs.len(),
+        errs.join("\n  ")
+    );
+}
+
+fn differences(case: &Case, result: &RunResult) -> Vec<String> {
+    let mut errs = compare(case, result);
+    errs.extend(compare_bodies(case, result));
+    errs
+}
+
+/// Runs every case file of the directory that has no named test: cases
+/// added later are run, never skipped silently.
+pub fn check_unlisted(listed: &[&str], run: &dyn Fn(&Case) -> RunResult) {
+    let mut failures = Vec::new();
+    for case in load_all() {
+        if listed.contains(&case.name.as_str()) {
+            continue;
+        }
+        let errs = differences(&case, &run(&case));
+        if !errs.is_empty() {
+            failures.push(format!("{}:\n  {}", case.name, errs.join("\n  ")));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// One `#[test]` per shipped case, plus one that runs any other case file,
+/// all through `$run: fn(&Case) -> RunResult`.
+macro_rules! conformance_tests {
+    ($run:expr) => {
+        conformance_tests!(@names $run;
+            batch_all_level_field,
+            batch_event_time_point_vs_tmax,
+            batch_level_and_id_tags,
+            batch_state_changes_only,
+            restart_restores_level_and_duration,
+            stream_details_html_template,
+            stream_level_resets_0,
+            stream_message_time_template,
+            stream_no_level_expressions_many_groups,
+            stream_no_recoveries,
+            stream_recovery_once,
+            stream_state_changes_only,
+            stream_state_changes_only_duration_field,
+            stream_window_count_exact_body,
+            stream_window_count_levels_augmented
+        );
+    };
+    (@names $run:expr; $($name:ident),*) => {
+        $(#[test] fn $name() { conformance::check(stringify!($name), &$run); })*
+        #[test]
+        fn case_files_without_a_named_test() {
+            conformance::check_unlisted(&[$(stringify!($name)),*], &$run);
+        }
+    };
+}

@@ -62,6 +62,8 @@ impl AgentBuilder {
             .arg(&data)
             .arg("--http-addr")
             .arg("off");
+        // Text logs: tests search them for event lines (JSON is the default off a terminal).
+        cmd.arg("--log-format").arg("text");
         if let Some(text) = &self.config {
             let path = dir.path().join("agent.toml");
             std::fs::write(&path, text).expect("writing the config file");

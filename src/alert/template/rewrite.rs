@@ -284,12 +284,16 @@ impl<'a> Rewriter<'a> {
         // Calls whose result Go and gotmpl print alike (strings, bools, ints)
         // need no printing step; keeping `html`/`urlquery` last also keeps
         // html/template's rule on predefined escapers.
-        let returns_text = pipe.commands.last().and_then(|c| c.args.first()).is_some_and(|e| {
-            matches!(e, Expr::Identifier(_, f) if matches!(f.as_str(),
+        let returns_text = pipe
+            .commands
+            .last()
+            .and_then(|c| c.args.first())
+            .is_some_and(|e| {
+                matches!(e, Expr::Identifier(_, f) if matches!(f.as_str(),
                 "print" | "printf" | "println" | "html" | "js" | "urlquery" | "len" | "not"
                 | "eq" | "ne" | "lt" | "le" | "gt" | "ge" | "json" | "jsonCompact" | INDEX_STR)
                 || f.starts_with("__kp_json"))
-        });
+            });
         if returns_text {
             return ActionNode { pos: a.pos, pipe };
         }

@@ -1,0 +1,1231 @@
+//! The outbox: the durable queue between the alert engine and PagerTree, and
+//! the durable alert state and session marks that live in the same database.
+//!
+//! One SQLite file, `<data_dir>/outbox.db`, in WAL mode with
+//! `synchronous=FULL`: a commit is on disk (fsynced) when it returns, so
+//! neither `kill -9` nor a power cut loses an event that counted as stored.
+//! Group commit keeps that affordable: the committer thread
+//! ([`crate::delivery::spawn_sink`]) hands every queued event to
+//! [`Outbox::commit`] at once and all of them go in one transaction.
+//!
+//! Tables (operators may read them with the `sqlite3` shell):
+//! - `outbox`: undelivered events in commit order (`seq`). A row holds what
+//!   is needed to send it later — the body bytes, the endpoint name, the
+//!   node's URL override, the format — while the token and timeouts are read
+//!   from the config at send time, so a corrected config takes effect.
+//!   `state` is `pending` or `parked`; attempts, the next attempt time and the
+//!   last error survive a restart.
+//! - `dead_letter`: events older than `max_age` that never got through, with
+//!   the reason. Never deleted except by `outbox drop`.
+//! - `alert_state`: the last committed event per (task, node, alert id),
+//!   written in the same transaction as its outbox row; an OK deletes it
+//!   (as Kapacitor's topic store does). [`AlertStateStore`] reads it.
+//! - `sessions`: which (task, node) UDF sessions are open, for task revival
+//!   after an agent restart.
+//!
+//! Events whose route says `dryRun` are logged, never stored nor sent.
+//!
+//! Degraded mode: when the database cannot store (disk full, read-only, I/O
+//! error) [`Outbox::commit`] keeps the group in a bounded memory queue
+//! (`delivery.memory_queue` events) and still returns `Ok`: the dispatcher
+//! delivers those events from memory (a page that goes out beats a page kept
+//! safe on a full disk), the `degraded` metric is 1 and [`Outbox::is_ready`]
+//! is false. Their rows are written once the disk recovers (each commit
+//! first tries to flush the memory queue). Only when the memory queue is
+//! full does `commit` fail, and the committer thread then holds the sessions
+//! back (nothing is dropped).
+
+use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use tokio::sync::Notify;
+
+use crate::alert::store::{AlertStateStore, StoreError, StoredAlert};
+use crate::alert::{Event, Format, Level};
+use crate::delivery::pagertree::{self, Endpoints};
+use crate::delivery::{CommitError, Committer, redact};
+use crate::ops::metrics::metrics;
+
+/// The database's file name under the data directory.
+pub const DB_FILE: &str = "outbox.db";
+
+/// Schema version (`PRAGMA user_version`).
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS outbox (
+    seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+    task            TEXT NOT NULL,
+    node            TEXT NOT NULL,
+    alert_id        TEXT NOT NULL,
+    level           TEXT NOT NULL,
+    endpoint        TEXT NOT NULL,
+    url_override    TEXT,
+    url             TEXT NOT NULL,
+    format          TEXT NOT NULL,
+    body            BLOB NOT NULL,
+    created_ns      INTEGER NOT NULL,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    state           TEXT NOT NULL DEFAULT 'pending',
+    next_attempt_ns INTEGER NOT NULL DEFAULT 0,
+    last_error      TEXT
+);
+CREATE TABLE IF NOT EXISTS dead_letter (
+    seq             INTEGER PRIMARY KEY,
+    task            TEXT NOT NULL,
+    node            TEXT NOT NULL,
+    alert_id        TEXT NOT NULL,
+    level           TEXT NOT NULL,
+    endpoint        TEXT NOT NULL,
+    url_override    TEXT,
+    url             TEXT NOT NULL,
+    format          TEXT NOT NULL,
+    body            BLOB NOT NULL,
+    created_ns      INTEGER NOT NULL,
+    attempts        INTEGER NOT NULL,
+    last_error      TEXT,
+    reason          TEXT NOT NULL,
+    dead_at_ns      INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS alert_state (
+    task    TEXT NOT NULL,
+    node    TEXT NOT NULL,
+    id      TEXT NOT NULL,
+    level   INTEGER NOT NULL,
+    time_ns INTEGER NOT NULL,
+    PRIMARY KEY (task, node, id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS sessions (
+    task         TEXT NOT NULL,
+    node         TEXT NOT NULL,
+    edge         TEXT NOT NULL,
+    marked_at_ns INTEGER NOT NULL,
+    PRIMARY KEY (task, node)
+) WITHOUT ROWID;
+";
+
+const INSERT_ROW: &str = "INSERT INTO outbox (task, node, alert_id, level, endpoint, url_override, url, format, body, created_ns) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
+const UPSERT_STATE: &str = "INSERT OR REPLACE INTO alert_state (task, node, id, level, time_ns) VALUES (?1, ?2, ?3, ?4, ?5)";
+const DELETE_STATE: &str = "DELETE FROM alert_state WHERE task = ?1 AND node = ?2 AND id = ?3";
+const ROW_COLUMNS: &str = "seq, task, node, alert_id, level, endpoint, url_override, url, format, body, created_ns, \
+     attempts, state, next_attempt_ns, last_error";
+
+/// An outbox failure, with what was being done.
+#[derive(Debug, thiserror::Error)]
+pub enum OutboxError {
+    #[error("cannot create the data directory {path}: {source}")]
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot open the outbox database {path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error(
+        "outbox database {path} has schema version {found}; this agent knows version {SCHEMA_VERSION}"
+    )]
+    Version { path: PathBuf, found: i64 },
+    #[error("outbox: {what}: {source}")]
+    Sql {
+        what: &'static str,
+        source: rusqlite::Error,
+    },
+}
+
+fn sql(what: &'static str) -> impl FnOnce(rusqlite::Error) -> OutboxError {
+    move |source| OutboxError::Sql { what, source }
+}
+
+/// Nanoseconds since the epoch, now.
+pub fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+/// One undelivered event as the dispatcher sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredRow {
+    /// Commit order; unique for good (AUTOINCREMENT never reuses a value).
+    /// Rows only in memory (degraded mode) have negative numbers.
+    pub seq: i64,
+    pub task: String,
+    pub node: String,
+    pub alert_id: String,
+    pub level: String,
+    pub endpoint: String,
+    pub url_override: Option<String>,
+    /// The address at commit time: with `alert_id`, the per-alert order key.
+    pub url: String,
+    pub format: Format,
+    pub body: Bytes,
+    pub created_ns: i64,
+    pub attempts: u32,
+    pub parked: bool,
+    pub next_attempt_ns: i64,
+    pub last_error: Option<String>,
+}
+
+fn row_from_sql(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredRow> {
+    let format: String = r.get(8)?;
+    let body: Vec<u8> = r.get(9)?;
+    let state: String = r.get(12)?;
+    Ok(StoredRow {
+        seq: r.get(0)?,
+        task: r.get(1)?,
+        node: r.get(2)?,
+        alert_id: r.get(3)?,
+        level: r.get(4)?,
+        endpoint: r.get(5)?,
+        url_override: r.get(6)?,
+        url: r.get(7)?,
+        format: Format::parse(&format).unwrap_or_default(),
+        body: Bytes::from(body),
+        created_ns: r.get(10)?,
+        attempts: r.get::<_, i64>(11)?.clamp(0, u32::MAX as i64) as u32,
+        parked: state == "parked",
+        next_attempt_ns: r.get(13)?,
+        last_error: r.get(14)?,
+    })
+}
+
+/// A session mark: Kapacitor has this (task, node) session open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionMark {
+    pub task: String,
+    pub node: String,
+    /// `stream` or `batch`.
+    pub edge: String,
+    pub marked_at_ns: i64,
+}
+
+/// Where a held (not deliverable now) event is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeldKind {
+    Parked,
+    DeadLetter,
+}
+
+impl HeldKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HeldKind::Parked => "parked",
+            HeldKind::DeadLetter => "dead-letter",
+        }
+    }
+}
+
+/// A parked or dead-lettered event, as `outbox list` shows it. The URL is
+/// already redacted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldEvent {
+    pub kind: HeldKind,
+    pub seq: i64,
+    pub task: String,
+    pub node: String,
+    pub alert_id: String,
+    pub level: String,
+    pub endpoint: String,
+    pub url_redacted: String,
+    pub format: String,
+    pub created_ns: i64,
+    pub attempts: i64,
+    /// The last error (parked) or why it was moved (dead letter).
+    pub reason: String,
+    /// When it was moved to the dead-letter table.
+    pub dead_at_ns: Option<i64>,
+}
+
+/// Which held events an `outbox retry|drop` acts on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selection {
+    All,
+    Seqs(Vec<i64>),
+}
+
+impl Selection {
+    fn matches(&self, seq: i64) -> bool {
+        match self {
+            Selection::All => true,
+            Selection::Seqs(s) => s.contains(&seq),
+        }
+    }
+}
+
+/// Events kept in memory while the database cannot store them.
+#[derive(Debug, Default)]
+pub(crate) struct MemoryQueue {
+    /// Events not yet in the database, in commit order, with the negative
+    /// sequence numbers the dispatcher knows them by.
+    pub(crate) rows: VecDeque<(StoredRow, Event)>,
+    /// Sequence numbers the dispatcher delivered while they were in memory.
+    pub(crate) delivered: std::collections::HashSet<i64>,
+    next_seq: i64,
+    /// Alert-state and session changes made while degraded (applied in
+    /// memory on reads, written on recovery).
+    state: HashMap<(String, String, String), Option<StoredAlert>>,
+    sessions: HashMap<(String, String), Option<SessionMark>>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    path: PathBuf,
+    /// The committer's connection (also session marks and admin writes).
+    conn: Mutex<Connection>,
+    /// Reads from other threads (alert-state loads at Init) never wait for a
+    /// group commit's fsync.
+    read: Mutex<Connection>,
+    notify: Arc<Notify>,
+    endpoints: RwLock<Arc<Endpoints>>,
+    memory: Mutex<MemoryQueue>,
+    memory_limit: usize,
+    degraded: AtomicBool,
+    last_degraded_log: Mutex<Option<Instant>>,
+}
+
+/// The durable outbox. Cheap to clone: every clone is the same database.
+/// Give one clone to [`crate::delivery::spawn_sink`] (it is the
+/// [`Committer`]), one to the sessions as their [`AlertStateStore`], one to
+/// [`crate::delivery::dispatch::Dispatcher::spawn`].
+#[derive(Debug, Clone)]
+pub struct Outbox {
+    inner: Arc<Inner>,
+}
+
+/// Opens a connection with the agent's settings.
+pub(crate) fn connect(path: &Path, full_sync: bool) -> Result<Connection, OutboxError> {
+    let conn = Connection::open(path).map_err(|source| OutboxError::Open {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    conn.busy_timeout(Duration::from_secs(10))
+        .map_err(sql("setting busy_timeout"))?;
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+        .map_err(sql("setting journal_mode=WAL"))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        tracing::warn!(mode, "outbox database is not in WAL mode");
+    }
+    // FULL: every commit is fsynced. The dispatcher's own connection uses
+    // NORMAL: losing its last "delivered" marks to a power cut only means
+    // sending those events again (at-least-once), never losing one.
+    let sync = if full_sync { "FULL" } else { "NORMAL" };
+    conn.execute_batch(&format!(
+        "PRAGMA synchronous={sync}; PRAGMA foreign_keys=OFF;"
+    ))
+    .map_err(sql("setting synchronous"))?;
+    Ok(conn)
+}
+
+impl Outbox {
+    /// Opens (creating if needed) `<data_dir>/outbox.db`.
+    pub fn open(
+        data_dir: &Path,
+        endpoints: Endpoints,
+        memory_queue: usize,
+    ) -> Result<Outbox, OutboxError> {
+        std::fs::create_dir_all(data_dir).map_err(|source| OutboxError::CreateDir {
+            path: data_dir.to_path_buf(),
+            source,
+        })?;
+        let path = data_dir.join(DB_FILE);
+        let conn = connect(&path, true)?;
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(sql("reading the schema version"))?;
+        if version > SCHEMA_VERSION {
+            return Err(OutboxError::Version {
+                path,
+                found: version,
+            });
+        }
+        conn.execute_batch(SCHEMA)
+            .map_err(sql("creating the schema"))?;
+        conn.execute_batch(&format!("PRAGMA user_version={SCHEMA_VERSION}"))
+            .map_err(sql("writing the schema version"))?;
+        let read = connect(&path, true)?;
+        Ok(Outbox {
+            inner: Arc::new(Inner {
+                path,
+                conn: Mutex::new(conn),
+                read: Mutex::new(read),
+                notify: Arc::new(Notify::new()),
+                endpoints: RwLock::new(Arc::new(endpoints)),
+                memory: Mutex::new(MemoryQueue {
+                    next_seq: -1,
+                    ..MemoryQueue::default()
+                }),
+                memory_limit: memory_queue.max(1),
+                degraded: AtomicBool::new(false),
+                last_degraded_log: Mutex::new(None),
+            }),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Notified after every commit: the dispatcher wakes on it.
+    pub fn notifier(&self) -> Arc<Notify> {
+        self.inner.notify.clone()
+    }
+
+    /// The endpoints as configured now.
+    pub fn endpoints(&self) -> Arc<Endpoints> {
+        self.inner
+            .endpoints
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Replaces the endpoints (a config reload): rows already stored use the
+    /// new tokens, timeouts and addresses at their next attempt.
+    pub fn set_endpoints(&self, endpoints: Endpoints) {
+        *self
+            .inner
+            .endpoints
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = Arc::new(endpoints);
+    }
+
+    /// False while degraded (the database cannot store): `/readyz` fails.
+    pub fn is_ready(&self) -> bool {
+        !self.inner.degraded.load(Ordering::Relaxed)
+    }
+
+    /// Degraded mode: tries to write what waits in memory now (the
+    /// dispatcher calls it every tick while degraded, so recovery does not
+    /// wait for the next event). True when nothing waits in memory. Blocks
+    /// on SQLite: call it off the async runtime.
+    pub fn try_recover(&self) -> bool {
+        if self.is_ready() {
+            return true;
+        }
+        let mut conn = self.conn();
+        self.flush_memory(&mut conn)
+    }
+
+    pub(crate) fn memory(&self) -> std::sync::MutexGuard<'_, MemoryQueue> {
+        self.inner.memory.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.inner.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Writes a group in one transaction: the outbox rows and the alert
+    /// state. Returns the number of rows stored.
+    fn write_group(conn: &mut Connection, rows: &[(StoredRow, &Event)]) -> rusqlite::Result<()> {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        {
+            let mut ins = tx.prepare_cached(INSERT_ROW)?;
+            let mut up = tx.prepare_cached(UPSERT_STATE)?;
+            let mut del = tx.prepare_cached(DELETE_STATE)?;
+            for (row, e) in rows {
+                ins.execute(params![
+                    row.task,
+                    row.node,
+                    row.alert_id,
+                    row.level,
+                    row.endpoint,
+                    row.url_override,
+                    row.url,
+                    row.format.as_str(),
+                    &row.body[..],
+                    row.created_ns,
+                ])?;
+                if e.level == Level::OK {
+                    del.execute(params![e.task, e.node, e.id])?;
+                } else {
+                    up.execute(params![e.task, e.node, e.id, e.level as u8 as i64, e.time])?;
+                }
+            }
+        }
+        tx.commit()
+    }
+
+    /// Turns events into rows (dry-run events are logged and skipped).
+    fn rows_of<'a>(&self, events: &'a [Event], created_ns: i64) -> Vec<(StoredRow, &'a Event)> {
+        let endpoints = self.endpoints();
+        let mut rows = Vec::with_capacity(events.len());
+        for e in events {
+            let target = endpoints.resolve(&e.route);
+            let body = pagertree::body(e, target.format);
+            if e.route.dry_run {
+                tracing::info!(
+                    target: "pagertree::dry_run",
+                    task = %e.task, node = %e.node, id = %e.id, level = %e.level,
+                    endpoint = %target.endpoint, url = %redact::url(&target.url), format = target.format.as_str(),
+                    body = %String::from_utf8_lossy(&body).trim_end(),
+                    "dryRun: event not sent"
+                );
+                continue;
+            }
+            rows.push((
+                StoredRow {
+                    seq: 0,
+                    task: e.task.clone(),
+                    node: e.node.clone(),
+                    alert_id: e.id.clone(),
+                    level: e.level.as_str().to_string(),
+                    endpoint: target.endpoint,
+                    url_override: target.url_override,
+                    url: target.url,
+                    format: target.format,
+                    body: Bytes::from(body),
+                    created_ns,
+                    attempts: 0,
+                    parked: false,
+                    next_attempt_ns: 0,
+                    last_error: None,
+                },
+                e,
+            ));
+        }
+        rows
+    }
+
+    /// Degraded mode: tries to write what waits in memory (not yet
+    /// delivered) and the state changes made meanwhile. True when the
+    /// memory queue is empty afterwards.
+    fn flush_memory(&self, conn: &mut Connection) -> bool {
+        let mut mem = self.memory();
+        if mem.rows.is_empty() && mem.state.is_empty() && mem.sessions.is_empty() {
+            return true;
+        }
+        let result = (|| -> rusqlite::Result<()> {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            {
+                let mut ins = tx.prepare_cached(INSERT_ROW)?;
+                for (row, _) in mem
+                    .rows
+                    .iter()
+                    .filter(|(r, _)| !mem.delivered.contains(&r.seq))
+                {
+                    ins.execute(params![
+                        row.task,
+                        row.node,
+                        row.alert_id,
+                        row.level,
+                        row.endpoint,
+                        row.url_override,
+                        row.url,
+                        row.format.as_str(),
+                        &row.body[..],
+                        row.created_ns,
+                    ])?;
+                }
+                let mut up = tx.prepare_cached(UPSERT_STATE)?;
+                let mut del = tx.prepare_cached(DELETE_STATE)?;
+                for ((task, node, id), st) in &mem.state {
+                    match st {
+                        Some(s) => {
+                            up.execute(params![task, node, id, s.level as u8 as i64, s.time])?
+                        }
+                        None => del.execute(params![task, node, id])?,
+                    };
+                }
+                for ((task, node), m) in &mem.sessions {
+                    match m {
+                        Some(m) => tx.execute(
+                            "INSERT OR REPLACE INTO sessions (task, node, edge, marked_at_ns) VALUES (?1, ?2, ?3, ?4)",
+                            params![task, node, m.edge, m.marked_at_ns],
+                        )?,
+                        None => tx.execute("DELETE FROM sessions WHERE task = ?1 AND node = ?2", params![task, node])?,
+                    };
+                }
+            }
+            tx.commit()
+        })();
+        match result {
+            Ok(()) => {
+                let n = mem.rows.len();
+                // The dispatcher forgets the memory copies and reads the rows
+                // back from the database (with new sequence numbers).
+                mem.rows.clear();
+                mem.delivered.clear();
+                mem.state.clear();
+                mem.sessions.clear();
+                drop(mem);
+                self.set_degraded(false, "");
+                tracing::warn!(
+                    events = n,
+                    "outbox recovered: events held in memory are stored again"
+                );
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    fn set_degraded(&self, on: bool, why: &str) {
+        let was = self.inner.degraded.swap(on, Ordering::Relaxed);
+        metrics().degraded.set(on as i64);
+        if on {
+            let mut last = self
+                .inner
+                .last_degraded_log
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if !was || last.is_none_or(|t| t.elapsed() > Duration::from_secs(30)) {
+                *last = Some(Instant::now());
+                tracing::error!(
+                    path = %self.inner.path.display(), error = why,
+                    "DEGRADED: the outbox cannot store; events wait in memory and are still delivered from there"
+                );
+            }
+        }
+    }
+
+    /// Degraded mode: keeps a group in memory, or refuses when full.
+    fn hold_in_memory(&self, rows: Vec<(StoredRow, &Event)>, why: &str) -> Result<(), CommitError> {
+        let mut mem = self.memory();
+        if mem.rows.len() + rows.len() > self.inner.memory_limit {
+            return Err(CommitError {
+                count: rows.len(),
+                reason: format!(
+                    "the outbox cannot store ({why}) and the memory queue is full ({} events)",
+                    self.inner.memory_limit
+                ),
+            });
+        }
+        for (mut row, e) in rows {
+            row.seq = mem.next_seq;
+            mem.next_seq -= 1;
+            let st = (e.level != Level::OK).then_some(StoredAlert {
+                level: e.level,
+                time: e.time,
+            });
+            mem.state
+                .insert((e.task.clone(), e.node.clone(), e.id.clone()), st);
+            mem.rows.push_back((row, e.clone()));
+        }
+        drop(mem);
+        self.set_degraded(true, why);
+        Ok(())
+    }
+
+    /// The open alerts of one node, including changes held in memory.
+    fn load_state(
+        &self,
+        task: &str,
+        node: &str,
+    ) -> Result<HashMap<String, StoredAlert>, OutboxError> {
+        let conn = self.inner.read.lock().unwrap_or_else(|p| p.into_inner());
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT id, level, time_ns FROM alert_state WHERE task = ?1 AND node = ?2",
+            )
+            .map_err(sql("reading alert state"))?;
+        let rows = stmt
+            .query_map(params![task, node], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            })
+            .map_err(sql("reading alert state"))?;
+        let mut out = HashMap::new();
+        for r in rows {
+            let (id, level, time) = r.map_err(sql("reading alert state"))?;
+            match Level::from_u8(level.clamp(0, 255) as u8) {
+                Some(level) => {
+                    out.insert(id, StoredAlert { level, time });
+                }
+                None => tracing::warn!(
+                    task,
+                    node,
+                    id,
+                    level,
+                    "alert state row with an unknown level ignored"
+                ),
+            }
+        }
+        drop(stmt);
+        drop(conn);
+        let mem = self.memory();
+        for ((t, n, id), st) in &mem.state {
+            if t == task && n == node {
+                match st {
+                    Some(s) => out.insert(id.clone(), *s),
+                    None => out.remove(id),
+                };
+            }
+        }
+        Ok(out)
+    }
+
+    /// Records that Kapacitor opened a session for (task, node) (at a
+    /// successful Init).
+    pub fn mark_session(&self, task: &str, node: &str, edge: &str) -> Result<(), OutboxError> {
+        let at = now_ns();
+        let r = self.conn().execute(
+            "INSERT OR REPLACE INTO sessions (task, node, edge, marked_at_ns) VALUES (?1, ?2, ?3, ?4)",
+            params![task, node, edge, at],
+        );
+        match r {
+            Ok(_) => Ok(()),
+            Err(e) if is_storage_error(&e) => {
+                self.memory().sessions.insert(
+                    (task.into(), node.into()),
+                    Some(SessionMark {
+                        task: task.into(),
+                        node: node.into(),
+                        edge: edge.into(),
+                        marked_at_ns: at,
+                    }),
+                );
+                self.set_degraded(true, &e.to_string());
+                Ok(())
+            }
+            Err(e) => Err(sql("marking a session")(e)),
+        }
+    }
+
+    /// Clears the mark of (task, node): Kapacitor ended the session
+    /// (`how_ended` says how, for the log). True when there was a mark.
+    pub fn clear_session(
+        &self,
+        task: &str,
+        node: &str,
+        how_ended: &str,
+    ) -> Result<bool, OutboxError> {
+        let r = self.conn().execute(
+            "DELETE FROM sessions WHERE task = ?1 AND node = ?2",
+            params![task, node],
+        );
+        match r {
+            Ok(n) => {
+                tracing::debug!(
+                    task,
+                    node,
+                    how_ended,
+                    had_mark = n > 0,
+                    "session mark cleared"
+                );
+                Ok(n > 0)
+            }
+            Err(e) if is_storage_error(&e) => {
+                self.memory()
+                    .sessions
+                    .insert((task.into(), node.into()), None);
+                self.set_degraded(true, &e.to_string());
+                Ok(true)
+            }
+            Err(e) => Err(sql("clearing a session mark")(e)),
+        }
+    }
+
+    /// Every session still marked open (after a restart: the tasks to revive).
+    pub fn marked_sessions(&self) -> Result<Vec<SessionMark>, OutboxError> {
+        let conn = self.inner.read.lock().unwrap_or_else(|p| p.into_inner());
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT task, node, edge, marked_at_ns FROM sessions ORDER BY task, node",
+            )
+            .map_err(sql("reading session marks"))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(SessionMark {
+                    task: r.get(0)?,
+                    node: r.get(1)?,
+                    edge: r.get(2)?,
+                    marked_at_ns: r.get(3)?,
+                })
+            })
+            .map_err(sql("reading session marks"))?;
+        let mut out: Vec<SessionMark> = rows
+            .collect::<Result<_, _>>()
+            .map_err(sql("reading session marks"))?;
+        drop(stmt);
+        drop(conn);
+        let mem = self.memory();
+        for ((task, node), m) in &mem.sessions {
+            out.retain(|s| !(&s.task == task && &s.node == node));
+            if let Some(m) = m {
+                out.push(m.clone());
+            }
+        }
+        Ok(out)
+    }
+
+    /// Undelivered rows (pending and parked) and the oldest one's commit time.
+    pub fn pending(&self) -> Result<(u64, Option<i64>), OutboxError> {
+        let conn = self.inner.read.lock().unwrap_or_else(|p| p.into_inner());
+        conn.query_row("SELECT count(*), min(created_ns) FROM outbox", [], |r| {
+            Ok((r.get::<_, i64>(0)? as u64, r.get(1)?))
+        })
+        .map_err(sql("counting pending rows"))
+    }
+
+    /// Parked and dead-lettered events, oldest first.
+    pub fn held(&self) -> Result<Vec<HeldEvent>, OutboxError> {
+        let conn = self.conn();
+        let mut out = Vec::new();
+        let mut stmt = conn
+            .prepare(
+                "SELECT seq, task, node, alert_id, level, endpoint, url, format, created_ns, attempts, \
+                 coalesce(last_error, '') FROM outbox WHERE state = 'parked' ORDER BY seq",
+            )
+            .map_err(sql("listing parked events"))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(HeldEvent {
+                    kind: HeldKind::Parked,
+                    seq: r.get(0)?,
+                    task: r.get(1)?,
+                    node: r.get(2)?,
+                    alert_id: r.get(3)?,
+                    level: r.get(4)?,
+                    endpoint: r.get(5)?,
+                    url_redacted: redact::url(&r.get::<_, String>(6)?),
+                    format: r.get(7)?,
+                    created_ns: r.get(8)?,
+                    attempts: r.get(9)?,
+                    reason: r.get(10)?,
+                    dead_at_ns: None,
+                })
+            })
+            .map_err(sql("listing parked events"))?;
+        for r in rows {
+            out.push(r.map_err(sql("listing parked events"))?);
+        }
+        let mut stmt = conn
+            .prepare(
+                "SELECT seq, task, node, alert_id, level, endpoint, url, format, created_ns, attempts, reason, \
+                 dead_at_ns FROM dead_letter ORDER BY seq",
+            )
+            .map_err(sql("listing dead letters"))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(HeldEvent {
+                    kind: HeldKind::DeadLetter,
+                    seq: r.get(0)?,
+                    task: r.get(1)?,
+                    node: r.get(2)?,
+                    alert_id: r.get(3)?,
+                    level: r.get(4)?,
+                    endpoint: r.get(5)?,
+                    url_redacted: redact::url(&r.get::<_, String>(6)?),
+                    format: r.get(7)?,
+                    created_ns: r.get(8)?,
+                    attempts: r.get(9)?,
+                    reason: r.get(10)?,
+                    dead_at_ns: Some(r.get(11)?),
+                })
+            })
+            .map_err(sql("listing dead letters"))?;
+        for r in rows {
+            out.push(r.map_err(sql("listing dead letters"))?);
+        }
+        Ok(out)
+    }
+
+    /// `outbox retry`: parked events become pending and due now (a running
+    /// dispatcher notices within a second); dead-lettered events go back to
+    /// the end of the outbox with a new sequence number (their attempts
+    /// start over). Returns what was retried.
+    pub fn retry(&self, sel: &Selection) -> Result<Vec<HeldEvent>, OutboxError> {
+        let chosen: Vec<HeldEvent> = self
+            .held()?
+            .into_iter()
+            .filter(|h| sel.matches(h.seq))
+            .collect();
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql("retrying"))?;
+        for h in &chosen {
+            match h.kind {
+                HeldKind::Parked => {
+                    tx.execute(
+                        "UPDATE outbox SET state = 'pending', next_attempt_ns = 0, attempts = 0 WHERE seq = ?1",
+                        params![h.seq],
+                    )
+                    .map_err(sql("retrying a parked event"))?;
+                }
+                HeldKind::DeadLetter => {
+                    tx.execute(
+                        "INSERT INTO outbox (task, node, alert_id, level, endpoint, url_override, url, format, body, \
+                         created_ns, last_error) SELECT task, node, alert_id, level, endpoint, url_override, url, \
+                         format, body, ?2, 'retried from the dead-letter table' FROM dead_letter WHERE seq = ?1",
+                        params![h.seq, now_ns()],
+                    )
+                    .map_err(sql("retrying a dead letter"))?;
+                    tx.execute("DELETE FROM dead_letter WHERE seq = ?1", params![h.seq])
+                        .map_err(sql("retrying a dead letter"))?;
+                }
+            }
+        }
+        tx.commit().map_err(sql("retrying"))?;
+        drop(conn);
+        self.inner.notify.notify_one();
+        for h in &chosen {
+            tracing::warn!(seq = h.seq, id = %h.alert_id, kind = h.kind.as_str(), "outbox retry requested by the operator");
+        }
+        Ok(chosen)
+    }
+
+    /// `outbox drop`: deletes parked or dead-lettered events for good (a
+    /// running dispatcher notices within a second and releases the id).
+    /// Returns what was deleted, for the operator's record.
+    pub fn drop_held(&self, sel: &Selection) -> Result<Vec<HeldEvent>, OutboxError> {
+        let chosen: Vec<HeldEvent> = self
+            .held()?
+            .into_iter()
+            .filter(|h| sel.matches(h.seq))
+            .collect();
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql("dropping"))?;
+        for h in &chosen {
+            let table = match h.kind {
+                HeldKind::Parked => "DELETE FROM outbox WHERE seq = ?1 AND state = 'parked'",
+                HeldKind::DeadLetter => "DELETE FROM dead_letter WHERE seq = ?1",
+            };
+            tx.execute(table, params![h.seq])
+                .map_err(sql("dropping an event"))?;
+        }
+        tx.commit().map_err(sql("dropping"))?;
+        for h in &chosen {
+            tracing::warn!(
+                seq = h.seq, id = %h.alert_id, level = %h.level, kind = h.kind.as_str(), url = %h.url_redacted,
+                "event dropped by the operator (outbox drop)"
+            );
+        }
+        Ok(chosen)
+    }
+}
+
+/// Errors that mean "the disk cannot store" (degraded mode), as opposed to
+/// a bug or a corrupt file.
+pub(crate) fn is_storage_error(e: &rusqlite::Error) -> bool {
+    use rusqlite::ErrorCode::*;
+    match e {
+        rusqlite::Error::SqliteFailure(f, _) => {
+            matches!(
+                f.code,
+                DiskFull | SystemIoFailure | ReadOnly | CannotOpen | DatabaseBusy | DatabaseLocked
+            )
+        }
+        _ => false,
+    }
+}
+
+impl Committer for Outbox {
+    fn commit(&mut self, events: &[Event]) -> Result<(), CommitError> {
+        let rows = self.rows_of(events, now_ns());
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let n = rows.len() as i64;
+        let mut conn = self.conn();
+        // While degraded, events must not overtake the ones held in memory.
+        if !self.flush_memory(&mut conn) {
+            drop(conn);
+            let r = self.hold_in_memory(rows, "still failing");
+            self.inner.notify.notify_one();
+            return r;
+        }
+        match Self::write_group(&mut conn, &rows) {
+            Ok(()) => {
+                drop(conn);
+                metrics().outbox_depth.inc_by(n);
+                self.inner.notify.notify_one();
+                Ok(())
+            }
+            Err(e) if is_storage_error(&e) => {
+                drop(conn);
+                let r = self.hold_in_memory(rows, &e.to_string());
+                self.inner.notify.notify_one();
+                r
+            }
+            Err(e) => Err(CommitError {
+                count: rows.len(),
+                reason: format!("outbox {}: {e}", self.inner.path.display()),
+            }),
+        }
+    }
+}
+
+impl AlertStateStore for Outbox {
+    fn load(&self, task: &str, node: &str) -> Result<HashMap<String, StoredAlert>, StoreError> {
+        self.load_state(task, node)
+            .map_err(|e| StoreError(e.to_string()))
+    }
+}
+
+/// Reads up to `limit` rows after `after_seq`, in order.
+pub(crate) fn load_rows(
+    conn: &Connection,
+    after_seq: i64,
+    limit: usize,
+) -> rusqlite::Result<Vec<StoredRow>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {ROW_COLUMNS} FROM outbox WHERE seq > ?1 ORDER BY seq LIMIT ?2"
+    ))?;
+    let rows = stmt.query_map(params![after_seq, limit as i64], row_from_sql)?;
+    rows.collect()
+}
+
+/// The current state of a row: `None` when it is gone (dropped).
+pub(crate) fn row_state(conn: &Connection, seq: i64) -> rusqlite::Result<Option<(bool, i64)>> {
+    conn.prepare_cached("SELECT state, next_attempt_ns FROM outbox WHERE seq = ?1")?
+        .query_row(params![seq], |r| {
+            Ok((r.get::<_, String>(0)? == "parked", r.get(1)?))
+        })
+        .optional()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alert::{Route, Series};
+    use crate::ops::config::Config;
+
+    pub(crate) fn ev(id: &str, level: Level, time: i64) -> Event {
+        Event {
+            task: "task".into(),
+            node: "node".into(),
+            id: id.into(),
+            message: format!("{id} is {level}"),
+            details: String::new(),
+            time,
+            duration: 0,
+            level,
+            previous_level: Level::OK,
+            recoverable: true,
+            data: Series::default(),
+            route: Arc::new(Route {
+                url: Some("http://127.0.0.1:9/integration/int_test".into()),
+                ..Route::default()
+            }),
+        }
+    }
+
+    fn open(dir: &Path) -> Outbox {
+        Outbox::open(dir, Endpoints::from_config(&Config::default()), 1000).unwrap()
+    }
+
+    #[test]
+    fn commit_stores_rows_and_alert_state_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ob = open(dir.path());
+        ob.commit(&[
+            ev("a", Level::CRITICAL, 10),
+            ev("b", Level::WARNING, 11),
+            ev("a", Level::OK, 12),
+        ])
+        .unwrap();
+        let st = ob.load("task", "node").unwrap();
+        assert_eq!(st.len(), 1);
+        assert_eq!(
+            st["b"],
+            StoredAlert {
+                level: Level::WARNING,
+                time: 11
+            }
+        );
+        assert!(ob.load("task", "other").unwrap().is_empty());
+        let conn = connect(ob.path(), true).unwrap();
+        let rows = load_rows(&conn, 0, 100).unwrap();
+        assert_eq!(
+            rows.iter()
+                .map(|r| (r.alert_id.as_str(), r.level.as_str()))
+                .collect::<Vec<_>>(),
+            [("a", "CRITICAL"), ("b", "WARNING"), ("a", "OK")]
+        );
+        assert_eq!(rows[0].url, "http://127.0.0.1:9/integration/int_test");
+        assert_eq!(rows[0].format, Format::Kapacitor);
+        assert_eq!(
+            rows[0].body,
+            Bytes::from(pagertree::kapacitor_body(&ev("a", Level::CRITICAL, 10)))
+        );
+        assert_eq!(ob.pending().unwrap().0, 3);
+    }
+
+    #[test]
+    fn dry_run_is_neither_stored_nor_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ob = open(dir.path());
+        let mut e = ev("a", Level::CRITICAL, 1);
+        e.route = Arc::new(Route {
+            dry_run: true,
+            ..Route::default()
+        });
+        ob.commit(&[e]).unwrap();
+        assert_eq!(ob.pending().unwrap().0, 0);
+        assert!(ob.load("task", "node").unwrap().is_empty());
+    }
+
+    #[test]
+    fn committed_rows_survive_dropping_without_shutdown() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut ob = open(dir.path());
+            ob.commit(&[ev("a", Level::CRITICAL, 10)]).unwrap();
+            ob.commit(&[ev("b", Level::INFO, 20)]).unwrap();
+            std::mem::forget(ob); // no close, no checkpoint: like a crash
+        }
+        let ob = open(dir.path());
+        assert_eq!(ob.pending().unwrap().0, 2);
+        assert_eq!(ob.load("task", "node").unwrap().len(), 2);
+    }
+
+    #[test]
+    fn sessions_mark_clear_list() {
+        let dir = tempfile::tempdir().unwrap();
+        let ob = open(dir.path());
+        ob.mark_session("t1", "n1", "stream").unwrap();
+        ob.mark_session("t2", "n2", "batch").unwrap();
+        ob.mark_session("t1", "n1", "stream").unwrap();
+        let m = ob.marked_sessions().unwrap();
+        assert_eq!(
+            m.iter()
+                .map(|s| (s.task.as_str(), s.edge.as_str()))
+                .collect::<Vec<_>>(),
+            [("t1", "stream"), ("t2", "batch")]
+        );
+        assert!(ob.clear_session("t1", "n1", "shutdown").unwrap());
+        assert!(!ob.clear_session("t1", "n1", "shutdown").unwrap());
+        let ob2 = open(dir.path());
+        assert_eq!(ob2.marked_sessions().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn retry_and_drop_held_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ob = open(dir.path());
+        ob.commit(&[
+            ev("a", Level::CRITICAL, 1),
+            ev("b", Level::CRITICAL, 2),
+            ev("c", Level::CRITICAL, 3),
+        ])
+        .unwrap();
+        {
+            let conn = ob.conn();
+            conn.execute(
+                "UPDATE outbox SET state = 'parked', last_error = 'HTTP 403' WHERE alert_id = 'a'",
+                [],
+            )
+            .unwrap();
+            conn.execute(
+                "INSERT INTO dead_letter SELECT seq, task, node, alert_id, level, endpoint, url_override, url, format, \
+                 body, created_ns, attempts, last_error, 'older than max_age', 5 FROM outbox WHERE alert_id = 'b'",
+                [],
+            )
+            .unwrap();
+            conn.execute("DELETE FROM outbox WHERE alert_id = 'b'", [])
+                .unwrap();
+        }
+        let held = ob.held().unwrap();
+        assert_eq!(
+            held.iter()
+                .map(|h| (h.kind, h.alert_id.as_str()))
+                .collect::<Vec<_>>(),
+            [(HeldKind::Parked, "a"), (HeldKind::DeadLetter, "b")]
+        );
+        assert_eq!(
+            held[0].url_redacted,
+            "http://127.0.0.1:9/integration/int_te…"
+        );
+        assert_eq!(held[1].reason, "older than max_age");
+        let retried = ob.retry(&Selection::Seqs(vec![held[1].seq])).unwrap();
+        assert_eq!(retried.len(), 1);
+        let conn = connect(ob.path(), true).unwrap();
+        let rows = load_rows(&conn, 0, 10).unwrap();
+        assert_eq!(
+            rows.iter().map(|r| r.alert_id.as_str()).collect::<Vec<_>>(),
+            ["a", "c", "b"]
+        );
+        assert!(
+            rows.iter().all(|r| r.seq != held[1].seq),
+            "a retried dead letter gets a new seq"
+        );
+        let dropped = ob.drop_held(&Selection::All).unwrap();
+        assert_eq!(dropped.len(), 1);
+        assert_eq!(ob.pending().unwrap().0, 2);
+        assert!(ob.held().unwrap().is_empty());
+    }
+
+    #[test]
+    fn degraded_mode_holds_in_memory_then_recovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ob = open(dir.path());
+        ob.commit(&[ev("a", Level::CRITICAL, 1)]).unwrap();
+        // Make the database read-only for writes from this connection.
+        ob.conn().execute_batch("PRAGMA query_only=1").unwrap();
+        ob.commit(&[ev("b", Level::WARNING, 2), ev("a", Level::OK, 3)])
+            .unwrap();
+        assert!(!ob.is_ready());
+        assert_eq!(ob.memory().rows.len(), 2);
+        let st = ob.load("task", "node").unwrap();
+        assert_eq!(
+            st.keys().collect::<Vec<_>>(),
+            ["b"],
+            "memory state overlays the stored state"
+        );
+        ob.conn().execute_batch("PRAGMA query_only=0").unwrap();
+        ob.commit(&[ev("c", Level::INFO, 4)]).unwrap();
+        assert!(ob.is_ready());
+        assert!(ob.memory().rows.is_empty());
+        let conn = connect(ob.path(), true).unwrap();
+        let ids: Vec<String> = load_rows(&conn, 0, 10)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.alert_id)
+            .collect();
+        assert_eq!(ids, ["a", "b", "a", "c"]);
+        assert_eq!(ob.load("task", "node").unwrap().len(), 2);
+    }
+
+    #[test]
+    fn recovery_does_not_wait_for_the_next_event() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ob = open(dir.path());
+        ob.conn().execute_batch("PRAGMA query_only=1").unwrap();
+        ob.commit(&[ev("a", Level::CRITICAL, 1)]).unwrap();
+        ob.mark_session("t", "n", "stream").unwrap();
+        assert!(!ob.try_recover());
+        assert_eq!(
+            ob.marked_sessions().unwrap().len(),
+            1,
+            "memory marks are visible"
+        );
+        ob.conn().execute_batch("PRAGMA query_only=0").unwrap();
+        assert!(ob.try_recover());
+        assert!(ob.is_ready());
+        assert_eq!(ob.pending().unwrap().0, 1);
+        assert_eq!(ob.marked_sessions().unwrap().len(), 1);
+        assert_eq!(
+            open(dir.path()).marked_sessions().unwrap().len(),
+            1,
+            "written to disk"
+        );
+    }
+
+    #[test]
+    fn memory_queue_full_refuses() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ob = Outbox::open(dir.path(), Endpoints::default(), 2).unwrap();
+        ob.conn().execute_batch("PRAGMA query_only=1").unwrap();
+        ob.commit(&[ev("a", Level::CRITICAL, 1), ev("b", Level::CRITICAL, 1)])
+            .unwrap();
+        let e = ob.commit(&[ev("c", Level::CRITICAL, 1)]).unwrap_err();
+        assert!(e.reason.contains("memory queue is full"), "{e}");
+    }
+}

@@ -1,0 +1,71 @@
+//! The log: `tracing` events to stderr, human text on a terminal and JSON
+//! lines otherwise (systemd's journal keeps stderr; JSON keeps fields such as
+//! `id`, `level` and `endpoint` searchable).
+
+use std::io::IsTerminal;
+
+use tracing_subscriber::EnvFilter;
+
+use crate::ops::config::LogFormat;
+
+/// The logger could not be installed.
+#[derive(Debug, thiserror::Error)]
+pub enum LoggingError {
+    #[error("log_level {level:?}: {reason}")]
+    Filter { level: String, reason: String },
+    #[error("a logger is already installed")]
+    AlreadySet,
+}
+
+/// Which format `auto` means here: text when stderr is a terminal.
+pub fn resolve(format: LogFormat) -> LogFormat {
+    match format {
+        LogFormat::Auto if std::io::stderr().is_terminal() => LogFormat::Text,
+        LogFormat::Auto => LogFormat::Json,
+        other => other,
+    }
+}
+
+/// Installs the process's logger. `level` is a level (`info`) or an
+/// `EnvFilter` directive list (`info,kapacitor_pagertree::delivery=debug`).
+pub fn init(format: LogFormat, level: &str) -> Result<(), LoggingError> {
+    let filter = EnvFilter::builder()
+        .parse(level.trim())
+        .map_err(|e| LoggingError::Filter {
+            level: level.to_string(),
+            reason: e.to_string(),
+        })?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let result = match resolve(format) {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .try_init(),
+        _ => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
+    };
+    result.map_err(|_| LoggingError::AlreadySet)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn explicit_formats_are_kept() {
+        assert_eq!(resolve(LogFormat::Json), LogFormat::Json);
+        assert_eq!(resolve(LogFormat::Text), LogFormat::Text);
+        assert_ne!(resolve(LogFormat::Auto), LogFormat::Auto);
+    }
+
+    #[test]
+    fn a_bad_filter_is_an_error_naming_it() {
+        let e = init(LogFormat::Text, "info,=[").unwrap_err();
+        assert!(e.to_string().contains("info,=["), "{e}");
+    }
+}

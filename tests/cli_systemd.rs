@@ -1,0 +1,86 @@
+//! The shipped systemd unit and kapacitor.conf snippet: the unit passes
+//! `systemd-analyze verify` (when the tool exists) with no unknown keys, and
+//! carries the settings the README promises.
+
+use std::process::Command;
+
+const UNIT: &str = include_str!("../contrib/systemd/kapacitor-pagertree.service");
+const SNIPPET: &str = include_str!("../contrib/kapacitor.conf");
+
+#[test]
+fn unit_has_the_promised_settings() {
+    for line in [
+        "Type=notify",
+        "Before=kapacitor.service",
+        "RuntimeDirectory=kapacitor-pagertree",
+        "StateDirectory=kapacitor-pagertree",
+        "Group=kapacitor",
+        "User=kapacitor-pagertree",
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "ProtectHome=yes",
+        "PrivateTmp=yes",
+    ] {
+        assert!(UNIT.lines().any(|l| l.trim() == line), "unit lacks {line}");
+    }
+}
+
+#[test]
+fn unit_passes_systemd_analyze_verify() {
+    let Ok(o) = Command::new("systemd-analyze").arg("--version").output() else {
+        eprintln!("systemd-analyze is not installed; skipping the verification");
+        return;
+    };
+    if !o.status.success() {
+        eprintln!("systemd-analyze does not run here; skipping the verification");
+        return;
+    }
+    // verify insists that ExecStart exists: point it at the binary under test.
+    let dir = tempfile::tempdir().unwrap();
+    let unit = UNIT.replace(
+        "/usr/local/bin/kapacitor-pagertree",
+        env!("CARGO_BIN_EXE_kapacitor-pagertree"),
+    );
+    let path = dir.path().join("kapacitor-pagertree.service");
+    std::fs::write(&path, unit).unwrap();
+    let o = Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "systemd-analyze verify failed: {err}");
+    for bad in [
+        "Unknown key",
+        "Unknown section",
+        "ignoring",
+        "Invalid",
+        "Failed",
+    ] {
+        assert!(!err.contains(bad), "systemd-analyze complains: {err}");
+    }
+}
+
+#[test]
+fn snippet_declares_both_functions_on_the_example_sockets() {
+    let example = include_str!("../contrib/kapacitor-pagertree.toml");
+    for (function, socket) in [
+        ("pagertree", "/run/kapacitor-pagertree/stream.sock"),
+        ("pagertreeBatch", "/run/kapacitor-pagertree/batch.sock"),
+    ] {
+        let header = format!("[udf.functions.{function}]");
+        let at = SNIPPET
+            .find(&header)
+            .unwrap_or_else(|| panic!("no {header}"));
+        let body = &SNIPPET[at + header.len()..];
+        let next = body.find("[udf.functions.").unwrap_or(body.len());
+        assert!(
+            body[..next].contains(&format!("socket = \"{socket}\"")),
+            "{function} is not on {socket}"
+        );
+        assert!(
+            example.contains(&format!("\"{socket}\"")),
+            "the example config does not use {socket}"
+        );
+    }
+}
