@@ -1071,24 +1071,28 @@ impl Core {
         if inhibited {
             metrics().events_inhibited_total.inc();
         } else {
-            let previous_level = self
-                .last_events
-                .get(id.as_str())
-                .map_or(Level::OK, |s| s.level);
-            if input.level == Level::OK {
-                self.last_events.remove(id.as_str());
-            } else {
-                let stored = StoredAlert {
-                    level: input.level,
-                    time: input.time,
-                };
-                match self.last_events.get_mut(id.as_str()) {
-                    Some(slot) => *slot = stored,
-                    None => {
+            let stored = StoredAlert {
+                level: input.level,
+                time: input.time,
+            };
+            // One lookup for the common case (the id's alert is open and stays so).
+            let previous_level = match self.last_events.get_mut(id.as_str()) {
+                Some(slot) => {
+                    let previous = slot.level;
+                    if input.level == Level::OK {
+                        self.last_events.remove(id.as_str());
+                    } else {
+                        *slot = stored;
+                    }
+                    previous
+                }
+                None => {
+                    if input.level != Level::OK {
                         self.last_events.insert(id.as_str().into(), stored);
                     }
+                    Level::OK
                 }
-            }
+            };
             self.events_total[input.level as usize].inc();
             out.events.push(Event {
                 task: self.task.clone(),
