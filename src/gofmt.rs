@@ -38,18 +38,86 @@ pub fn time_string(ns: i64) -> String {
 fn write_date_time(out: &mut String, ns: i64, sep: char) {
     let secs = ns.div_euclid(1_000_000_000);
     let frac = ns.rem_euclid(1_000_000_000);
+    // Every event's details print a time, and a flood's times share their
+    // second: the text of the last second is kept per thread.
+    thread_local! {
+        static LAST: std::cell::Cell<(i64, [u8; 19])> =
+            const { std::cell::Cell::new((i64::MIN, [0; 19])) };
+    }
+    let bytes = LAST.with(|last| {
+        let (s, b) = last.get();
+        if s == secs {
+            return Some(b);
+        }
+        let b = date_time_digits(secs)?;
+        last.set((secs, b));
+        Some(b)
+    });
+    match bytes.as_ref().and_then(|b| std::str::from_utf8(b).ok()) {
+        Some(text) => {
+            out.push_str(&text[..10]);
+            out.push(sep);
+            out.push_str(&text[11..]);
+        }
+        None => {
+            let days = secs.div_euclid(86_400);
+            let sod = secs.rem_euclid(86_400);
+            let (y, m, d) = civil_from_days(days);
+            // Writing to a String cannot fail.
+            let _ = write!(
+                out,
+                "{y:04}-{m:02}-{d:02}{sep}{:02}:{:02}:{:02}",
+                sod / 3600,
+                (sod % 3600) / 60,
+                sod % 60
+            );
+        }
+    }
+    write_frac(out, frac as u64, 9);
+}
+
+/// `YYYY-MM-DDThh:mm:ss` by hand (`write!` costs more than the rest), for
+/// years 0..=9999; `None` otherwise.
+fn date_time_digits(secs: i64) -> Option<[u8; 19]> {
     let days = secs.div_euclid(86_400);
     let sod = secs.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
-    // Writing to a String cannot fail.
-    let _ = write!(
-        out,
-        "{y:04}-{m:02}-{d:02}{sep}{:02}:{:02}:{:02}",
-        sod / 3600,
-        (sod % 3600) / 60,
-        sod % 60
-    );
-    write_frac(out, frac as u64, 9);
+    if !(0..=9999).contains(&y) {
+        return None;
+    }
+    let two = |v: u32| [b'0' + (v / 10) as u8, b'0' + (v % 10) as u8];
+    let y = y as u32;
+    let [y1, y2] = two(y / 100);
+    let [y3, y4] = two(y % 100);
+    let [m1, m2] = two(m);
+    let [d1, d2] = two(d);
+    let sod = sod as u32;
+    let [h1, h2] = two(sod / 3600);
+    let [i1, i2] = two((sod % 3600) / 60);
+    let [s1, s2] = two(sod % 60);
+    Some([
+        y1, y2, y3, y4, b'-', m1, m2, b'-', d1, d2, b'T', h1, h2, b':', i1, i2, b':', s1, s2,
+    ])
+}
+
+/// Appends an integer in decimal (what `%d` and JSON print).
+pub fn write_int(out: &mut String, v: i64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    let mut u = v.unsigned_abs();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (u % 10) as u8;
+        u /= 10;
+        if u == 0 {
+            break;
+        }
+    }
+    if v < 0 {
+        out.push('-');
+    }
+    // ASCII digits only.
+    out.push_str(std::str::from_utf8(&buf[i..]).unwrap_or_default());
 }
 
 /// Writes `.ddd` for `v / 10^prec` with trailing zeros removed; nothing when
@@ -581,8 +649,14 @@ pub fn write_float_json(out: &mut String, f: f64) {
         out.push('0');
         return;
     }
-    let (digits, dp) = shortest_digits(f);
     let abs = f.abs();
+    if abs < 1e15 && abs.fract() == 0.0 {
+        // A whole number below 2^53 prints as its integer: the common case
+        // of metrics, without the shortest-digits search.
+        write_int(out, abs as i64);
+        return;
+    }
+    let (digits, dp) = shortest_digits(f);
     if !(1e-6..1e21).contains(&abs) {
         let start = out.len();
         push_exponent(out, &digits, dp);
@@ -885,6 +959,67 @@ mod tests {
         for (f, want) in cases {
             assert_eq!(format_float_json(*f), *want, "{f:?}");
         }
+    }
+
+    /// The whole-number shortcut prints what the shortest-digits path prints.
+    #[test]
+    fn whole_floats_json_shortcut() {
+        let mut x: f64 = 1.0;
+        let mut values = vec![
+            1.0,
+            42.0,
+            1e14,
+            999_999_999_999_999.0,
+            123_456_789_012_345.0,
+        ];
+        while x < 1e15 {
+            values.push(x);
+            values.push(x + 1.0);
+            x *= 7.3;
+            x = x.floor();
+        }
+        for v in values {
+            for f in [v, -v] {
+                let mut fast = String::new();
+                write_float_json(&mut fast, f);
+                let (digits, dp) = shortest_digits(f);
+                let mut slow = String::from(if f < 0.0 { "-" } else { "" });
+                push_positional(&mut slow, &digits, dp);
+                assert_eq!(fast, slow, "{f}");
+            }
+        }
+        let mut ints = String::new();
+        for i in [0, 7, -7, i64::MAX, i64::MIN] {
+            ints.clear();
+            write_int(&mut ints, i);
+            assert_eq!(ints, i.to_string());
+        }
+    }
+
+    /// The per-thread text of the last second never leaks into another
+    /// second or separator.
+    #[test]
+    fn date_time_cache_is_per_second() {
+        let t = 1_700_000_000_000_000_000;
+        assert_eq!(rfc3339_nano(t + 5), "2023-11-14T22:13:20.000000005Z");
+        assert_eq!(
+            time_string(t + 7),
+            "2023-11-14 22:13:20.000000007 +0000 UTC"
+        );
+        assert_eq!(rfc3339_nano(t + 1_000_000_000), "2023-11-14T22:13:21Z");
+        assert_eq!(rfc3339_nano(t - 1), "2023-11-14T22:13:19.999999999Z");
+        assert_eq!(rfc3339_nano(t), "2023-11-14T22:13:20Z");
+    }
+
+    /// The extremes of the nanosecond clock print as Go prints them.
+    #[test]
+    fn date_time_extremes() {
+        assert_eq!(rfc3339_nano(i64::MAX), "2262-04-11T23:47:16.854775807Z");
+        assert_eq!(rfc3339_nano(i64::MIN), "1677-09-21T00:12:43.145224192Z");
+        assert_eq!(
+            time_string(1_700_000_000_123_456_789),
+            "2023-11-14 22:13:20.123456789 +0000 UTC"
+        );
     }
 
     #[test]

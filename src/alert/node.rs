@@ -252,7 +252,9 @@ struct PendingBatch {
     points: Vec<Point>,
 }
 
-/// What an event that fired hands to the emitted point or batch.
+/// What an event that fired hands to the emitted point or batch. `id` and
+/// `message` are filled only when an option writes them into the data
+/// (`idTag`, `idField`, `messageField`).
 #[derive(Debug, Clone)]
 struct Fired {
     level: Level,
@@ -599,7 +601,29 @@ impl Handler for AlertNode {
             return;
         }
         if let Some(fired) = self.stream_point(&point, out) {
+            if out.can_echo && !self.core.augments() {
+                // Unchanged: the session writes back the bytes it received.
+                out.echo_point = true;
+                return;
+            }
             let mut point = point;
+            self.core.augment_point(&mut point, &fired);
+            out.responses.push(Response {
+                message: Some(response::Message::Point(point)),
+            });
+        }
+    }
+
+    fn point_ref(&mut self, point: &Point, out: &mut Output) {
+        if self.batch.is_some() {
+            return self.point(point.clone(), out);
+        }
+        if let Some(fired) = self.stream_point(point, out) {
+            if out.can_echo && !self.core.augments() {
+                out.echo_point = true;
+                return;
+            }
+            let mut point = point.clone();
             self.core.augment_point(&mut point, &fired);
             out.responses.push(Response {
                 message: Some(response::Message::Point(point)),
@@ -1032,33 +1056,49 @@ impl Core {
             self.inhibitors
                 .is_inhibited(cat, |k| input.tags.get(k).map(String::as_str))
         });
+        // The emitted data needs the id and message only when an option
+        // writes them into it; otherwise they move into the event uncopied.
+        let fired_id = if self.opts.id_tag.is_some() || self.opts.id_field.is_some() {
+            id.clone()
+        } else {
+            String::new()
+        };
+        let fired_message = if self.opts.message_field.is_some() {
+            message.clone()
+        } else {
+            String::new()
+        };
         if inhibited {
             metrics().events_inhibited_total.inc();
         } else {
-            let previous_level = self
-                .last_events
-                .get(id.as_str())
-                .map_or(Level::OK, |s| s.level);
-            if input.level == Level::OK {
-                self.last_events.remove(id.as_str());
-            } else {
-                let stored = StoredAlert {
-                    level: input.level,
-                    time: input.time,
-                };
-                match self.last_events.get_mut(id.as_str()) {
-                    Some(slot) => *slot = stored,
-                    None => {
+            let stored = StoredAlert {
+                level: input.level,
+                time: input.time,
+            };
+            // One lookup for the common case (the id's alert is open and stays so).
+            let previous_level = match self.last_events.get_mut(id.as_str()) {
+                Some(slot) => {
+                    let previous = slot.level;
+                    if input.level == Level::OK {
+                        self.last_events.remove(id.as_str());
+                    } else {
+                        *slot = stored;
+                    }
+                    previous
+                }
+                None => {
+                    if input.level != Level::OK {
                         self.last_events.insert(id.as_str().into(), stored);
                     }
+                    Level::OK
                 }
-            }
+            };
             self.events_total[input.level as usize].inc();
             out.events.push(Event {
                 task: self.task.clone(),
                 node: self.node.clone(),
-                id: id.clone(),
-                message: message.clone(),
+                id,
+                message,
                 details,
                 time: input.time,
                 duration: input.duration,
@@ -1071,10 +1111,21 @@ impl Core {
         }
         Some(Fired {
             level: input.level,
-            id,
-            message,
+            id: fired_id,
+            message: fired_message,
             duration: input.duration,
         })
+    }
+
+    /// Whether an emitted point differs from the one received.
+    fn augments(&self) -> bool {
+        let o = &self.opts;
+        o.level_tag.is_some()
+            || o.id_tag.is_some()
+            || o.level_field.is_some()
+            || o.message_field.is_some()
+            || o.id_field.is_some()
+            || o.duration_field.is_some()
     }
 
     fn wants_tags(&self) -> bool {

@@ -11,11 +11,20 @@ use crate::proto::{BeginBatch, EdgeType, EndBatch, InfoResponse, InitRequest, Po
 pub struct Output {
     pub responses: Vec<Response>,
     pub events: Vec<Event>,
+    /// Set by the caller of [`Handler::point`] when it keeps the bytes of
+    /// the point and can write them back itself (the session does; tests
+    /// reading `responses` do not).
+    pub can_echo: bool,
+    /// Set by [`Handler::point`], only when `can_echo`, to emit the point it
+    /// was given unchanged, after `responses`: the session writes back the
+    /// bytes it received (a `Request` point frame is a valid `Response`
+    /// point frame: the same field number) instead of encoding it again.
+    pub echo_point: bool,
 }
 
 impl Output {
     pub fn is_empty(&self) -> bool {
-        self.responses.is_empty() && self.events.is_empty()
+        self.responses.is_empty() && self.events.is_empty() && !self.echo_point
     }
 }
 
@@ -40,6 +49,12 @@ pub trait HandlerFactory: Send + Sync + 'static {
 pub trait Handler: Send {
     /// A stream point, or a point inside an open batch.
     fn point(&mut self, point: Point, out: &mut Output);
+    /// A stream point the caller keeps (the session reuses its memory for
+    /// the next point it decodes). The default copies it into [`Handler::point`];
+    /// a handler that only reads stream points overrides it to avoid the copy.
+    fn point_ref(&mut self, point: &Point, out: &mut Output) {
+        self.point(point.clone(), out)
+    }
     /// Opens a batch (only on batch connections; the session checks nesting).
     fn begin_batch(&mut self, begin: BeginBatch, out: &mut Output);
     /// Closes the open batch.

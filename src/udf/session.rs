@@ -31,13 +31,14 @@ use tokio::sync::mpsc;
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
+use crate::alert::Event;
 use crate::delivery::Sink;
 use crate::ops::metrics::{EdgeLabel, ReasonLabel, metrics};
 use crate::proto::{
-    EdgeType, ErrorResponse, InitResponse, KeepaliveResponse, Request, Response, RestoreResponse,
-    SnapshotResponse, request, response,
+    EdgeType, ErrorResponse, InitResponse, KeepaliveResponse, Point, Request, Response,
+    RestoreResponse, SnapshotResponse, request, response,
 };
-use crate::udf::codec::{CodecError, RawFrameCodec, decode_frame, encode_frame};
+use crate::udf::codec::{CodecError, RawFrameCodec, decode_frame, encode_frame, put_length_prefix};
 use crate::udf::handler::{Handler, HandlerFactory, NodeKey, Output};
 
 /// The first bytes of every snapshot this agent gives Kapacitor.
@@ -234,6 +235,9 @@ enum Work {
     /// allocated and freed on the same task (cross-thread frees contend on
     /// the allocator's locks).
     Frame(Bytes),
+    /// A stream point the reader decoded (into memory the processor gave
+    /// back: see [`Processor::spent`]), with its frame's bytes.
+    Point { point: Box<Point>, raw: Bytes },
     /// A frame that could not be decoded, or a Request with no message: answered
     /// with an ErrorResponse in order, after every earlier frame.
     Violation {
@@ -252,15 +256,26 @@ const EMPTY_REQUEST: &str = "received a Request with no message set (an empty fr
 /// The first byte of a Request frame whose first field is `keepalive`
 /// (field 3, length-delimited): the only frames the reader decodes itself.
 const KEEPALIVE_TAG: u8 = (3 << 3) | 2;
+/// The first bytes of a Request frame whose first field is `point` (field
+/// 17, length-delimited: a two-byte varint tag).
+const POINT_TAG: [u8; 2] = [((17 << 3) | 2) as u8 | 0x80, 1];
+/// A point of the reader's pool: boxed so it travels in [`Work`] without
+/// making every message large, and the box is reused with the point.
+type PooledPoint = Box<Point>;
+/// Vectors of spent points on their way back to the reader.
+const SPENT_QUEUE: usize = 4;
 
 const WRITER_QUEUE: usize = 64;
 const KEEPALIVE_QUEUE: usize = 16;
 /// Frames the processor takes from its queue at once.
-const PROCESS_CHUNK: usize = 128;
+const PROCESS_CHUNK: usize = 256;
 /// Encoded responses the processor holds before handing them to the writer.
 const FLUSH_BYTES: usize = 32 * 1024;
 /// The longest a response waits in the processor within a chunk.
 const FLUSH_AFTER: Duration = Duration::from_millis(20);
+/// Events the processor gathers before handing them to delivery within a
+/// chunk (a chunk's batches may each fire one).
+const EVENTS_MAX: usize = 1024;
 
 /// Runs one session to its end and returns its record (also given to
 /// `ctx.events`). `shutdown` stops reading; what was read is still processed.
@@ -279,17 +294,21 @@ where
     let (out_tx, out_rx) = mpsc::channel::<Outgoing>(WRITER_QUEUE);
     let (ka_tx, ka_rx) = mpsc::channel::<i64>(KEEPALIVE_QUEUE);
     let (work_tx, work_rx) = mpsc::channel::<Work>(settings.process_queue.max(1));
+    let (spent_tx, spent_rx) = mpsc::channel::<Vec<PooledPoint>>(SPENT_QUEUE);
     let stop_reading = CancellationToken::new();
 
     let clock = Arc::new(WriteClock::new());
     let writer_task = tokio::spawn(write_loop(writer, out_rx, ka_rx, clock.clone()));
-    let processor = Processor::new(id, settings.clone(), ctx.clone());
+    let processor = Processor::new(id, settings.clone(), ctx.clone(), spent_tx);
     let process_task = tokio::spawn(processor.run(work_rx, out_tx, stop_reading.clone()));
 
     let read_end = read_loop(
         reader,
-        work_tx,
-        ka_tx,
+        ReaderChannels {
+            work_tx,
+            spent_rx,
+            ka_tx,
+        },
         &clock,
         &settings,
         &stop_reading,
@@ -356,10 +375,18 @@ enum ReadEnd {
     Stopped,
 }
 
+/// The reader's channels: frames to the processor, points back from it,
+/// keepalive answers to the writer.
+struct ReaderChannels {
+    work_tx: mpsc::Sender<Work>,
+    spent_rx: mpsc::Receiver<Vec<PooledPoint>>,
+    ka_tx: mpsc::Sender<i64>,
+}
+
 async fn read_loop<R: AsyncRead + Unpin>(
     reader: R,
-    work_tx: mpsc::Sender<Work>,
-    ka_tx: mpsc::Sender<i64>,
+    channels: ReaderChannels,
+
     clock: &WriteClock,
     settings: &SessionSettings,
     stop: &CancellationToken,
@@ -370,6 +397,13 @@ async fn read_loop<R: AsyncRead + Unpin>(
         RawFrameCodec::new(settings.max_frame_bytes),
         64 * 1024,
     );
+    let ReaderChannels {
+        work_tx,
+        mut spent_rx,
+        ka_tx,
+    } = channels;
+    let stream = settings.edge == EdgeType::Stream;
+    let mut pool: Vec<PooledPoint> = Vec::new();
     loop {
         let next = tokio::select! {
             biased;
@@ -391,7 +425,17 @@ async fn read_loop<R: AsyncRead + Unpin>(
                     clock.touch();
                     continue;
                 }
-                Work::Frame(frame)
+                // Stream points are decoded here, on the reader's thread, in
+                // memory the processor returns once it is done with them: the
+                // decoding runs beside the node, and allocations and frees of
+                // points stay on one thread.
+                match stream
+                    .then(|| decode_point(&frame, &mut pool, &mut spent_rx))
+                    .flatten()
+                {
+                    Some(point) => Work::Point { point, raw: frame },
+                    None => Work::Frame(frame),
+                }
             }
             Some(Err(CodecError::Io(e))) => return ReadEnd::Aborted(e.to_string()),
             Some(Err(e)) => Work::Violation {
@@ -419,6 +463,33 @@ async fn read_loop<R: AsyncRead + Unpin>(
             return ReadEnd::Stopped;
         }
     }
+}
+
+/// Decodes a frame that holds exactly one `point` field into a point from
+/// `pool` (refilled from what the processor gave back). `None` for any other
+/// frame, or one that does not decode: the processor then decodes it fully
+/// and answers errors in order.
+fn decode_point(
+    frame: &Bytes,
+    pool: &mut Vec<PooledPoint>,
+    spent: &mut mpsc::Receiver<Vec<PooledPoint>>,
+) -> Option<Box<Point>> {
+    use prost::Message as _;
+    let body = frame.strip_prefix(POINT_TAG.as_slice())?;
+    let mut rest = body;
+    let len = prost::encoding::decode_varint(&mut rest).ok()?;
+    if len != rest.len() as u64 {
+        return None;
+    }
+    if pool.is_empty()
+        && let Ok(returned) = spent.try_recv()
+    {
+        *pool = returned;
+    }
+    let mut point = pool.pop().unwrap_or_default();
+    point.clear();
+    point.merge(rest).ok()?;
+    Some(point)
 }
 
 /// When the writer last wrote (or a keepalive was queued for it): Kapacitor's
@@ -489,50 +560,67 @@ async fn forward(
     }
 }
 
+/// What the writer takes into one write at most.
+const WRITE_BATCH: usize = 256 * 1024;
+/// Pieces per `writev` call.
+const WRITE_SLICES: usize = 64;
+
 /// The single writer. Keepalives go first; after a write error (the peer is
 /// gone) it keeps draining so the processor never blocks, writing nothing.
+///
+/// Whatever is ready when it wakes (up to [`WRITE_BATCH`]) goes out in one
+/// vectored write of the processor's buffers as they are, without copying
+/// them; it writes again as soon as the queue is empty.
 async fn write_loop<W: AsyncWrite + Unpin>(
     mut w: W,
     mut out: mpsc::Receiver<Outgoing>,
     mut ka: mpsc::Receiver<i64>,
     clock: Arc<WriteClock>,
 ) -> std::io::Result<()> {
-    let mut buf = BytesMut::with_capacity(64 * 1024);
+    let mut pieces: std::collections::VecDeque<Bytes> = std::collections::VecDeque::new();
+    let mut ka_buf = BytesMut::new();
     let mut failed: Option<std::io::Error> = None;
     let (mut out_open, mut ka_open) = (true, true);
-    let keepalive = |t: i64| resp(response::Message::Keepalive(KeepaliveResponse { time: t }));
+    let mut keepalive = |t: i64| {
+        let r = resp(response::Message::Keepalive(KeepaliveResponse { time: t }));
+        encode_frame(&r, &mut ka_buf);
+        ka_buf.split().freeze()
+    };
     while out_open || ka_open {
         tokio::select! {
             biased;
             k = ka.recv(), if ka_open => match k {
-                Some(t) => encode_frame(&keepalive(t), &mut buf),
+                Some(t) => pieces.push_back(keepalive(t)),
                 None => ka_open = false,
             },
             o = out.recv(), if out_open => match o {
-                Some(bytes) => buf.extend_from_slice(&bytes),
+                Some(bytes) => pieces.push_back(bytes),
                 None => out_open = false,
             },
         }
         // Take whatever else is ready into the same write.
-        while buf.len() < 256 * 1024 {
-            if let Ok(t) = ka.try_recv() {
-                encode_frame(&keepalive(t), &mut buf);
+        let mut len: usize = pieces.iter().map(Bytes::len).sum();
+        while len < WRITE_BATCH {
+            let next = if let Ok(t) = ka.try_recv() {
+                keepalive(t)
             } else if let Ok(bytes) = out.try_recv() {
-                buf.extend_from_slice(&bytes);
+                bytes
             } else {
                 break;
-            }
-        }
-        if buf.is_empty() {
-            continue;
+            };
+            len += next.len();
+            pieces.push_back(next);
         }
         if failed.is_some() {
-            buf.clear();
+            pieces.clear();
             continue;
         }
-        if let Err(e) = w.write_all_buf(&mut buf).await {
+        if pieces.is_empty() {
+            continue;
+        }
+        if let Err(e) = write_pieces(&mut w, &mut pieces).await {
             failed = Some(e);
-            buf.clear();
+            pieces.clear();
         }
         clock.touch();
     }
@@ -544,6 +632,41 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             w.shutdown().await
         }
     }
+}
+
+/// Writes every piece, in order, as few `writev` calls as the socket takes.
+async fn write_pieces<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    pieces: &mut std::collections::VecDeque<Bytes>,
+) -> std::io::Result<()> {
+    use bytes::Buf;
+    while !pieces.is_empty() {
+        let n = {
+            let slices: Vec<std::io::IoSlice<'_>> = pieces
+                .iter()
+                .take(WRITE_SLICES)
+                .map(|b| std::io::IoSlice::new(b))
+                .collect();
+            w.write_vectored(&slices).await?
+        };
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        let mut left = n;
+        while left > 0 {
+            let Some(front) = pieces.front_mut() else {
+                break;
+            };
+            if front.len() <= left {
+                left -= front.len();
+                pieces.pop_front();
+            } else {
+                front.advance(left);
+                left = 0;
+            }
+        }
+    }
+    Ok(())
 }
 
 #[derive(Default)]
@@ -567,8 +690,19 @@ struct Processor {
     out: Output,
     /// Encoded responses not yet handed to the writer.
     pending: BytesMut,
+    /// Events not yet handed to delivery: one `submit_many` per chunk, so
+    /// the committer is woken once per chunk, not once per event.
+    events: Vec<Event>,
+    /// An empty vector for the next chunk's events (see `Sink::reclaim`).
+    spare_events: Vec<Event>,
     outcome: ProcessOutcome,
-    edge_label: EdgeLabel,
+    /// `points_total` for this edge, resolved once (the family's lookup locks).
+    points_total: prometheus_client::metrics::counter::Counter,
+    /// Points the reader decoded and the handler is done with: sent back per
+    /// chunk so the reader decodes into them (their memory is allocated and
+    /// freed on the reader's thread).
+    spent: Vec<PooledPoint>,
+    spent_tx: mpsc::Sender<Vec<PooledPoint>>,
 }
 
 enum Step {
@@ -577,7 +711,12 @@ enum Step {
 }
 
 impl Processor {
-    fn new(id: u64, settings: SessionSettings, ctx: Arc<SessionContext>) -> Self {
+    fn new(
+        id: u64,
+        settings: SessionSettings,
+        ctx: Arc<SessionContext>,
+        spent_tx: mpsc::Sender<Vec<PooledPoint>>,
+    ) -> Self {
         let edge_label = EdgeLabel {
             edge: edge_name(settings.edge),
         };
@@ -590,8 +729,12 @@ impl Processor {
             open_batch: false,
             out: Output::default(),
             pending: BytesMut::new(),
+            events: Vec::new(),
+            spare_events: Vec::new(),
             outcome: ProcessOutcome::default(),
-            edge_label,
+            points_total: metrics().points_total.get_or_create(&edge_label).clone(),
+            spent: Vec::new(),
+            spent_tx,
         }
     }
 
@@ -609,19 +752,32 @@ impl Processor {
                     stop_reading.cancel();
                     break 'outer;
                 }
-                // Responses go out per chunk, or sooner when they pile up or
-                // a slow node would hold them back.
-                if self.pending.len() >= FLUSH_BYTES || since_flush.elapsed() >= FLUSH_AFTER {
-                    self.flush(&out_tx).await;
+                // Responses and events go out per chunk, or sooner when they
+                // pile up or a slow node would hold them back.
+                if self.pending.len() >= FLUSH_BYTES
+                    || self.events.len() >= EVENTS_MAX
+                    || since_flush.elapsed() >= FLUSH_AFTER
+                {
+                    if let Step::Stop = self.hand_on(&out_tx).await {
+                        stop_reading.cancel();
+                        break 'outer;
+                    }
                     since_flush = tokio::time::Instant::now();
                 }
             }
-            self.flush(&out_tx).await;
+            if let Step::Stop = self.hand_on(&out_tx).await {
+                stop_reading.cancel();
+                break;
+            }
         }
         // The end, whatever it was: what was accepted is handed on and committed
         // before the connection closes.
         drop(work_rx);
-        if let Err(e) = self.ctx.sink.barrier().await {
+        let handed = match self.submit_events().await {
+            Ok(()) => self.ctx.sink.barrier().await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = handed {
             tracing::error!(session = self.id, error = %e, "events of this session may not be committed");
         }
         if let Some(h) = self.handler.as_mut() {
@@ -638,8 +794,54 @@ impl Processor {
     async fn flush(&mut self, out_tx: &mpsc::Sender<Outgoing>) {
         if !self.pending.is_empty() {
             // The writer drains until every sender is gone, so this cannot be lost.
-            let _ = out_tx.send(self.pending.split().freeze()).await;
+            let out = self.pending.split().freeze();
+            if out.len() >= FLUSH_BYTES / 2 {
+                // Under a flood: one allocation for the next responses, not
+                // one per doubling (an idle session holds nothing).
+                self.pending.reserve(FLUSH_BYTES + FLUSH_BYTES / 4);
+            }
+            let _ = out_tx.send(out).await;
         }
+    }
+
+    /// Hands the gathered events to delivery as one message (waiting only
+    /// while the sink's queue is full).
+    async fn submit_events(&mut self) -> Result<(), crate::delivery::SinkError> {
+        // Committed events are freed here, where they were allocated; their
+        // vector comes back for reuse.
+        let spare = self.ctx.sink.reclaim();
+        if spare.capacity() > self.spare_events.capacity() {
+            self.spare_events = spare;
+        }
+        if self.events.is_empty() {
+            return Ok(());
+        }
+        let next = match std::mem::take(&mut self.spare_events) {
+            v if v.capacity() > 0 => v,
+            _ => Vec::with_capacity(PROCESS_CHUNK),
+        };
+        let events = std::mem::replace(&mut self.events, next);
+        self.ctx.sink.submit_many(events).await
+    }
+
+    /// Responses to the writer, then events to delivery. A closed sink ends
+    /// the conversation (the agent is stopping or delivery failed).
+    async fn hand_on(&mut self, out_tx: &mpsc::Sender<Outgoing>) -> Step {
+        self.flush(out_tx).await;
+        if !self.spent.is_empty() {
+            let spent = std::mem::replace(&mut self.spent, Vec::with_capacity(PROCESS_CHUNK));
+            // A full queue (the reader is not decoding): freed here instead.
+            let _ = self.spent_tx.try_send(spent);
+        }
+        if let Err(e) = self.submit_events().await {
+            let step = self.violation(
+                "sink_closed",
+                format!("cannot hand events to delivery: {e}"),
+            );
+            self.flush(out_tx).await;
+            return step;
+        }
+        Step::Continue
     }
 
     fn node_desc(&self) -> String {
@@ -661,15 +863,24 @@ impl Processor {
     }
 
     async fn handle(&mut self, work: Work, out_tx: &mpsc::Sender<Outgoing>) -> Step {
-        let msg = match work {
-            Work::Frame(frame) => match decode_frame::<Request>(frame) {
-                Ok(Request { message: Some(m) }) => m,
+        let (msg, raw) = match work {
+            // The bytes are kept (a reference count) so an unchanged point
+            // can be written back without encoding it again.
+            Work::Frame(frame) => match decode_frame::<Request>(frame.clone()) {
+                Ok(Request { message: Some(m) }) => (m, frame),
                 Ok(Request { message: None }) => {
                     return self.violation("empty_request", EMPTY_REQUEST.into());
                 }
                 Err(e) => return self.violation(e.reason(), format!("protocol error: {e}")),
             },
             Work::Violation { reason, message } => return self.violation(reason, message),
+            Work::Point { point, raw } => {
+                let step = self
+                    .data(|h, out| h.point_ref(&point, out), "Point", Some(&raw))
+                    .await;
+                self.spent.push(point);
+                return step;
+            }
         };
         use request::Message as M;
         match msg {
@@ -749,7 +960,11 @@ impl Processor {
                 // In order: responses before it are written first, and every
                 // event before it is committed before the answer.
                 self.flush(out_tx).await;
-                if let Err(e) = self.ctx.sink.barrier().await {
+                let committed = match self.submit_events().await {
+                    Ok(()) => self.ctx.sink.barrier().await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = committed {
                     return self.violation("sink_closed", format!("cannot take a snapshot: {e}"));
                 }
                 self.push(resp(response::Message::Snapshot(SnapshotResponse {
@@ -771,7 +986,8 @@ impl Processor {
                         format!("Point outside a batch on {}: a batch connection sends BeginBatch, Point…, EndBatch", self.node_desc()),
                     );
                 }
-                self.data(|h, out| h.point(p, out), "Point").await
+                self.data(|h, out| h.point(p, out), "Point", Some(&raw))
+                    .await
             }
             M::Begin(b) => {
                 if self.settings.edge == EdgeType::Stream {
@@ -784,7 +1000,7 @@ impl Processor {
                     );
                 }
                 self.open_batch = true;
-                self.data(|h, out| h.begin_batch(b, out), "BeginBatch")
+                self.data(|h, out| h.begin_batch(b, out), "BeginBatch", None)
                     .await
             }
             M::End(e) => {
@@ -800,17 +1016,19 @@ impl Processor {
                 self.open_batch = false;
                 self.outcome.batches += 1;
                 metrics().batches_total.inc();
-                self.data(|h, out| h.end_batch(e, out), "EndBatch").await
+                self.data(|h, out| h.end_batch(e, out), "EndBatch", None)
+                    .await
             }
         }
     }
 
-    /// Runs one data message through the handler, then writes what it emitted
-    /// and hands its events to delivery (waiting only while the sink queue is full).
+    /// Runs one data message through the handler, then encodes what it
+    /// emitted and keeps its events for the chunk's hand-off to delivery.
     async fn data(
         &mut self,
         f: impl FnOnce(&mut dyn Handler, &mut Output),
         what: &'static str,
+        raw: Option<&Bytes>,
     ) -> Step {
         let Some(handler) = self.handler.as_deref_mut() else {
             let why = if self.init_seen {
@@ -828,30 +1046,21 @@ impl Processor {
         }
         if what == "Point" {
             self.outcome.points += 1;
-            metrics().points_total.get_or_create(&self.edge_label).inc();
+            self.points_total.inc();
         }
+        self.out.can_echo = raw.is_some();
         f(handler, &mut self.out);
         for r in self.out.responses.drain(..) {
             encode_frame(&r, &mut self.pending);
         }
-        // Taken out and put back so the buffer's capacity is reused per point.
-        let mut events = std::mem::take(&mut self.out.events);
-        let mut failed = None;
-        for event in events.drain(..) {
-            if let Err(e) = self.ctx.sink.submit(Box::new(event)).await {
-                failed = Some(e);
-                break;
-            }
+        if std::mem::take(&mut self.out.echo_point)
+            && let Some(raw) = raw
+        {
+            put_length_prefix(raw.len() as u64, &mut self.pending);
+            self.pending.extend_from_slice(raw);
         }
-        events.clear();
-        self.out.events = events;
-        match failed {
-            Some(e) => self.violation(
-                "sink_closed",
-                format!("cannot hand an event to delivery: {e}"),
-            ),
-            None => Step::Continue,
-        }
+        self.events.append(&mut self.out.events);
+        Step::Continue
     }
 }
 
@@ -895,7 +1104,11 @@ mod tests {
                     route: Default::default(),
                 });
             }
-            out.responses.push(resp(response::Message::Point(p)));
+            if out.can_echo && p.name == "echo" {
+                out.echo_point = true;
+            } else {
+                out.responses.push(resp(response::Message::Point(p)));
+            }
         }
         fn begin_batch(&mut self, b: BeginBatch, out: &mut Output) {
             out.responses.push(resp(response::Message::Begin(b)));
@@ -1096,6 +1309,73 @@ mod tests {
         );
         // The last event was committed before the connection closed.
         assert_eq!(committed.lock().unwrap().len(), 6);
+    }
+
+    /// A point the handler passes on unchanged comes back as the bytes sent,
+    /// in order with encoded ones.
+    #[tokio::test]
+    async fn echoed_points_are_the_bytes_received() {
+        let mut h = start(settings(EdgeType::Stream), Duration::ZERO);
+        h.init().await;
+        let mut sent = Vec::new();
+        for i in 0..6 {
+            let m = point(if i % 2 == 0 { "echo" } else { "cpu" }, "CRITICAL", i);
+            if let request::Message::Point(p) = &m {
+                sent.push(p.clone());
+            }
+            h.send(m).await;
+        }
+        for p in &sent {
+            assert_eq!(h.recv().await, Some(response::Message::Point(p.clone())));
+        }
+        let (rest, rec) = h.close().await;
+        assert!(rest.is_empty());
+        assert_eq!(rec.points, 6);
+    }
+
+    /// The reader's point decoding agrees with the full decoding, reuses
+    /// returned points without leftovers, and leaves other frames alone.
+    #[tokio::test]
+    async fn reader_decodes_points_into_returned_memory() {
+        let frame_of = |m: request::Message| {
+            let mut b = BytesMut::new();
+            encode_frame(&Request { message: Some(m) }, &mut b);
+            // The payload, without the length prefix.
+            let mut rest = &b[..];
+            let _ = prost::encoding::decode_varint(&mut rest).unwrap();
+            Bytes::copy_from_slice(rest)
+        };
+        let (tx, mut rx) = mpsc::channel::<Vec<PooledPoint>>(SPENT_QUEUE);
+        let mut pool = Vec::new();
+        // A returned point full of other data.
+        let mut old = Point {
+            name: "old".into(),
+            ..Default::default()
+        };
+        old.tags.insert("stale".into(), "x".into());
+        old.fields_int.insert("n".into(), 1);
+        tx.try_send(vec![Box::new(old)]).unwrap();
+        let request::Message::Point(want) = point("cpu", "CRITICAL", 7) else {
+            unreachable!()
+        };
+        let frame = frame_of(request::Message::Point(want.clone()));
+        assert_eq!(
+            decode_point(&frame, &mut pool, &mut rx),
+            Some(Box::new(want.clone()))
+        );
+        assert!(pool.is_empty(), "the returned point was used");
+        // Not a point, a point followed by another field, garbage.
+        let ka = frame_of(request::Message::Keepalive(KeepaliveRequest { time: 1 }));
+        assert_eq!(decode_point(&ka, &mut pool, &mut rx), None);
+        let mut two = frame.to_vec();
+        two.extend_from_slice(&ka);
+        assert_eq!(decode_point(&Bytes::from(two), &mut pool, &mut rx), None);
+        let mut bad = frame.to_vec();
+        let n = bad.len();
+        bad[n - 1] = 0xff;
+        bad[n - 2] = 0xff;
+        let bad = Bytes::from(bad);
+        assert_eq!(decode_point(&bad, &mut pool, &mut rx), None);
     }
 
     async fn expect_error(h: Harness, contains: &str) -> SessionRecord {

@@ -79,7 +79,12 @@ pub fn fields_sorted(p: &Point) -> BTreeMap<String, FieldValue> {
 }
 
 pub fn tags_sorted(tags: &HashMap<String, String>) -> BTreeMap<String, String> {
-    tags.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    // Inserted one by one: `collect` would first gather and sort a vector.
+    let mut m = BTreeMap::new();
+    for (k, v) in tags {
+        m.insert(k.clone(), v.clone());
+    }
+    m
 }
 
 fn field_names(p: &Point) -> impl Iterator<Item = &String> {
@@ -90,17 +95,47 @@ fn field_names(p: &Point) -> impl Iterator<Item = &String> {
         .chain(p.fields_bool.keys())
 }
 
+/// Up to this many fields are sorted on the stack when building a row.
+const SORT_INLINE: usize = 16;
+
 /// Kapacitor's `pointMessage.ToRow`: the point's name and tags, `time` then
-/// the sorted field names, one row.
+/// the sorted field names, one row. A name in several typed maps counts
+/// once, as the last of double, int, string, bool (as [`fields_sorted`]).
 pub fn stream_series(p: &Point) -> Series {
-    let fields = fields_sorted(p);
-    let mut columns = Vec::with_capacity(fields.len() + 1);
+    let n =
+        p.fields_double.len() + p.fields_int.len() + p.fields_string.len() + p.fields_bool.len();
+    let all = p
+        .fields_double
+        .iter()
+        .map(|(k, x)| (k, FieldRef::Float(*x)))
+        .chain(p.fields_int.iter().map(|(k, x)| (k, FieldRef::Int(*x))))
+        .chain(p.fields_string.iter().map(|(k, x)| (k, FieldRef::Str(x))))
+        .chain(p.fields_bool.iter().map(|(k, x)| (k, FieldRef::Bool(*x))));
+    // Built once per event: sorted on the stack, without an intermediate map.
+    let empty = String::new();
+    let mut inline = [(&empty, FieldRef::Bool(false)); SORT_INLINE];
+    let mut heap = Vec::new();
+    let fields: &mut [(&String, FieldRef<'_>)] = if n <= SORT_INLINE {
+        for (slot, kv) in inline.iter_mut().zip(all) {
+            *slot = kv;
+        }
+        &mut inline[..n]
+    } else {
+        heap.extend(all);
+        &mut heap
+    };
+    // Stable: of equal names the last type stays last.
+    fields.sort_by(|a, b| a.0.cmp(b.0));
+    let mut columns = Vec::with_capacity(n + 1);
     columns.push("time".to_string());
-    let mut row = Vec::with_capacity(fields.len() + 1);
+    let mut row = Vec::with_capacity(n + 1);
     row.push(SeriesValue::Time(p.time));
-    for (k, v) in fields {
-        columns.push(k);
-        row.push(SeriesValue::Field(v));
+    for (i, (k, v)) in fields.iter().enumerate() {
+        if fields.get(i + 1).is_some_and(|next| next.0 == *k) {
+            continue;
+        }
+        columns.push((*k).clone());
+        row.push(SeriesValue::Field(v.to_owned_value()));
     }
     Series {
         name: p.name.clone(),
@@ -224,6 +259,29 @@ mod tests {
             ]]
         );
         assert_eq!(s.tags.keys().collect::<Vec<_>>(), vec!["cpu", "host"]);
+    }
+
+    /// The row agrees with the field map Kapacitor's fields are, including
+    /// a name present in several typed maps and more fields than fit inline.
+    #[test]
+    fn stream_row_matches_the_sorted_field_map() {
+        for extra in [0, 3, 20] {
+            let mut p = point();
+            p.fields_bool.insert("value".into(), true);
+            p.fields_string.insert("count".into(), "c".into());
+            for i in 0..extra {
+                p.fields_double.insert(format!("f{i:02}"), i as f64);
+                p.fields_string.insert(format!("s{i}"), format!("v{i}"));
+            }
+            let s = stream_series(&p);
+            let want = fields_sorted(&p);
+            let mut cols = vec!["time".to_string()];
+            cols.extend(want.keys().cloned());
+            assert_eq!(s.columns, cols);
+            let mut row = vec![SeriesValue::Time(5)];
+            row.extend(want.into_values().map(SeriesValue::Field));
+            assert_eq!(s.values, vec![row]);
+        }
     }
 
     #[test]

@@ -218,6 +218,42 @@ fn emitted_point_is_augmented() {
     assert_eq!(p.dimensions, vec!["host".to_string()]);
 }
 
+/// A caller that keeps the bytes (`can_echo`) is asked to write back an
+/// unchanged point; a point some option changes is always a response.
+#[test]
+fn unchanged_points_are_echoed_when_the_caller_can() {
+    let store = MemoryStore::new();
+    let env = env(&store);
+    for (opts, echoed) in [
+        (mode2(), true),
+        (
+            {
+                let mut o = mode2();
+                o.push(opt("idField", vec![s("id")]));
+                o
+            },
+            false,
+        ),
+    ] {
+        let mut node = init(&env, EdgeType::Stream, "t", opts);
+        for (i, level) in ["crit", "warn"].into_iter().enumerate() {
+            let mut out = Output {
+                can_echo: true,
+                ..Default::default()
+            };
+            node.point(point(i as i64, level, "a", "A"), &mut out);
+            assert_eq!(out.events.len(), 1);
+            assert_eq!(out.echo_point, echoed);
+            assert_eq!(out.responses.len(), usize::from(!echoed));
+        }
+        // Without `can_echo` the point is always a response.
+        let mut out = Output::default();
+        node.point(point(9, "crit", "a", "A"), &mut out);
+        assert!(!out.echo_point);
+        assert_eq!(out.responses.len(), 1);
+    }
+}
+
 #[test]
 fn restart_restores_from_store() {
     let store = MemoryStore::new();

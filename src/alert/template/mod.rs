@@ -96,6 +96,9 @@ pub enum TemplateError {
     },
 }
 
+/// Up to this many tags or fields are sorted on the stack when rendering.
+const SORT_INLINE: usize = 16;
+
 /// The tags of the point (or batch), in whichever map the caller holds.
 #[derive(Debug, Clone, Copy)]
 pub enum Tags<'a> {
@@ -133,6 +136,23 @@ impl<'a> Tags<'a> {
                 v.sort_unstable_by(|a, b| a.0.cmp(b.0));
                 v
             }
+        }
+    }
+
+    /// [`Tags::sorted`] without allocating for up to [`SORT_INLINE`] tags.
+    fn for_each_sorted(&self, mut f: impl FnMut(&'a str, &'a str)) {
+        match self {
+            Tags::Sorted(m) => m.iter().for_each(|(k, v)| f(k, v)),
+            Tags::Unsorted(m) if m.len() <= SORT_INLINE => {
+                let mut buf = [("", ""); SORT_INLINE];
+                for (slot, (k, v)) in buf.iter_mut().zip(m.iter()) {
+                    *slot = (k.as_str(), v.as_str());
+                }
+                let buf = &mut buf[..m.len()];
+                buf.sort_unstable_by(|a, b| a.0.cmp(b.0));
+                buf.iter().for_each(|&(k, v)| f(k, v));
+            }
+            Tags::Unsorted(_) => self.sorted().into_iter().for_each(|(k, v)| f(k, v)),
         }
     }
 
@@ -236,6 +256,47 @@ impl<'a> Fields<'a> {
         };
         v.sort_unstable_by(|a, b| a.0.cmp(b.0));
         v
+    }
+
+    /// [`Fields::sorted`] without allocating for a point of up to
+    /// [`SORT_INLINE`] fields.
+    fn for_each_sorted(&self, mut f: impl FnMut(&'a str, FieldRef<'a>)) {
+        let Fields::Point(p) = self else {
+            return self.sorted().into_iter().for_each(|(k, v)| f(k, v));
+        };
+        let n = p.fields_double.len()
+            + p.fields_int.len()
+            + p.fields_string.len()
+            + p.fields_bool.len();
+        if n > SORT_INLINE {
+            return self.sorted().into_iter().for_each(|(k, v)| f(k, v));
+        }
+        let mut buf = [("", FieldRef::Bool(false)); SORT_INLINE];
+        let all = p
+            .fields_double
+            .iter()
+            .map(|(k, x)| (k.as_str(), FieldRef::Float(*x)))
+            .chain(
+                p.fields_int
+                    .iter()
+                    .map(|(k, x)| (k.as_str(), FieldRef::Int(*x))),
+            )
+            .chain(
+                p.fields_string
+                    .iter()
+                    .map(|(k, x)| (k.as_str(), FieldRef::Str(x))),
+            )
+            .chain(
+                p.fields_bool
+                    .iter()
+                    .map(|(k, x)| (k.as_str(), FieldRef::Bool(*x))),
+            );
+        for (slot, kv) in buf.iter_mut().zip(all) {
+            *slot = kv;
+        }
+        let buf = &mut buf[..n];
+        buf.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        buf.iter().for_each(|&(k, v)| f(k, v));
     }
 
     fn for_each(&self, mut f: impl FnMut(&str, Value)) {

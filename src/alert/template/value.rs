@@ -411,22 +411,192 @@ fn json_root(out: &mut String, scope: Scope, root: &Value) -> Result<(), Unencod
 
 /// `{{ json . }}` (or `jsonCompact`) rendered by html/template, straight
 /// from the data: Kapacitor's encoding of the info struct, then
-/// html/template's escaping of that `html.JS` content in HTML text.
+/// html/template's escaping of that `html.JS` content in HTML text — both
+/// in one pass ([`HtmlJson`]), since this renders once per event.
 pub(super) fn details_json_root(scope: Scope, compact: bool, d: &TemplateData<'_>) -> String {
-    let mut json = String::with_capacity(512);
-    if write_root_json_direct(&mut json, scope, d).is_err() {
+    let mut w = HtmlJson {
+        out: String::with_capacity(640),
+    };
+    if w.root(scope, d).is_err() {
         return String::new();
     }
     if !compact {
-        json.push('\n');
+        w.out.push('\n');
     }
-    let mut out = String::with_capacity(json.len() + json.len() / 4);
-    html_text_escape(&mut out, &json);
-    out
+    w.out
 }
 
-/// html/template's `htmlEscaper` for non-HTML content in HTML text.
-pub(super) fn html_text_escape(out: &mut String, s: &str) {
+/// The bytes [`HtmlJson::string`] may have to replace: the scan skips the
+/// others with one table lookup each.
+const SPECIAL: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 0x20 {
+        t[c] = true;
+        c += 1;
+    }
+    let mut i = 0;
+    let others = *b"\"\\'+<>&\xe2";
+    while i < others.len() {
+        t[others[i] as usize] = true;
+        i += 1;
+    }
+    t
+};
+
+/// Writes Go's HTML-safe JSON already escaped for HTML text: what
+/// `json.Encoder` writes, then `htmlEscaper` (`"` → `&#34;`, `'` → `&#39;`,
+/// `+` → `&#43;`; `&`, `<`, `>` and NUL never reach it raw, since the JSON
+/// encoder escapes them as `\u00XX`).
+struct HtmlJson {
+    out: String,
+}
+
+impl HtmlJson {
+    /// A JSON string: quotes and content, both escapings at once.
+    fn string(&mut self, s: &str) {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let out = &mut self.out;
+        out.reserve(s.len() + 10);
+        out.push_str("&#34;");
+        let b = s.as_bytes();
+        let mut start = 0;
+        let mut i = 0;
+        while i < b.len() {
+            let c = b[i];
+            if !SPECIAL[c as usize] {
+                i += 1;
+                continue;
+            }
+            let esc: &str = match c {
+                b'"' => "\\&#34;",
+                b'\\' => "\\\\",
+                b'\n' => "\\n",
+                b'\r' => "\\r",
+                b'\t' => "\\t",
+                b'\'' => "&#39;",
+                b'+' => "&#43;",
+                0..=0x1f | b'<' | b'>' | b'&' => "",
+                // U+2028 / U+2029 are E2 80 A8 / E2 80 A9 in UTF-8.
+                0xe2 if b.get(i + 1) == Some(&0x80)
+                    && matches!(b.get(i + 2), Some(0xa8 | 0xa9)) =>
+                {
+                    out.push_str(&s[start..i]);
+                    out.push_str(if b[i + 2] == 0xa8 {
+                        "\\u2028"
+                    } else {
+                        "\\u2029"
+                    });
+                    i += 3;
+                    start = i;
+                    continue;
+                }
+                _ => {
+                    i += 1;
+                    continue;
+                }
+            };
+            out.push_str(&s[start..i]);
+            if esc.is_empty() {
+                out.push_str("\\u00");
+                out.push(HEX[(c >> 4) as usize] as char);
+                out.push(HEX[(c & 0xf) as usize] as char);
+            } else {
+                out.push_str(esc);
+            }
+            i += 1;
+            start = i;
+        }
+        out.push_str(&s[start..]);
+        out.push_str("&#34;");
+    }
+
+    /// Text that needs only the HTML escaping (numbers: `1e+21`).
+    fn escaped(&mut self, from: usize) {
+        if self.out[from..].contains('+') {
+            let tail = self.out.split_off(from);
+            self.out.push_str(&tail.replace('+', "&#43;"));
+        }
+    }
+
+    fn root(&mut self, scope: Scope, d: &TemplateData<'_>) -> Result<(), Unencodable> {
+        self.out.push_str("{&#34;Name&#34;:");
+        self.string(d.name);
+        self.out.push_str(",&#34;TaskName&#34;:");
+        self.string(d.task_name);
+        self.out.push_str(",&#34;Group&#34;:");
+        self.string(group_text(scope, d.group));
+        self.out.push_str(",&#34;Tags&#34;:{");
+        let mut first = true;
+        d.tags.for_each_sorted(|k, v| {
+            if !first {
+                self.out.push(',');
+            }
+            first = false;
+            self.string(k);
+            self.out.push(':');
+            self.string(v);
+        });
+        self.out
+            .push_str("},&#34;ServerInfo&#34;:{&#34;Hostname&#34;:");
+        self.string(&d.server_info.hostname);
+        self.out.push_str(",&#34;ClusterID&#34;:");
+        self.string(&d.server_info.cluster_id);
+        self.out.push_str(",&#34;ServerID&#34;:");
+        self.string(&d.server_info.server_id);
+        self.out.push('}');
+        if scope >= Scope::Message {
+            self.out.push_str(",&#34;ID&#34;:");
+            self.string(d.id);
+            self.out.push_str(",&#34;Fields&#34;:{");
+            let mut first = true;
+            let mut bad = false;
+            d.fields.for_each_sorted(|k, v| {
+                if !first {
+                    self.out.push(',');
+                }
+                first = false;
+                self.string(k);
+                self.out.push(':');
+                match v {
+                    FieldRef::Float(f) if !f.is_finite() => bad = true,
+                    FieldRef::Float(f) => {
+                        let from = self.out.len();
+                        gofmt::write_float_json(&mut self.out, f);
+                        self.escaped(from);
+                    }
+                    FieldRef::Int(i) => gofmt::write_int(&mut self.out, i),
+                    FieldRef::Str(x) => self.string(x),
+                    FieldRef::Bool(b) => self.out.push_str(if b { "true" } else { "false" }),
+                }
+            });
+            if bad {
+                return Err(Unencodable);
+            }
+            self.out.push_str("},&#34;Level&#34;:&#34;");
+            self.out.push_str(d.level.as_str());
+            self.out.push_str("&#34;,&#34;Time&#34;:&#34;");
+            gofmt::write_rfc3339_nano(&mut self.out, d.time);
+            self.out.push_str("&#34;,&#34;Duration&#34;:");
+            gofmt::write_int(&mut self.out, d.duration);
+        }
+        if scope >= Scope::Details {
+            self.out.push_str(",&#34;Message&#34;:");
+            self.string(d.message);
+        }
+        if scope >= Scope::Handler {
+            self.out.push_str(",&#34;Details&#34;:");
+            self.string(d.details);
+        }
+        self.out.push('}');
+        Ok(())
+    }
+}
+
+/// html/template's `htmlEscaper` for non-HTML content in HTML text (the
+/// two-pass reference [`HtmlJson`] is tested against).
+#[cfg(test)]
+fn html_text_escape(out: &mut String, s: &str) {
     let mut start = 0;
     for (i, c) in s.bytes().enumerate() {
         let rep = match c {
@@ -446,6 +616,8 @@ pub(super) fn html_text_escape(out: &mut String, s: &str) {
     out.push_str(&s[start..]);
 }
 
+/// The reference for [`HtmlJson`]: the info struct as Kapacitor's JSON.
+#[cfg(test)]
 fn write_root_json_direct(
     out: &mut String,
     scope: Scope,
@@ -849,6 +1021,88 @@ mod tests {
             "1.5 2x3"
         );
         assert_eq!(sprint(&[s("a"), s("b")], true), "a b\n");
+    }
+
+    /// The one-pass writer of the default details agrees with the JSON
+    /// encoding followed by html/template's escaping, on awkward text.
+    #[test]
+    fn one_pass_details_match_the_two_pass_reference() {
+        use crate::alert::{Level, ServerInfo};
+        use std::collections::HashMap;
+        let texts = [
+            "",
+            "plain",
+            "q\"uote's + <b>&amp;</b>",
+            "ctl\u{0}\u{1}\n\r\t\\ end",
+            "sep\u{2028}x\u{2029}é😀",
+            "\u{e2}\u{80}",
+        ];
+        let floats = [
+            0.0, -0.0, 42.0, -7.0, 1.5, 1e21, 1e-7, 123456.789, 1e15, 3e20, 0.1,
+        ];
+        for (i, t) in texts.iter().enumerate() {
+            for f in floats {
+                let mut p = crate::proto::Point::default();
+                p.fields_double.insert(format!("f{t}"), f);
+                p.fields_int.insert("i".into(), -(i as i64) * 1_000_000_007);
+                p.fields_string.insert("s".into(), t.to_string());
+                p.fields_bool.insert("b+".into(), i % 2 == 0);
+                let mut tags = HashMap::new();
+                tags.insert("host".to_string(), t.to_string());
+                tags.insert(format!("k{t}"), "v'".to_string());
+                let info = ServerInfo {
+                    hostname: t.to_string(),
+                    cluster_id: "c+1".into(),
+                    server_id: String::new(),
+                };
+                for scope in [Scope::Id, Scope::Message, Scope::Details, Scope::Handler] {
+                    let d = TemplateData {
+                        name: t,
+                        task_name: "task\"",
+                        group: if i == 0 { "" } else { t },
+                        tags: Tags::Unsorted(&tags),
+                        server_info: &info,
+                        id: t,
+                        fields: Fields::Point(&p),
+                        level: Level::ALL[i % 4],
+                        time: 1_700_000_000_123_456_789 - (i as i64) * 86_400_000_000_007,
+                        duration: -(i as i64) * 999,
+                        message: t,
+                        details: "<d+>",
+                    };
+                    let mut json = String::new();
+                    assert!(write_root_json_direct(&mut json, scope, &d).is_ok());
+                    json.push('\n');
+                    let mut want = String::new();
+                    html_text_escape(&mut want, &json);
+                    assert_eq!(details_json_root(scope, false, &d), want, "{t:?} {f}");
+                    assert_eq!(
+                        details_json_root(scope, true, &d),
+                        want.trim_end_matches('\n'),
+                    );
+                }
+            }
+        }
+        // A non-finite field cannot be encoded: the details are empty.
+        let mut p = crate::proto::Point::default();
+        p.fields_double.insert("x".into(), f64::NAN);
+        let tags = HashMap::new();
+        let info = ServerInfo::default();
+        let d = TemplateData {
+            name: "n",
+            task_name: "t",
+            group: "",
+            tags: Tags::Unsorted(&tags),
+            server_info: &info,
+            id: "",
+            fields: Fields::Point(&p),
+            level: Level::OK,
+            time: 0,
+            duration: 0,
+            message: "",
+            details: "",
+        };
+        assert_eq!(details_json_root(Scope::Details, false, &d), "");
     }
 
     #[test]
