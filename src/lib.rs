@@ -9,7 +9,7 @@
 //! - [`udf`]: the Kapacitor side. [`udf::codec`] turns bytes into `Request`
 //!   frames and `Response` frames into bytes (no I/O); [`udf::session`] runs one
 //!   connection's conversation (Info, Init, Restore, data, Keepalive, Snapshot,
-//!   the two endings) against a [`udf::session::Handler`]; [`udf::server`]
+//!   the two endings) against a [`udf::handler::Handler`]; [`udf::server`]
 //!   accepts connections on the stream and batch sockets; [`udf::stdio`] is the
 //!   relay Kapacitor's `prog =` mode starts.
 //! - [`alert`]: the meaning. [`alert::node`] compiles a node's options at Init
@@ -21,8 +21,9 @@
 //! - [`gofmt`]: Go's printing rules (floats, times, durations, `encoding/json`)
 //!   that Kapacitor's output depends on byte for byte.
 //! - [`delivery`]: from an event to PagerTree. [`delivery::Sink`] is the
-//!   bounded hand-off the sessions use; behind it the outbox (durable queue),
-//!   the dispatcher (retries, per-alert order) and the two payload formats.
+//!   bounded hand-off the sessions use; behind it the outbox (durable queue,
+//!   alert state and session marks in one SQLite file), the dispatcher
+//!   (retries, per-alert order) and the two payload formats.
 //! - [`ops`]: configuration, metrics, the local HTTP API, logging, shutdown.
 //! - [`app`]: `serve`, the wiring of all of the above into the running daemon.
 
