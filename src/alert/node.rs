@@ -29,9 +29,11 @@
 //! Where this node is stricter than Kapacitor, on purpose: a reset without
 //! its level (`critReset` without `crit`), a `…From` without `levelFrom`, an
 //! `inhibit` without a category and a `history` above 10,000 are Init errors
-//! (Kapacitor ignores or accepts them silently). A template that fails to
-//! render drops that one event with an error in the log (Kapacitor stops
-//! the task).
+//! (Kapacitor ignores or accepts them silently), and so is a template that
+//! names a field its data does not have (`{{ .Nope }}`: Kapacitor fails
+//! every event at run time). A template that still fails to render on some
+//! point drops that one event with a rate-limited error in the log
+//! (Kapacitor stops the task).
 
 pub mod data;
 pub mod fxhash;
@@ -673,8 +675,34 @@ fn template_option(
     value: &Option<String>,
     default: &str,
 ) -> Result<Template, InitError> {
-    Template::parse(engine, scope, value.as_deref().unwrap_or(default))
-        .map_err(|e| InitError::new(name, e.to_string()))
+    let template = Template::parse(engine, scope, value.as_deref().unwrap_or(default))
+        .map_err(|e| InitError::new(name, e.to_string()))?;
+    check_fields(name, &template)?;
+    Ok(template)
+}
+
+/// Renders a template once over sample data at Init, so that a field the
+/// template data does not have (`{{ .Nope }}`, `{{ .Time.Nope }}`) is
+/// refused with the option's name instead of failing every event later.
+/// Only that error is refused: it never depends on the data, while others
+/// (comparing a missing field, say) may pass on real points.
+fn check_fields(name: &str, template: &Template) -> Result<(), InitError> {
+    let tags = std::collections::BTreeMap::new();
+    let fields = std::collections::BTreeMap::new();
+    let info = ServerInfo::default();
+    let data = TemplateData {
+        id: "id",
+        fields: Fields::Map(&fields),
+        level: Level::CRITICAL,
+        message: "message",
+        ..TemplateData::new("measurement", "task", "", Tags::Sorted(&tags), &info)
+    };
+    match template.render(&data) {
+        Err(e) if e.to_string().contains("can't evaluate field") => {
+            Err(InitError::new(name, e.to_string()))
+        }
+        _ => Ok(()),
+    }
 }
 
 impl Core {

@@ -424,6 +424,46 @@ fn bad_template_and_expression_name_the_option() {
     let e = try_init(opt("crit", vec![s("\"value\" >> 90")]));
     assert!(e.starts_with("crit: cannot parse"), "{e}");
     assert!(e.contains("column"), "{e}");
+    // A field the template data does not have fails every event: refused at Init.
+    let e = try_init(opt("message", vec![s("{{ .ID }} on {{ .Hostname }}")]));
+    assert!(e.starts_with("message: "), "{e}");
+    assert!(e.contains("can't evaluate field Hostname"), "{e}");
+    let e = try_init(opt("details", vec![s("<b>{{ .Time.Nope }}</b>")]));
+    assert!(e.starts_with("details: "), "{e}");
+    let e = try_init(opt("id", vec![s("{{ .Level }}")]));
+    assert!(e.starts_with("id: "), "{e}");
+}
+
+#[test]
+fn templates_that_depend_on_the_data_are_accepted() {
+    let store = MemoryStore::new();
+    let env = env(&store);
+    for (name, text) in [
+        (
+            "message",
+            "{{ if gt (index .Fields \"value\") 90.0 }}hot{{ end }}",
+        ),
+        (
+            "message",
+            "{{ index .Fields \"nope\" }} {{ index .Tags \"nope\" }}",
+        ),
+        (
+            "details",
+            "{{ .Fields.value }} {{ .ServerInfo.Hostname }} {{ .Time.Unix }}",
+        ),
+        (
+            "id",
+            "{{ .Name }}/{{ .TaskName }}/{{ .Group }}/{{ index .Tags \"host\" }}",
+        ),
+    ] {
+        let req = InitRequest {
+            options: vec![flag("dryRun"), opt(name, vec![s(text)])],
+            task_id: "t".into(),
+            node_id: "n".into(),
+        };
+        let r = AlertFactory::new(env.clone()).init(EdgeType::Stream, &req);
+        assert!(r.is_ok(), "{name} {text:?}: {:?}", r.err());
+    }
 }
 
 fn vpoint(t: i64, host: &str, value: f64) -> Point {
