@@ -577,7 +577,18 @@ async fn a_parked_event_ages_out_to_the_dead_letter_table_and_releases_its_id() 
     // retry); then the resolve goes out.
     assert!(fake.wait_accepted(1, Duration::from_secs(5)).await);
     assert_eq!(fake.accepted()[0].marker, "p#1 OK");
-    let held = h.outbox.held().unwrap();
+    // The move is written by the dispatcher's batched writer, which may land
+    // just after the id is released in memory: wait for it, never sleep.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let held = loop {
+        let held = h.outbox.held().unwrap();
+        if held.first().is_some_and(|e| e.kind == HeldKind::DeadLetter)
+            || std::time::Instant::now() > deadline
+        {
+            break held;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert_eq!(held.len(), 1);
     assert_eq!(held[0].kind, HeldKind::DeadLetter);
     assert!(held[0].reason.contains("403"), "{}", held[0].reason);
