@@ -11,7 +11,8 @@
 //!   Go `mirror` example agent does per frame: decode the `Request` with
 //!   prost, take its `Point` (or answer the keepalive) and encode it as a
 //!   `Response` frame, the responses of one read written together. It is the
-//!   floor of any agent that decodes the protocol, with no processing at all;
+//!   floor of any agent that decodes the protocol, with no processing at all
+//!   (it runs on this process's system allocator; the agent uses mimalloc);
 //! - **mirror-equivalent**: the real agent (the binary, spawned) with Mode 2,
 //!   every point non-OK and no `stateChangesOnly`, so every point becomes an
 //!   event (discarded: `KAPACITOR_PAGERTREE_BENCH_DISCARD_EVENTS=1`) and is
