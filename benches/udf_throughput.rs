@@ -1,21 +1,31 @@
 //! UDF throughput over a real Unix socket (issue #8, *Performance*).
 //!
 //! 1,000,000 points in 1,000 groups, pre-encoded by the client, with one
-//! keepalive in the middle of the flood:
+//! keepalive in the middle of the flood. The same client, over the same kind
+//! of socket, drives three servers in turn:
 //!
 //! - **ceiling**: a raw echo server (in this process) sends the same bytes
-//!   back without decoding them;
+//!   back without decoding them — the cost of the socket and of the client
+//!   alone, a bound no agent can reach;
+//! - **decode-mirror**: a server in this process that does what Kapacitor's
+//!   Go `mirror` example agent does per frame: decode the `Request` with
+//!   prost, take its `Point` (or answer the keepalive) and encode it as a
+//!   `Response` frame, the responses of one read written together. It is the
+//!   floor of any agent that decodes the protocol, with no processing at all
+//!   (it runs on this process's system allocator; the agent uses mimalloc);
 //! - **mirror-equivalent**: the real agent (the binary, spawned) with Mode 2,
 //!   every point non-OK and no `stateChangesOnly`, so every point becomes an
 //!   event (discarded: `KAPACITOR_PAGERTREE_BENCH_DISCARD_EVENTS=1`) and is
-//!   emitted back — the work of Kapacitor's `mirror` example agent.
+//!   emitted back — the protocol work of the `mirror` agent plus the alert
+//!   node's.
 //!
-//! Reports points/s for both and their ratio, the agent's RSS while the
+//! Reports points/s for each, the agent's ratio to the ceiling (the issue's
+//! target: >= 0.5) and to the decode-mirror, the agent's RSS while the
 //! client floods faster than it reads (bounded queues keep it flat), and how
 //! long the mid-flood keepalive took to be answered.
 //!
 //! Run: `cargo bench --bench udf_throughput` (builds the agent in release).
-//! `POINTS=200000 cargo bench --bench udf_throughput` for a shorter run.
+//! `POINTS=300000 cargo bench --bench udf_throughput` for a shorter run.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -25,12 +35,13 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use kapacitor_pagertree::proto::{
-    InitRequest, KeepaliveRequest, Option as UdfOption, OptionValue, Point, Request, ValueType,
-    option_value, request,
+    InitRequest, KeepaliveRequest, KeepaliveResponse, Option as UdfOption, OptionValue, Point,
+    Request, Response, ValueType, option_value, request, response,
 };
-use kapacitor_pagertree::udf::codec::encode_frame;
+use kapacitor_pagertree::udf::codec::{AgentCodec, encode_frame};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
+use tokio_util::codec::Decoder;
 
 const GROUPS: usize = 1_000;
 /// The keepalive's time value, to tell its answer from unsolicited ones.
@@ -259,6 +270,44 @@ async fn ceiling(dir: &Path, flood: Arc<Vec<u8>>, ka_end: usize, n: usize) -> Ru
     drive(stream, flood, ka_end, n, |_| {}).await
 }
 
+/// The decode-mirror server: decodes every `Request` frame, sends each
+/// `Point` back as a `Response` and answers keepalives, like Kapacitor's Go
+/// `mirror` example agent; what one read yields is written back at once.
+async fn decode_mirror(dir: &Path, flood: Arc<Vec<u8>>, ka_end: usize, n: usize) -> Run {
+    let path = dir.join("mirror.sock");
+    let listener = UnixListener::bind(&path).expect("bind mirror");
+    tokio::spawn(async move {
+        let (s, _) = listener.accept().await.expect("accept");
+        let (mut r, mut w) = s.into_split();
+        let mut codec = AgentCodec::new(1 << 20);
+        let mut input = BytesMut::with_capacity(256 * 1024);
+        let mut output = BytesMut::with_capacity(256 * 1024);
+        loop {
+            input.reserve(64 * 1024);
+            match r.read_buf(&mut input).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+            while let Some(req) = codec.decode(&mut input).expect("decode") {
+                let msg = match req.message {
+                    Some(request::Message::Point(p)) => response::Message::Point(p),
+                    Some(request::Message::Keepalive(k)) => {
+                        response::Message::Keepalive(KeepaliveResponse { time: k.time })
+                    }
+                    _ => continue,
+                };
+                encode_frame(&Response { message: Some(msg) }, &mut output);
+            }
+            if w.write_all(&output).await.is_err() {
+                return;
+            }
+            output.clear();
+        }
+    });
+    let stream = UnixStream::connect(&path).await.expect("connect mirror");
+    drive(stream, flood, ka_end, n, |_| {}).await
+}
+
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
@@ -357,6 +406,7 @@ fn main() {
         .expect("runtime");
 
     let echo = rt.block_on(ceiling(dir.path(), flood.clone(), ka_end, n));
+    let reference = rt.block_on(decode_mirror(dir.path(), flood.clone(), ka_end, n));
     let (agent, samples, idle_rss) = rt.block_on(mirror(dir.path(), flood, ka_end, n));
 
     let rate = |r: &Run| r.points as f64 / r.elapsed.as_secs_f64();
@@ -368,6 +418,13 @@ fn main() {
         echo.keepalive_delay
     );
     println!(
+        "decode-mirror (prost):       {:>9.0} points/s  ({} points in {:.2?}; keepalive answered after {:?})",
+        rate(&reference),
+        reference.points,
+        reference.elapsed,
+        reference.keepalive_delay
+    );
+    println!(
         "mirror-equivalent (agent):   {:>9.0} points/s  ({} points in {:.2?}; keepalive answered after {:?})",
         rate(&agent),
         agent.points,
@@ -377,6 +434,11 @@ fn main() {
     println!(
         "ratio agent/ceiling:         {:.2} (target >= 0.5)",
         rate(&agent) / rate(&echo)
+    );
+    println!(
+        "ratio agent/decode-mirror:   {:.2} (decode-mirror/ceiling {:.2})",
+        rate(&agent) / rate(&reference),
+        rate(&reference) / rate(&echo)
     );
     let rss: Vec<u64> = samples.iter().map(|s| s.1).collect();
     println!(
