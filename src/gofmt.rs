@@ -676,20 +676,56 @@ pub fn write_float_json(out: &mut String, f: f64) {
 /// `\u00XX`, `<` `>` `&` as `\u003c` `\u003e` `\u0026`, U+2028/U+2029 escaped,
 /// everything else raw UTF-8.
 pub fn write_json_string(out: &mut String, s: &str) {
+    write_json_escaped::<false>(out, s);
+}
+
+/// The bytes [`write_json_escaped`] may have to replace: the scan skips the
+/// others with one table lookup each.
+const JSON_SPECIAL: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 0x20 {
+        t[c] = true;
+        c += 1;
+    }
+    let mut i = 0;
+    let others = *b"\"\\'+<>&\xe2";
+    while i < others.len() {
+        t[others[i] as usize] = true;
+        i += 1;
+    }
+    t
+};
+
+/// A JSON string as Go's HTML-safe `encoding/json` writes it, quotes
+/// included. With `HTML`, the result is also escaped for html/template's
+/// text context in the same pass (`"` → `&#34;`, `'` → `&#39;`, `+` →
+/// `&#43;`; `&`, `<`, `>` and control bytes never reach it raw, since the
+/// JSON encoder already wrote them as `\u00XX`): what `{{ json . }}` becomes
+/// inside a details template.
+pub(crate) fn write_json_escaped<const HTML: bool>(out: &mut String, s: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    out.reserve(s.len() + 2);
-    out.push('"');
+    let quote = if HTML { "&#34;" } else { "\"" };
+    out.reserve(s.len() + 2 * quote.len());
+    out.push_str(quote);
     let b = s.as_bytes();
     let mut start = 0;
     let mut i = 0;
     while i < b.len() {
         let c = b[i];
+        if !JSON_SPECIAL[c as usize] {
+            i += 1;
+            continue;
+        }
         let esc: &str = match c {
+            b'"' if HTML => "\\&#34;",
             b'"' => "\\\"",
             b'\\' => "\\\\",
             b'\n' => "\\n",
             b'\r' => "\\r",
             b'\t' => "\\t",
+            b'\'' if HTML => "&#39;",
+            b'+' if HTML => "&#43;",
             0..=0x1f | b'<' | b'>' | b'&' => "",
             // U+2028 / U+2029 are E2 80 A8 / E2 80 A9 in UTF-8.
             0xe2 if b.get(i + 1) == Some(&0x80) && matches!(b.get(i + 2), Some(0xa8 | 0xa9)) => {
@@ -720,7 +756,7 @@ pub fn write_json_string(out: &mut String, s: &str) {
         start = i;
     }
     out.push_str(&s[start..]);
-    out.push('"');
+    out.push_str(quote);
 }
 
 /// Appends a field value as `encoding/json` encodes the `interface{}` holding it.

@@ -426,24 +426,6 @@ pub(super) fn details_json_root(scope: Scope, compact: bool, d: &TemplateData<'_
     w.out
 }
 
-/// The bytes [`HtmlJson::string`] may have to replace: the scan skips the
-/// others with one table lookup each.
-const SPECIAL: [bool; 256] = {
-    let mut t = [false; 256];
-    let mut c = 0;
-    while c < 0x20 {
-        t[c] = true;
-        c += 1;
-    }
-    let mut i = 0;
-    let others = *b"\"\\'+<>&\xe2";
-    while i < others.len() {
-        t[others[i] as usize] = true;
-        i += 1;
-    }
-    t
-};
-
 /// Writes Go's HTML-safe JSON already escaped for HTML text: what
 /// `json.Encoder` writes, then `htmlEscaper` (`"` → `&#34;`, `'` → `&#39;`,
 /// `+` → `&#43;`; `&`, `<`, `>` and NUL never reach it raw, since the JSON
@@ -455,60 +437,7 @@ struct HtmlJson {
 impl HtmlJson {
     /// A JSON string: quotes and content, both escapings at once.
     fn string(&mut self, s: &str) {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        let out = &mut self.out;
-        out.reserve(s.len() + 10);
-        out.push_str("&#34;");
-        let b = s.as_bytes();
-        let mut start = 0;
-        let mut i = 0;
-        while i < b.len() {
-            let c = b[i];
-            if !SPECIAL[c as usize] {
-                i += 1;
-                continue;
-            }
-            let esc: &str = match c {
-                b'"' => "\\&#34;",
-                b'\\' => "\\\\",
-                b'\n' => "\\n",
-                b'\r' => "\\r",
-                b'\t' => "\\t",
-                b'\'' => "&#39;",
-                b'+' => "&#43;",
-                0..=0x1f | b'<' | b'>' | b'&' => "",
-                // U+2028 / U+2029 are E2 80 A8 / E2 80 A9 in UTF-8.
-                0xe2 if b.get(i + 1) == Some(&0x80)
-                    && matches!(b.get(i + 2), Some(0xa8 | 0xa9)) =>
-                {
-                    out.push_str(&s[start..i]);
-                    out.push_str(if b[i + 2] == 0xa8 {
-                        "\\u2028"
-                    } else {
-                        "\\u2029"
-                    });
-                    i += 3;
-                    start = i;
-                    continue;
-                }
-                _ => {
-                    i += 1;
-                    continue;
-                }
-            };
-            out.push_str(&s[start..i]);
-            if esc.is_empty() {
-                out.push_str("\\u00");
-                out.push(HEX[(c >> 4) as usize] as char);
-                out.push(HEX[(c & 0xf) as usize] as char);
-            } else {
-                out.push_str(esc);
-            }
-            i += 1;
-            start = i;
-        }
-        out.push_str(&s[start..]);
-        out.push_str("&#34;");
+        crate::gofmt::write_json_escaped::<true>(&mut self.out, s);
     }
 
     /// Text that needs only the HTML escaping (numbers: `1e+21`).
