@@ -87,10 +87,11 @@ impl OutboxSessionEvents {
         if still_open {
             return MarkOutcome::StillOpen;
         }
-        match self
-            .outbox
-            .clear_session(&node.task, &node.node, r.end.as_str())
-        {
+        let cleared = crate::ops::run_blocking(|| {
+            self.outbox
+                .clear_session(&node.task, &node.node, r.end.as_str())
+        });
+        match cleared {
             Ok(_) => MarkOutcome::Cleared,
             Err(e) => {
                 tracing::error!(task = %node.task, node = %node.node, error = %e,
@@ -112,10 +113,10 @@ impl SessionEvents for OutboxSessionEvents {
             .or_default() += 1;
         // One small write per Init (rare); the outbox degrades to memory
         // rather than fail when its disk is full.
-        if let Err(e) = self
-            .outbox
-            .mark_session(&node.task, &node.node, edge_name(edge))
-        {
+        if let Err(e) = crate::ops::run_blocking(|| {
+            self.outbox
+                .mark_session(&node.task, &node.node, edge_name(edge))
+        }) {
             tracing::error!(task = %node.task, node = %node.node, error = %e,
                 "cannot mark the session open; this task will not be revived after a restart");
         }

@@ -17,3 +17,15 @@ pub mod simulate;
 pub mod status;
 pub mod systemd;
 pub mod tick;
+
+/// Runs short blocking work (a small SQLite write, a bounded HTTP read) from
+/// async code without stalling the runtime: on the multi-thread runtime the
+/// worker hands its other tasks over first (`block_in_place`); elsewhere
+/// (tests on a current-thread runtime, plain threads) it just runs.
+pub fn run_blocking<T>(f: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}

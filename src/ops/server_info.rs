@@ -150,16 +150,7 @@ impl ServerInfoProvider for KapacitorServerInfo {
         }
         // The first Init (and any arriving meanwhile) waits, off the
         // runtime's scheduling where it can: at most `timeout`, once.
-        run_blocking(|| self.resolved.get_or_init(|| self.resolve()).clone())
-    }
-}
-
-/// Runs `f`, telling a multi-thread tokio runtime that this worker blocks.
-fn run_blocking<T>(f: impl FnOnce() -> T) -> T {
-    use tokio::runtime::{Handle, RuntimeFlavor};
-    match Handle::try_current() {
-        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
-        _ => f(),
+        crate::ops::run_blocking(|| self.resolved.get_or_init(|| self.resolve()).clone())
     }
 }
 
