@@ -881,39 +881,24 @@ impl Outbox {
     /// the end of the outbox with a new sequence number (their attempts
     /// start over). Returns what was retried.
     pub fn retry(&self, sel: &Selection) -> Result<Vec<HeldEvent>, OutboxError> {
-        let chosen: Vec<HeldEvent> = self
-            .held()?
-            .into_iter()
-            .filter(|h| sel.matches(h.seq))
-            .collect();
-        let mut conn = self.conn();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(sql("retrying"))?;
-        for h in &chosen {
-            match h.kind {
-                HeldKind::Parked => {
-                    tx.execute(
-                        "UPDATE outbox SET state = 'pending', next_attempt_ns = 0, attempts = 0 WHERE seq = ?1",
-                        params![h.seq],
-                    )
-                    .map_err(sql("retrying a parked event"))?;
-                }
-                HeldKind::DeadLetter => {
-                    tx.execute(
-                        "INSERT INTO outbox (task, node, alert_id, level, endpoint, url_override, url, format, body, \
-                         created_ns, last_error) SELECT task, node, alert_id, level, endpoint, url_override, url, \
-                         format, body, ?2, 'retried from the dead-letter table' FROM dead_letter WHERE seq = ?1",
-                        params![h.seq, now_ns()],
-                    )
-                    .map_err(sql("retrying a dead letter"))?;
-                    tx.execute("DELETE FROM dead_letter WHERE seq = ?1", params![h.seq])
-                        .map_err(sql("retrying a dead letter"))?;
-                }
+        let chosen = self.act_on_held(sel, "retrying", |tx, h| match h.kind {
+            HeldKind::Parked => tx
+                .execute(
+                    "UPDATE outbox SET state = 'pending', next_attempt_ns = 0, attempts = 0 WHERE seq = ?1",
+                    params![h.seq],
+                )
+                .map(drop),
+            HeldKind::DeadLetter => {
+                tx.execute(
+                    "INSERT INTO outbox (task, node, alert_id, level, endpoint, url_override, url, format, body, \
+                     created_ns, last_error) SELECT task, node, alert_id, level, endpoint, url_override, url, \
+                     format, body, ?2, 'retried from the dead-letter table' FROM dead_letter WHERE seq = ?1",
+                    params![h.seq, now_ns()],
+                )?;
+                tx.execute("DELETE FROM dead_letter WHERE seq = ?1", params![h.seq])
+                    .map(drop)
             }
-        }
-        tx.commit().map_err(sql("retrying"))?;
-        drop(conn);
+        })?;
         self.inner.notify.notify_one();
         for h in &chosen {
             tracing::warn!(seq = h.seq, id = %h.alert_id, kind = h.kind.as_str(), "outbox retry requested by the operator");
@@ -925,6 +910,31 @@ impl Outbox {
     /// running dispatcher notices within a second and releases the id).
     /// Returns what was deleted, for the operator's record.
     pub fn drop_held(&self, sel: &Selection) -> Result<Vec<HeldEvent>, OutboxError> {
+        let chosen = self.act_on_held(sel, "dropping", |tx, h| {
+            let delete = match h.kind {
+                HeldKind::Parked => "DELETE FROM outbox WHERE seq = ?1 AND state = 'parked'",
+                HeldKind::DeadLetter => "DELETE FROM dead_letter WHERE seq = ?1",
+            };
+            tx.execute(delete, params![h.seq]).map(drop)
+        })?;
+        for h in &chosen {
+            tracing::warn!(
+                seq = h.seq, id = %h.alert_id, level = %h.level, kind = h.kind.as_str(), url = %h.url_redacted,
+                "event dropped by the operator (outbox drop)"
+            );
+        }
+        Ok(chosen)
+    }
+
+    /// The operator's actions on held events: `act` runs on each selected
+    /// parked or dead-lettered event, all in one immediate transaction
+    /// (`what` names the action in errors). Returns the events acted on.
+    fn act_on_held(
+        &self,
+        sel: &Selection,
+        what: &'static str,
+        mut act: impl FnMut(&rusqlite::Transaction<'_>, &HeldEvent) -> rusqlite::Result<()>,
+    ) -> Result<Vec<HeldEvent>, OutboxError> {
         let chosen: Vec<HeldEvent> = self
             .held()?
             .into_iter()
@@ -933,22 +943,11 @@ impl Outbox {
         let mut conn = self.conn();
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(sql("dropping"))?;
+            .map_err(sql(what))?;
         for h in &chosen {
-            let table = match h.kind {
-                HeldKind::Parked => "DELETE FROM outbox WHERE seq = ?1 AND state = 'parked'",
-                HeldKind::DeadLetter => "DELETE FROM dead_letter WHERE seq = ?1",
-            };
-            tx.execute(table, params![h.seq])
-                .map_err(sql("dropping an event"))?;
+            act(&tx, h).map_err(sql(what))?;
         }
-        tx.commit().map_err(sql("dropping"))?;
-        for h in &chosen {
-            tracing::warn!(
-                seq = h.seq, id = %h.alert_id, level = %h.level, kind = h.kind.as_str(), url = %h.url_redacted,
-                "event dropped by the operator (outbox drop)"
-            );
-        }
+        tx.commit().map_err(sql(what))?;
         Ok(chosen)
     }
 }
