@@ -154,20 +154,8 @@ fn type_has_op(t: Type, op: Op) -> bool {
                 | Op::Mult
                 | Op::Div
         ),
-        Int => matches!(
-            op,
-            Op::Lt
-                | Op::Le
-                | Op::Gt
-                | Op::Ge
-                | Op::Eq
-                | Op::Ne
-                | Op::Plus
-                | Op::Minus
-                | Op::Mult
-                | Op::Div
-                | Op::Mod
-        ),
+        // Int has every float operator, and `%`.
+        Int => op == Op::Mod || type_has_op(Float, op),
         String => {
             matches!(
                 op,

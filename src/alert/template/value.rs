@@ -149,13 +149,25 @@ pub(super) fn write_go(out: &mut String, v: &Value) {
         }
         Value::Float(f) => gofmt::write_float_v(out, *f),
         Value::String(x) => out.push_str(x),
+        Value::List(_) | Value::Map(_) => write_go_container(out, v, write_go),
+        Value::Safe { s, .. } => out.push_str(s),
+        other => {
+            let _ = write!(out, "{other}");
+        }
+    }
+}
+
+/// A slice (`[a b]`) or map (`map[k:v k:v]`, keys sorted) as Go's `fmt`
+/// prints it, each element through `element`.
+fn write_go_container(out: &mut String, v: &Value, element: fn(&mut String, &Value)) {
+    match v {
         Value::List(items) => {
             out.push('[');
             for (i, item) in items.iter().enumerate() {
                 if i > 0 {
                     out.push(' ');
                 }
-                write_go(out, item);
+                element(out, item);
             }
             out.push(']');
         }
@@ -167,14 +179,11 @@ pub(super) fn write_go(out: &mut String, v: &Value) {
                 }
                 out.push_str(k);
                 out.push(':');
-                write_go(out, item);
+                element(out, item);
             }
             out.push(']');
         }
-        Value::Safe { s, .. } => out.push_str(s),
-        other => {
-            let _ = write!(out, "{other}");
-        }
+        other => element(out, other),
     }
 }
 
@@ -183,28 +192,7 @@ pub(super) fn write_go(out: &mut String, v: &Value) {
 fn write_go_s(out: &mut String, v: &Value) {
     match v {
         Value::String(x) | Value::Safe { s: x, .. } => out.push_str(x),
-        Value::List(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(' ');
-                }
-                write_go_s(out, item);
-            }
-            out.push(']');
-        }
-        Value::Map(m) => {
-            out.push_str("map[");
-            for (i, (k, item)) in m.iter().enumerate() {
-                if i > 0 {
-                    out.push(' ');
-                }
-                out.push_str(k);
-                out.push(':');
-                write_go_s(out, item);
-            }
-            out.push(']');
-        }
+        Value::List(_) | Value::Map(_) => write_go_container(out, v, write_go_s),
         Value::Nil => out.push_str("%!s(<nil>)"),
         other => {
             let ty = match other {
