@@ -353,23 +353,34 @@ impl<'s> Lexer<'s> {
     }
 
     fn reference(&mut self) -> bool {
+        self.delimited(
+            '"',
+            Tok::Ref,
+            Mode::Operator,
+            "unterminated field reference",
+        )
+    }
+
+    /// A token between two `delim`s in which `\` escapes the delimiter:
+    /// `"field"` references and `/regex/` literals.
+    fn delimited(&mut self, delim: char, tok: Tok, next: Mode, unterminated: &str) -> bool {
         let start = self.pos;
         self.bump();
         loop {
             match self.bump() {
                 Some('\\') => {
-                    if self.peek() == Some('"') {
+                    if self.peek() == Some(delim) {
                         self.bump();
                     }
                 }
-                Some('"') => {
-                    self.emit(Tok::Ref, start);
-                    self.mode = Mode::Operator;
+                Some(c) if c == delim => {
+                    self.emit(tok, start);
+                    self.mode = next;
                     return true;
                 }
                 Some(_) => {}
                 None => {
-                    self.error(start, "unterminated field reference".into());
+                    self.error(start, unterminated.into());
                     return false;
                 }
             }
@@ -418,27 +429,7 @@ impl<'s> Lexer<'s> {
     }
 
     fn regex(&mut self) -> bool {
-        let start = self.pos;
-        self.bump();
-        loop {
-            match self.bump() {
-                Some('\\') => {
-                    if self.peek() == Some('/') {
-                        self.bump();
-                    }
-                }
-                Some('/') => {
-                    self.emit(Tok::Regex, start);
-                    self.mode = Mode::Operand;
-                    return true;
-                }
-                Some(_) => {}
-                None => {
-                    self.error(start, "unterminated regex".into());
-                    return false;
-                }
-            }
-        }
+        self.delimited('/', Tok::Regex, Mode::Operand, "unterminated regex")
     }
 }
 
