@@ -9,10 +9,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use kapacitor_pagertree::delivery::dispatch::{DispatchConfig, Dispatcher};
 use kapacitor_pagertree::delivery::outbox::Outbox;
-use kapacitor_pagertree::delivery::pagertree::Endpoints;
-use kapacitor_pagertree::delivery::spawn_sink;
+use kapacitor_pagertree::delivery::service::Delivery;
 use kapacitor_pagertree::ops::config::{
     Config, ConfigErrors, Loaded, LogFormat, Overrides, redact_url,
 };
@@ -690,11 +688,10 @@ async fn run_agent(config: Config) -> anyhow::Result<()> {
 
     // The durable path: sessions → committer (group commit into the outbox,
     // alert state in the same transaction) → dispatcher → PagerTree.
-    let outbox = Outbox::open(
-        &config.server.data_dir,
-        Endpoints::from_config(&config),
-        config.delivery.memory_queue,
-    )?;
+    let delivery = Delivery::start_with(&config, &CancellationToken::new(), |outbox| {
+        ViewingCommitter::new(outbox).logging()
+    })?;
+    let outbox = delivery.outbox().clone();
     tracing::info!(path = %outbox.path().display(), "outbox open");
     // The alerts view starts from the kept alert state, not empty: an alert
     // open before a restart is listed before its next event.
@@ -707,22 +704,15 @@ async fn run_agent(config: Config) -> anyhow::Result<()> {
             tracing::warn!(error = %e, "cannot read the kept alert state; `alerts` shows only alerts with a new event")
         }
     }
-    let (sink, committer) = spawn_sink(ViewingCommitter::new(outbox.clone()).logging(), SINK_QUEUE);
-    let dispatch_stop = CancellationToken::new();
-    let dispatcher = Dispatcher::spawn(
-        outbox.clone(),
-        DispatchConfig::from(&config.delivery),
-        dispatch_stop.clone(),
-    )?;
     let watcher = tokio::spawn(watch_outbox(outbox.clone(), http_stop.clone()));
 
-    let factory = serve_factory(&config, Arc::new(outbox.clone()));
+    let factory = serve_factory(&config, delivery.store());
     let events =
         Arc::new(kapacitor_pagertree::delivery::sessions::OutboxSessionEvents::new(outbox.clone()));
     let result = app::serve_with_events(
         &config,
         Arc::new(factory),
-        sink,
+        delivery.sink(),
         events,
         &hooks,
         CancellationToken::new(),
@@ -731,9 +721,7 @@ async fn run_agent(config: Config) -> anyhow::Result<()> {
     // Every Sink clone is gone with the sessions: the committer commits what
     // is queued and ends; then the dispatcher gets shutdown_grace for
     // requests on the wire. What is not delivered stays in the outbox.
-    let _ = tokio::task::spawn_blocking(move || committer.join()).await;
-    dispatch_stop.cancel();
-    dispatcher.join().await;
+    delivery.shutdown().await;
     http_stop.cancel();
     if let Some(t) = http_task {
         let _ = t.await;
@@ -742,9 +730,6 @@ async fn run_agent(config: Config) -> anyhow::Result<()> {
     let _ = std::fs::remove_file(&addr_file);
     result.map_err(Into::into)
 }
-
-/// Messages the delivery queue holds before a session waits.
-const SINK_QUEUE: usize = 8192;
 
 /// Once a second: readiness (can the outbox store?) and the delivery state
 /// of the open alerts, from the outbox, for `/readyz` and `alerts`.

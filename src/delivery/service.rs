@@ -17,7 +17,7 @@ use crate::alert::store::AlertStateStore;
 use crate::delivery::dispatch::{DispatchConfig, DispatchError, Dispatcher};
 use crate::delivery::outbox::{Outbox, OutboxError};
 use crate::delivery::pagertree::Endpoints;
-use crate::delivery::{Sink, spawn_sink};
+use crate::delivery::{Committer, Sink, spawn_sink};
 use crate::ops::config::Config;
 
 /// Why delivery could not start.
@@ -48,12 +48,22 @@ impl Delivery {
     /// dispatcher (inside a tokio runtime). `shutdown` firing stops the
     /// dispatcher from starting new requests.
     pub fn start(config: &Config, shutdown: &CancellationToken) -> Result<Delivery, DeliveryError> {
+        Self::start_with(config, shutdown, |outbox| outbox)
+    }
+
+    /// Like [`Delivery::start`], with the committer built around the outbox
+    /// by `wrap` (`serve` adds the alerts view and the event log line).
+    pub fn start_with<C: Committer>(
+        config: &Config,
+        shutdown: &CancellationToken,
+        wrap: impl FnOnce(Outbox) -> C,
+    ) -> Result<Delivery, DeliveryError> {
         let outbox = Outbox::open(
             &config.server.data_dir,
             Endpoints::from_config(config),
             config.delivery.memory_queue,
         )?;
-        let (sink, committer) = spawn_sink(outbox.clone(), SINK_CAPACITY);
+        let (sink, committer) = spawn_sink(wrap(outbox.clone()), SINK_CAPACITY);
         let stop = shutdown.child_token();
         let dispatcher = Dispatcher::spawn(
             outbox.clone(),
