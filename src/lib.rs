@@ -24,6 +24,8 @@
 //!   bounded hand-off the sessions use; behind it the outbox (durable queue,
 //!   alert state and session marks in one SQLite file), the dispatcher
 //!   (retries, per-alert order) and the two payload formats.
+//! - [`kapacitor`]: Kapacitor's HTTP API and its tasks: revival after an
+//!   agent restart.
 //! - [`ops`]: configuration, metrics, the local HTTP API, logging, shutdown.
 //! - [`app`]: `serve`, the wiring of all of the above into the running daemon.
 
@@ -31,6 +33,7 @@ pub mod alert;
 pub mod app;
 pub mod delivery;
 pub mod gofmt;
+pub mod kapacitor;
 pub mod ops;
 pub mod proto;
 pub mod udf;

@@ -220,9 +220,13 @@ enum Command {
         #[command(subcommand)]
         action: OutboxAction,
     },
-    /// List the UDF sessions marked open in the outbox of --data-dir: the tasks Kapacitor
-    /// has running through this agent, which a restarted agent revives. A session is
-    /// marked at its Init, cleared when Kapacitor ends it, and kept when the agent stops.
+    /// List the UDF sessions marked open in the outbox of --data-dir, and task revival.
+    ///
+    /// A session is marked at its Init, cleared when Kapacitor ends it, and kept when the
+    /// agent stops: the marked tasks are those Kapacitor runs through this agent, which a
+    /// restarted agent revives ([kapacitor] revive_tasks). Also shows, for each task marked
+    /// at the agent's last start, where its revival stands: waiting (for what), revived,
+    /// reconnected (by itself), skipped (why), gave up (why, and what to run), off.
     Tasks,
     /// Print the version.
     Version,
@@ -686,6 +690,8 @@ async fn run_agent(config: Config) -> anyhow::Result<()> {
         return result.map_err(Into::into);
     }
 
+    // Marks older than this are the previous agent process's.
+    let started_ns = kapacitor_pagertree::delivery::outbox::now_ns();
     // The durable path: sessions → committer (group commit into the outbox,
     // alert state in the same transaction) → dispatcher → PagerTree.
     let delivery = Delivery::start_with(&config, &CancellationToken::new(), |outbox| {
@@ -706,18 +712,48 @@ async fn run_agent(config: Config) -> anyhow::Result<()> {
     }
     let watcher = tokio::spawn(watch_outbox(outbox.clone(), http_stop.clone()));
 
+    // Task revival (architecture.md, *Restarts*): the tasks whose sessions
+    // were open when the previous agent process stopped, read before the
+    // sockets listen; every Init of this run is reported to it.
+    use kapacitor_pagertree::kapacitor::revive;
+    let plans = match outbox.marked_sessions() {
+        Ok(marks) => revive::plan(marks.iter().map(|m| (m.task.as_str(), m.node.as_str()))),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read the session marks: no task is revived after this start");
+            vec![]
+        }
+    };
+    if let Err(e) = outbox.clear_revivals() {
+        tracing::warn!(error = %e, "cannot clear the last start's revival states; `tasks` may show old ones");
+    }
+    let arrivals = Arc::new(revive::Arrivals::new(plans.iter().map(|p| p.task.clone())));
+    let shutdown = CancellationToken::new();
+    let revival = tokio::spawn(revive::run(
+        config.kapacitor.clone(),
+        outbox.clone(),
+        arrivals.clone(),
+        plans,
+        started_ns,
+        shutdown.clone(),
+    ));
+
     let factory = serve_factory(&config, delivery.store());
-    let events =
-        Arc::new(kapacitor_pagertree::delivery::sessions::OutboxSessionEvents::new(outbox.clone()));
+    let events = Arc::new(
+        kapacitor_pagertree::delivery::sessions::OutboxSessionEvents::new(outbox.clone())
+            .with_arrivals(arrivals),
+    );
     let result = app::serve_with_events(
         &config,
         Arc::new(factory),
         delivery.sink(),
         events,
         &hooks,
-        CancellationToken::new(),
+        shutdown.clone(),
     )
     .await;
+    // Stops with the signal (serve_with_events cancels `shutdown` then).
+    shutdown.cancel();
+    let _ = revival.await;
     // Every Sink clone is gone with the sessions: the committer commits what
     // is queued and ends; then the dispatcher gets shutdown_grace for
     // requests on the wire. What is not delivered stays in the outbox.

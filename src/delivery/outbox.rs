@@ -22,6 +22,13 @@
 //!   (as Kapacitor's topic store does). [`AlertStateStore`] reads it.
 //! - `sessions`: which (task, node) UDF sessions are open, for task revival
 //!   after an agent restart.
+//! - `revivals`: where the revival of each task marked at the last start
+//!   stands (`kapacitor-pagertree tasks` shows it); emptied at every start.
+//!
+//! `PRAGMA user_version` changes only for a change an older agent cannot
+//! read safely: a new table (as `revivals` was) is created `IF NOT EXISTS`
+//! by whichever agent opens the file, and an older agent ignores it, so
+//! going back a version stays possible.
 //!
 //! Events whose route says `dryRun` are logged, never stored nor sent.
 //!
@@ -106,6 +113,12 @@ CREATE TABLE IF NOT EXISTS sessions (
     edge         TEXT NOT NULL,
     marked_at_ns INTEGER NOT NULL,
     PRIMARY KEY (task, node)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS revivals (
+    task   TEXT PRIMARY KEY NOT NULL,
+    state  TEXT NOT NULL,
+    at_ns  INTEGER NOT NULL,
+    detail TEXT NOT NULL
 ) WITHOUT ROWID;
 ";
 
@@ -206,6 +219,16 @@ pub struct SessionMark {
     /// `stream` or `batch`.
     pub edge: String,
     pub marked_at_ns: i64,
+}
+
+/// One task's revival state, as recorded at the last start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevivalRow {
+    pub task: String,
+    /// `waiting`, `reconnected`, `revived`, `skipped`, `gave up`, `off`.
+    pub state: String,
+    pub at_ns: i64,
+    pub detail: String,
 }
 
 /// Where a held (not deliverable now) event is.
@@ -804,6 +827,62 @@ impl Outbox {
         Ok(out)
     }
 
+    /// Drops `task`'s session marks made before `before_ns` (those of an
+    /// earlier agent process); returns how many.
+    pub fn drop_session_marks(&self, task: &str, before_ns: i64) -> Result<usize, OutboxError> {
+        self.conn()
+            .execute(
+                "DELETE FROM sessions WHERE task = ?1 AND marked_at_ns < ?2",
+                params![task, before_ns],
+            )
+            .map_err(sql("dropping session marks"))
+    }
+
+    /// Forgets every revival state (at a start, before the new revival).
+    pub fn clear_revivals(&self) -> Result<(), OutboxError> {
+        self.conn()
+            .execute("DELETE FROM revivals", [])
+            .map(|_| ())
+            .map_err(sql("clearing revival states"))
+    }
+
+    /// Records where `task`'s revival stands.
+    pub fn record_revival(
+        &self,
+        task: &str,
+        state: &str,
+        at_ns: i64,
+        detail: &str,
+    ) -> Result<(), OutboxError> {
+        self.conn()
+            .execute(
+                "INSERT OR REPLACE INTO revivals (task, state, at_ns, detail) VALUES (?1, ?2, ?3, ?4)",
+                params![task, state, at_ns, detail],
+            )
+            .map(|_| ())
+            .map_err(sql("recording a revival state"))
+    }
+
+    /// Every recorded revival state, by task.
+    pub fn revivals(&self) -> Result<Vec<RevivalRow>, OutboxError> {
+        let conn = self.inner.read.lock().unwrap_or_else(|p| p.into_inner());
+        let mut stmt = conn
+            .prepare_cached("SELECT task, state, at_ns, detail FROM revivals ORDER BY task")
+            .map_err(sql("reading revival states"))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(RevivalRow {
+                    task: r.get(0)?,
+                    state: r.get(1)?,
+                    at_ns: r.get(2)?,
+                    detail: r.get(3)?,
+                })
+            })
+            .map_err(sql("reading revival states"))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(sql("reading revival states"))
+    }
+
     /// Undelivered rows (pending and parked) and the oldest one's commit time.
     pub fn pending(&self) -> Result<(u64, Option<i64>), OutboxError> {
         let conn = self.inner.read.lock().unwrap_or_else(|p| p.into_inner());
@@ -1171,6 +1250,41 @@ mod tests {
         assert!(!ob.clear_session("t1", "n1", "shutdown").unwrap());
         let ob2 = open(dir.path());
         assert_eq!(ob2.marked_sessions().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn dropping_marks_keeps_this_runs_and_revival_states_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let ob = open(dir.path());
+        ob.mark_session("t", "old", "stream").unwrap();
+        ob.mark_session("u", "n", "stream").unwrap();
+        std::thread::sleep(Duration::from_millis(2));
+        let started = now_ns();
+        std::thread::sleep(Duration::from_millis(2));
+        ob.mark_session("t", "new", "stream").unwrap();
+        assert_eq!(ob.drop_session_marks("t", started).unwrap(), 1);
+        let left: Vec<_> = ob
+            .marked_sessions()
+            .unwrap()
+            .into_iter()
+            .map(|m| format!("{}/{}", m.task, m.node))
+            .collect();
+        assert_eq!(left, ["t/new", "u/n"]);
+
+        ob.record_revival("t", "waiting", 1, "still executing")
+            .unwrap();
+        ob.record_revival("t", "revived", 2, "disabled and enabled again")
+            .unwrap();
+        ob.record_revival("a", "skipped", 3, "404").unwrap();
+        let r = open(dir.path()).revivals().unwrap();
+        assert_eq!(
+            r.iter()
+                .map(|r| (r.task.as_str(), r.state.as_str(), r.at_ns))
+                .collect::<Vec<_>>(),
+            [("a", "skipped", 3), ("t", "revived", 2)]
+        );
+        ob.clear_revivals().unwrap();
+        assert!(ob.revivals().unwrap().is_empty());
     }
 
     #[test]

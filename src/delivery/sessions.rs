@@ -15,10 +15,11 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::delivery::outbox::{Outbox, OutboxError, SessionMark, now_ns};
+use crate::delivery::outbox::{Outbox, OutboxError, RevivalRow, SessionMark, now_ns};
+use crate::kapacitor::revive::Arrivals;
 use crate::proto::EdgeType;
 use crate::udf::handler::NodeKey;
 use crate::udf::session::{LogSessionEvents, SessionEnd, SessionEvents, SessionRecord, edge_name};
@@ -51,6 +52,8 @@ pub struct OutboxSessionEvents {
     /// Live sessions per (task, node): Kapacitor may open the next session of
     /// a restarted task before the old one's end reaches us.
     live: Mutex<HashMap<(String, String), usize>>,
+    /// Told of every successful Init: task revival waits for them.
+    arrivals: Option<Arc<Arrivals>>,
 }
 
 impl OutboxSessionEvents {
@@ -59,7 +62,14 @@ impl OutboxSessionEvents {
             outbox,
             log: LogSessionEvents,
             live: Mutex::new(HashMap::new()),
+            arrivals: None,
         }
+    }
+
+    /// Also reports every successful Init to task revival.
+    pub fn with_arrivals(mut self, arrivals: Arc<Arrivals>) -> Self {
+        self.arrivals = Some(arrivals);
+        self
     }
 
     /// The mark bookkeeping of one ending (logged by [`SessionEvents::ended`]).
@@ -120,6 +130,9 @@ impl SessionEvents for OutboxSessionEvents {
             tracing::error!(task = %node.task, node = %node.node, error = %e,
                 "cannot mark the session open; this task will not be revived after a restart");
         }
+        if let Some(a) = &self.arrivals {
+            a.initialized(&node.task);
+        }
     }
 
     fn ended(&self, r: &SessionRecord) {
@@ -144,11 +157,13 @@ impl SessionEvents for OutboxSessionEvents {
     }
 }
 
-/// The `tasks` listing: every marked session, the tasks a restarted agent
-/// revives (architecture.md, *Restarts*).
+/// The `tasks` listing: every marked session — the tasks a restarted agent
+/// revives (architecture.md, *Restarts*) — and where the revival of the
+/// tasks marked at the agent's last start stands.
 #[derive(Debug)]
 pub struct TaskListing {
     pub marks: Vec<SessionMark>,
+    pub revivals: Vec<RevivalRow>,
     pub now_ns: i64,
 }
 
@@ -156,8 +171,53 @@ impl TaskListing {
     pub fn read(outbox: &Outbox) -> Result<TaskListing, OutboxError> {
         Ok(TaskListing {
             marks: outbox.marked_sessions()?,
+            revivals: outbox.revivals()?,
             now_ns: now_ns(),
         })
+    }
+
+    fn ago(&self, at_ns: i64) -> String {
+        let secs = ((self.now_ns - at_ns).max(0) / 1_000_000_000) as u64;
+        humantime::format_duration(Duration::from_secs(secs)).to_string()
+    }
+
+    fn fmt_revivals(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f)?;
+        writeln!(
+            f,
+            "Revival of the {} task(s) marked open at the agent's last start:",
+            self.revivals.len()
+        )?;
+        writeln!(f)?;
+        let tw = self
+            .revivals
+            .iter()
+            .map(|r| r.task.len())
+            .max()
+            .unwrap_or(0)
+            .max(4);
+        let rows: Vec<(&str, &str, String, &str)> = self
+            .revivals
+            .iter()
+            .map(|r| {
+                (
+                    r.task.as_str(),
+                    r.state.as_str(),
+                    format!("{} ago", self.ago(r.at_ns)),
+                    r.detail.as_str(),
+                )
+            })
+            .collect();
+        let ww = rows.iter().map(|r| r.2.len()).max().unwrap_or(0).max(5);
+        writeln!(
+            f,
+            "{:<tw$}  {:<11}  {:<ww$}  DETAIL",
+            "TASK", "STATE", "SINCE"
+        )?;
+        for (task, state, when, detail) in rows {
+            writeln!(f, "{task:<tw$}  {state:<11}  {when:<ww$}  {detail}")?;
+        }
+        Ok(())
     }
 }
 
@@ -165,10 +225,14 @@ impl fmt::Display for TaskListing {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "{} UDF session(s) marked open (Kapacitor has not ended them; an agent restart revives these tasks)",
+            "{} UDF session(s) marked open (Kapacitor has not ended them; after an agent restart, \
+             revive_tasks brings their tasks back)",
             self.marks.len()
         )?;
         if self.marks.is_empty() {
+            if !self.revivals.is_empty() {
+                self.fmt_revivals(f)?;
+            }
             return Ok(());
         }
         let tw = self
@@ -192,15 +256,17 @@ impl fmt::Display for TaskListing {
             "TASK", "NODE", "EDGE"
         )?;
         for m in &self.marks {
-            let secs = ((self.now_ns - m.marked_at_ns).max(0) / 1_000_000_000) as u64;
             writeln!(
                 f,
                 "{:<tw$}  {:<nw$}  {:<6}  {}",
                 m.task,
                 m.node,
                 m.edge,
-                humantime::format_duration(Duration::from_secs(secs))
+                self.ago(m.marked_at_ns)
             )?;
+        }
+        if !self.revivals.is_empty() {
+            self.fmt_revivals(f)?;
         }
         Ok(())
     }
@@ -314,6 +380,7 @@ mod tests {
                 edge: "stream".into(),
                 marked_at_ns: 0,
             }],
+            revivals: vec![],
             now_ns: 90_000_000_000,
         };
         let text = l.to_string();
@@ -324,8 +391,40 @@ mod tests {
         );
         let empty = TaskListing {
             marks: vec![],
+            revivals: vec![],
             now_ns: 0,
         };
         assert_eq!(empty.to_string().lines().count(), 1);
+        let revived = TaskListing {
+            marks: vec![],
+            revivals: vec![
+                RevivalRow {
+                    task: "cpu_alert".into(),
+                    state: "revived".into(),
+                    at_ns: 30_000_000_000,
+                    detail: "disabled and enabled again".into(),
+                },
+                RevivalRow {
+                    task: "mem".into(),
+                    state: "gave up".into(),
+                    at_ns: 0,
+                    detail: "not revived within revive_for = 10m: …".into(),
+                },
+            ],
+            now_ns: 90_000_000_000,
+        };
+        let text = revived.to_string();
+        assert!(
+            text.contains("Revival of the 2 task(s) marked open at the agent's last start:"),
+            "{text}"
+        );
+        assert!(
+            text.contains("cpu_alert  revived      1m ago      disabled and enabled again"),
+            "{text}"
+        );
+        assert!(
+            text.contains("mem        gave up      1m 30s ago  not revived within"),
+            "{text}"
+        );
     }
 }

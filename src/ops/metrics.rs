@@ -25,6 +25,15 @@ pub struct OutcomeLabel {
     pub outcome: &'static str,
 }
 
+/// A task revival's outcome (`revived`, `skipped`, `failed`) and why
+/// (`reconnected`, `disabled`, `deleted` for skipped; `deadline`, `refused`
+/// for failed; empty for revived).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RevivalLabel {
+    pub outcome: &'static str,
+    pub reason: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabel {
     pub reason: &'static str,
@@ -64,8 +73,8 @@ pub struct Metrics {
     pub degraded: Gauge,
     /// Seconds from the event's commit to the end of its successful request.
     pub delivery_latency_seconds: Histogram,
-    /// Tasks brought back after an agent restart, by outcome.
-    pub revivals_total: Family<OutcomeLabel, Counter>,
+    /// Tasks marked open at an agent start, by what revival did with them.
+    pub revivals_total: Family<RevivalLabel, Counter>,
 }
 
 impl Metrics {
@@ -186,7 +195,7 @@ impl Metrics {
         );
         r.register(
             "revivals",
-            "tasks revived after an agent restart",
+            "tasks marked open at an agent start, by what revival did (revived, skipped, failed) and why",
             self.revivals_total.clone(),
         );
     }

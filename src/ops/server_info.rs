@@ -269,7 +269,7 @@ pub fn parse_vars(body: &[u8], url: &str) -> Result<ServerInfo, ServerInfoError>
     })
 }
 
-fn now_s() -> u64 {
+pub fn now_s() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())

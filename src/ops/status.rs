@@ -66,6 +66,11 @@ impl Readiness {
         self.outbox.store(writable, Ordering::Release);
     }
 
+    /// Both sockets listen.
+    pub fn listening(&self) -> bool {
+        self.stream.load(Ordering::Acquire) && self.batch.load(Ordering::Acquire)
+    }
+
     /// `Ok` when ready, else every reason it is not.
     pub fn check(&self) -> Result<(), Vec<String>> {
         let mut why = Vec::new();

@@ -1,0 +1,1181 @@
+//! Task revival after an agent restart (architecture.md, *Restarts*).
+//!
+//! Kapacitor never reconnects a broken UDF session: every task whose session
+//! the previous agent process held stops with an error and stays stopped
+//! until it is disabled and enabled again. The session marks say which
+//! tasks those are. For every task still marked when the agent starts —
+//! one revival per task, however many UDF nodes it has — this module polls
+//! Kapacitor's API (`GET /kapacitor/v1/tasks/ID`) until either:
+//!
+//! - an Init for the task arrives: Kapacitor restarted it by itself (it
+//!   restarted too, or a human re-enabled it): nothing is touched;
+//! - the task shows `enabled` and not `executing` (Kapacitor notices a broken
+//!   session only at its next write, up to `timeout/2` after the restart, so
+//!   it usually still shows `executing: true` for seconds): then
+//!   `PATCH {"status":"disabled"}` and `PATCH {"status":"enabled"}` — a PATCH
+//!   to `enabled` on an enabled task changes nothing.
+//!
+//! Never touched: a task that is `disabled` (a human disabled it; its mark
+//! is dropped), a task that no longer exists (404; its mark is dropped).
+//! Tasks that ended normally or whose Init was refused are never marked, so
+//! they never get here. Kapacitor may be down (it restarts too): failed calls
+//! are retried with backoff, bounded by `revive_for`; then the agent gives
+//! up loudly (an ERROR naming the task and the command to run) and keeps the
+//! mark, so the next start tries again.
+//!
+//! Every step is one log line with the task id; `/metrics` counts the
+//! outcomes (`revivals_total{outcome, reason}`); the state of each task is
+//! recorded through [`MarkStore::record`] for `kapacitor-pagertree tasks`.
+//!
+//! The module talks to Kapacitor and to the marks through two small traits
+//! ([`TaskApi`], [`MarkStore`]) so that its rules are tested here against a
+//! deterministic fake with paused time.
+
+use std::collections::{BTreeMap, HashSet};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// What Kapacitor says about a task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    Found {
+        /// `"status": "enabled"` (else `"disabled"`).
+        enabled: bool,
+        executing: bool,
+        /// Kapacitor's last error for the task (`""` when none).
+        error: String,
+    },
+    /// 404: the task does not exist (any more).
+    NotFound,
+}
+
+/// Why a call to Kapacitor's API did not get an answer the revival can use.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApiFailure {
+    /// Worth trying again: connection refused or reset, timeout, 5xx.
+    #[error("{0}")]
+    Unreachable(String),
+    /// Trying again will not help: the credentials are refused (401/403)
+    /// or Kapacitor does not understand the request (other 4xx).
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// Kapacitor's task API, as revival uses it.
+pub trait TaskApi: Send + Sync + 'static {
+    /// `GET /kapacitor/v1/tasks/ID`.
+    fn get_task(&self, id: &str) -> impl Future<Output = Result<Lookup, ApiFailure>> + Send;
+    /// `PATCH /kapacitor/v1/tasks/ID` `{"status": "enabled"|"disabled"}`;
+    /// the task as Kapacitor shows it after the change.
+    fn set_status(
+        &self,
+        id: &str,
+        enabled: bool,
+    ) -> impl Future<Output = Result<Lookup, ApiFailure>> + Send;
+}
+
+/// Where a task's revival stands (shown by `kapacitor-pagertree tasks`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Revival {
+    /// Not done yet; `detail` says what it waits for.
+    Waiting { detail: String },
+    /// An Init arrived before anything was done: Kapacitor restarted it.
+    Reconnected,
+    /// Disabled and enabled again by this agent.
+    Revived,
+    /// Not touched, on purpose; the mark is dropped.
+    Skipped { why: String },
+    /// Given up after `revive_for` (or at once, when Kapacitor refused the
+    /// agent's credentials); the mark is kept.
+    GaveUp { why: String },
+    /// `revive_tasks = false`: not revived; the mark is kept.
+    Off,
+}
+
+impl Revival {
+    /// The state's name as stored and shown.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Revival::Waiting { .. } => "waiting",
+            Revival::Reconnected => "reconnected",
+            Revival::Revived => "revived",
+            Revival::Skipped { .. } => "skipped",
+            Revival::GaveUp { .. } => "gave up",
+            Revival::Off => "off",
+        }
+    }
+
+    /// What else is known (why skipped, why given up, what it waits for).
+    pub fn detail(&self) -> &str {
+        match self {
+            Revival::Waiting { detail } => detail,
+            Revival::Skipped { why } | Revival::GaveUp { why } => why,
+            Revival::Reconnected => "an Init arrived before anything was done: not touched",
+            Revival::Revived => "disabled and enabled again",
+            Revival::Off => "revive_tasks = false; the mark is kept",
+        }
+    }
+}
+
+/// The marks a revival reads and changes, and where it records its state.
+pub trait MarkStore: Send + Sync + 'static {
+    /// Drops `task`'s marks made before `before_ns` (those of the previous
+    /// agent process; a session of this run keeps its own mark).
+    fn drop_marks(&self, task: &str, before_ns: i64);
+    /// Records where `task`'s revival stands, as of `at_ns`.
+    fn record(&self, task: &str, state: &Revival, at_ns: i64);
+}
+
+/// The tasks whose Init arrived in this run, among those to revive: the
+/// session-lifecycle receiver reports every successful Init here.
+#[derive(Debug)]
+pub struct Arrivals {
+    watched: HashSet<String>,
+    seen: Mutex<HashSet<String>>,
+    changed: watch::Sender<u64>,
+}
+
+impl Arrivals {
+    /// Watches these tasks (the ones marked at start); other Inits are
+    /// ignored, so this stays as small as the marks.
+    pub fn new(tasks: impl IntoIterator<Item = String>) -> Arrivals {
+        Arrivals {
+            watched: tasks.into_iter().collect(),
+            seen: Mutex::new(HashSet::new()),
+            changed: watch::channel(0).0,
+        }
+    }
+
+    /// A successful Init for `task` arrived.
+    pub fn initialized(&self, task: &str) {
+        if !self.watched.contains(task) {
+            return;
+        }
+        let new = self
+            .seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(task.to_string());
+        if new {
+            self.changed.send_modify(|n| *n += 1);
+        }
+    }
+
+    /// Whether an Init for `task` arrived in this run.
+    pub fn arrived(&self, task: &str) -> bool {
+        self.seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(task)
+    }
+
+    fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+}
+
+/// How revival paces itself.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Give up on a task this long after the start (`[kapacitor] revive_for`).
+    pub revive_for: Duration,
+    /// Between two looks at a task Kapacitor still shows executing.
+    pub poll: Duration,
+    /// First wait after a failed call; doubled up to `backoff_max`.
+    pub backoff_initial: Duration,
+    pub backoff_max: Duration,
+    /// After the two PATCHes, how long to wait for the task's Init before
+    /// saying (in the log) that it did not come.
+    pub confirm_within: Duration,
+}
+
+impl Settings {
+    pub fn new(revive_for: Duration) -> Settings {
+        Settings {
+            revive_for,
+            poll: Duration::from_secs(1),
+            backoff_initial: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(15),
+            confirm_within: Duration::from_secs(30),
+        }
+    }
+}
+
+/// One task to revive and the nodes it had marked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    pub task: String,
+    pub nodes: Vec<String>,
+}
+
+/// Groups (task, node) marks by task: one revival per task.
+pub fn plan<'a>(marks: impl IntoIterator<Item = (&'a str, &'a str)>) -> Vec<Plan> {
+    let mut by_task: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for (task, node) in marks {
+        by_task.entry(task).or_default().push(node.to_string());
+    }
+    by_task
+        .into_iter()
+        .map(|(task, nodes)| Plan {
+            task: task.to_string(),
+            nodes,
+        })
+        .collect()
+}
+
+/// How one task's revival ended.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Outcome {
+    Revived,
+    Reconnected,
+    SkippedDisabled,
+    SkippedDeleted,
+    GaveUp,
+    /// The agent is stopping; the mark is kept.
+    Interrupted,
+}
+
+/// The command that revives `task` by hand.
+pub fn by_hand(task: &str) -> String {
+    format!("kapacitor disable {task} && kapacitor enable {task}")
+}
+
+pub(crate) fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+fn count(outcome: &'static str, reason: &'static str) {
+    crate::ops::metrics::metrics()
+        .revivals_total
+        .get_or_create(&crate::ops::metrics::RevivalLabel { outcome, reason })
+        .inc();
+}
+
+/// `revive_tasks = false`: records every planned task as not revived and
+/// says so once.
+pub fn off<M: MarkStore>(plans: &[Plan], marks: &M) {
+    if plans.is_empty() {
+        return;
+    }
+    let at = now_ns();
+    for p in plans {
+        marks.record(&p.task, &Revival::Off, at);
+    }
+    let tasks: Vec<&str> = plans.iter().map(|p| p.task.as_str()).collect();
+    tracing::warn!(
+        tasks = %tasks.join(","),
+        "revival: revive_tasks = false, so {} task(s) marked open when the agent stopped are not \
+         revived; unless Kapacitor restarts them, revive each by hand: kapacitor disable ID && \
+         kapacitor enable ID",
+        tasks.len()
+    );
+}
+
+/// The daemon's revival: for the tasks marked when this agent process
+/// started (`plans`), once both sockets listen, over Kapacitor's HTTP API
+/// with the `[kapacitor]` settings; or, with `revive_tasks = false`, only
+/// the record that they are not revived. Ends when every task has an
+/// outcome or `shutdown` is cancelled.
+pub async fn run(
+    config: crate::ops::config::KapacitorConfig,
+    outbox: crate::delivery::outbox::Outbox,
+    arrivals: Arc<Arrivals>,
+    plans: Vec<Plan>,
+    started_ns: i64,
+    shutdown: CancellationToken,
+) {
+    if plans.is_empty() {
+        return;
+    }
+    if !config.revive_tasks {
+        off(&plans, &outbox);
+        return;
+    }
+    let api = match crate::kapacitor::task_api::HttpTaskApi::new(&config) {
+        Ok(a) => Arc::new(a),
+        Err(e) => {
+            for p in &plans {
+                tracing::error!(task = %p.task, error = %e,
+                    "revival: gave up on task {}: {e}. Its mark is kept. Revive it by hand: {}",
+                    p.task, by_hand(&p.task));
+                count("failed", "refused");
+                outbox.record(
+                    &p.task,
+                    &Revival::GaveUp {
+                        why: format!("{e}; run: {}", by_hand(&p.task)),
+                    },
+                    now_ns(),
+                );
+            }
+            return;
+        }
+    };
+    // Kapacitor connects as soon as a task is enabled again: only once both
+    // sockets listen.
+    while !crate::ops::status::readiness().listening() {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_millis(10)) => {}
+        }
+    }
+    let settings = Settings::new(config.revive_for);
+    tracing::info!(
+        tasks = plans.len(),
+        kapacitor = %crate::delivery::redact::url(&config.url),
+        revive_for = %humantime::format_duration(settings.revive_for),
+        "revival: {} task(s) had a UDF session open when the agent stopped; bringing back those Kapacitor stopped",
+        plans.len()
+    );
+    let outcomes = revive_all(
+        api,
+        Arc::new(outbox),
+        arrivals,
+        plans,
+        settings,
+        started_ns,
+        shutdown,
+    )
+    .await;
+    let n = |o: Outcome| outcomes.iter().filter(|(_, x)| *x == o).count();
+    tracing::info!(
+        revived = n(Outcome::Revived),
+        reconnected = n(Outcome::Reconnected),
+        skipped = n(Outcome::SkippedDisabled) + n(Outcome::SkippedDeleted),
+        gave_up = n(Outcome::GaveUp),
+        interrupted = n(Outcome::Interrupted),
+        "revival: done"
+    );
+}
+
+/// Revives every planned task concurrently; returns when each has an
+/// outcome (or `shutdown` is cancelled). `started_ns` is when this agent
+/// process started: marks older than that are the previous process's.
+pub async fn revive_all<A: TaskApi, M: MarkStore>(
+    api: Arc<A>,
+    marks: Arc<M>,
+    arrivals: Arc<Arrivals>,
+    plans: Vec<Plan>,
+    settings: Settings,
+    started_ns: i64,
+    shutdown: CancellationToken,
+) -> Vec<(String, Outcome)> {
+    let mut set = tokio::task::JoinSet::new();
+    for p in plans {
+        let run = Reviver {
+            api: api.clone(),
+            marks: marks.clone(),
+            arrivals: arrivals.clone(),
+            settings: settings.clone(),
+            started_ns,
+            shutdown: shutdown.clone(),
+        };
+        set.spawn(async move {
+            let outcome = run.revive(&p).await;
+            (p.task, outcome)
+        });
+    }
+    let mut out = Vec::new();
+    while let Some(r) = set.join_next().await {
+        if let Ok(r) = r {
+            out.push(r);
+        }
+    }
+    out.sort();
+    out
+}
+
+struct Reviver<A, M> {
+    api: Arc<A>,
+    marks: Arc<M>,
+    arrivals: Arc<Arrivals>,
+    settings: Settings,
+    started_ns: i64,
+    shutdown: CancellationToken,
+}
+
+/// What to do after one look at the task.
+enum Next {
+    Done(Outcome),
+    /// Look again after this long; `why` is what it waits for (logged
+    /// when it changes, as a warning when `trouble`).
+    Wait {
+        after: Duration,
+        why: String,
+        trouble: bool,
+    },
+}
+
+impl<A: TaskApi, M: MarkStore> Reviver<A, M> {
+    async fn revive(&self, plan: &Plan) -> Outcome {
+        let task = plan.task.as_str();
+        let deadline = Instant::now() + self.settings.revive_for;
+        let mut arrivals = self.arrivals.subscribe();
+        let mut backoff = self.settings.backoff_initial;
+        // True once this agent disabled the task: a disabled task is then
+        // ours to enable, not a human's decision.
+        let mut we_disabled = false;
+        let mut last_why = String::new();
+        tracing::info!(
+            task = %task,
+            nodes = %plan.nodes.join(","),
+            "revival: the task's UDF session was open when the agent stopped; checking it in Kapacitor"
+        );
+        self.record(
+            task,
+            Revival::Waiting {
+                detail: "checking the task in Kapacitor".into(),
+            },
+        );
+        loop {
+            if self.shutdown.is_cancelled() {
+                tracing::info!(
+                    task = %task,
+                    "revival: the agent is stopping; the mark is kept for the next start"
+                );
+                return Outcome::Interrupted;
+            }
+            let next = self.step(task, &mut we_disabled, &mut backoff).await;
+            let (after, why) = match next {
+                Next::Done(o) => return o,
+                Next::Wait {
+                    after,
+                    why,
+                    trouble,
+                } => {
+                    if why != last_why {
+                        if trouble {
+                            tracing::warn!(
+                                task = %task,
+                                "revival: waiting: {why}; trying again for up to revive_for = {}",
+                                humantime::format_duration(self.settings.revive_for)
+                            );
+                        } else {
+                            tracing::info!(task = %task, "revival: waiting: {why}");
+                        }
+                    }
+                    (after, why)
+                }
+            };
+            if why != last_why {
+                self.record(
+                    task,
+                    Revival::Waiting {
+                        detail: why.clone(),
+                    },
+                );
+                last_why = why;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return self.give_up(task, &last_why, "deadline");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(after.min(deadline - now)) => {}
+                _ = arrivals.changed() => {}
+                _ = self.shutdown.cancelled() => {}
+            }
+        }
+    }
+
+    /// One look at the task, and what follows from it.
+    async fn step(&self, task: &str, we_disabled: &mut bool, backoff: &mut Duration) -> Next {
+        if self.arrivals.arrived(task) {
+            return self.reconnected(task);
+        }
+        let failed = |e: ApiFailure, backoff: &mut Duration| -> Next {
+            match e {
+                ApiFailure::Unreachable(e) => {
+                    let after = *backoff;
+                    *backoff = (*backoff * 2).min(self.settings.backoff_max);
+                    let why = format!("Kapacitor's API did not answer: {e}");
+                    Next::Wait {
+                        after,
+                        why,
+                        trouble: true,
+                    }
+                }
+                ApiFailure::Refused(e) => Next::Done(self.give_up(
+                    task,
+                    &format!("Kapacitor refused the request: {e} (check [kapacitor] url, username, password, shared_secret and that the user may read and PATCH tasks)"),
+                    "refused",
+                )),
+            }
+        };
+        let look = match self.api.get_task(task).await {
+            Ok(l) => l,
+            Err(e) => return failed(e, backoff),
+        };
+        *backoff = self.settings.backoff_initial;
+        match look {
+            Lookup::NotFound => self.deleted(task),
+            Lookup::Found { enabled: false, .. } if !*we_disabled => {
+                self.marks.drop_marks(task, self.started_ns);
+                tracing::info!(
+                    task = %task,
+                    "revival: the task is disabled in Kapacitor (a human disabled it): not touched; its mark is dropped"
+                );
+                count("skipped", "disabled");
+                self.record(
+                    task,
+                    Revival::Skipped {
+                        why: "disabled in Kapacitor (by a human): not touched".into(),
+                    },
+                );
+                Next::Done(Outcome::SkippedDisabled)
+            }
+            Lookup::Found {
+                enabled: true,
+                executing: true,
+                ..
+            } => {
+                Next::Wait {
+                    after: self.settings.poll,
+                    why: "Kapacitor still shows the task executing (it notices the broken session at its next write)".into(),
+                    trouble: false,
+                }
+            }
+            Lookup::Found { enabled, error, .. } => {
+                // Enabled and not executing (stopped by the broken session),
+                // or disabled by this agent a moment ago.
+                if self.arrivals.arrived(task) {
+                    return self.reconnected(task);
+                }
+                if enabled {
+                    tracing::info!(task = %task, kapacitor_error = %error,
+                        "revival: the task is enabled but not executing: disabling it");
+                    match self.api.set_status(task, false).await {
+                        Ok(Lookup::NotFound) => return self.deleted(task),
+                        Ok(Lookup::Found { .. }) => *we_disabled = true,
+                        Err(e) => return failed(e, backoff),
+                    }
+                }
+                tracing::info!(task = %task, "revival: the task is disabled: enabling it");
+                match self.api.set_status(task, true).await {
+                    Ok(Lookup::NotFound) => return self.deleted(task),
+                    Ok(Lookup::Found { .. }) => {}
+                    Err(e) => return failed(e, backoff),
+                }
+                tracing::info!(
+                    task = %task,
+                    "revival: task revived: disabled and enabled again; Kapacitor opens its UDF sessions anew"
+                );
+                count("revived", "");
+                self.record(task, Revival::Revived);
+                self.confirm(task).await;
+                Next::Done(Outcome::Revived)
+            }
+        }
+    }
+
+    fn reconnected(&self, task: &str) -> Next {
+        tracing::info!(
+            task = %task,
+            "revival: the task reconnected by itself (its Init arrived): not touched"
+        );
+        count("skipped", "reconnected");
+        self.record(task, Revival::Reconnected);
+        Next::Done(Outcome::Reconnected)
+    }
+
+    fn deleted(&self, task: &str) -> Next {
+        self.marks.drop_marks(task, self.started_ns);
+        tracing::warn!(
+            task = %task,
+            "revival: the task no longer exists in Kapacitor (404): its mark is dropped"
+        );
+        count("skipped", "deleted");
+        self.record(
+            task,
+            Revival::Skipped {
+                why: "no longer exists in Kapacitor (404)".into(),
+            },
+        );
+        Next::Done(Outcome::SkippedDeleted)
+    }
+
+    fn give_up(&self, task: &str, why: &str, reason: &'static str) -> Outcome {
+        let why = if reason == "deadline" {
+            format!(
+                "not revived within revive_for = {}: {why}",
+                humantime::format_duration(self.settings.revive_for)
+            )
+        } else {
+            why.to_string()
+        };
+        tracing::error!(
+            task = %task,
+            "revival: gave up on task {task}: {why}. Its mark is kept (the next agent start tries again). \
+             The task stays stopped until revived by hand: {}",
+            by_hand(task)
+        );
+        count("failed", reason);
+        self.record(
+            task,
+            Revival::GaveUp {
+                why: format!("{why}; run: {}", by_hand(task)),
+            },
+        );
+        Outcome::GaveUp
+    }
+
+    /// After the PATCHes: the task's Init should follow; log whether it did.
+    async fn confirm(&self, task: &str) {
+        let start = Instant::now();
+        let mut arrivals = self.arrivals.subscribe();
+        loop {
+            if self.arrivals.arrived(task) {
+                tracing::info!(
+                    task = %task,
+                    after = ?start.elapsed(),
+                    "revival: the task is running again through this agent (its Init arrived)"
+                );
+                return;
+            }
+            let left = self.settings.confirm_within.saturating_sub(start.elapsed());
+            if left.is_zero() {
+                tracing::warn!(
+                    task = %task,
+                    "revival: the task was enabled again but no Init arrived within {:?}: see `kapacitor show {task}`",
+                    self.settings.confirm_within
+                );
+                return;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(left) => {}
+                _ = arrivals.changed() => {}
+                _ = self.shutdown.cancelled() => return,
+            }
+        }
+    }
+
+    fn record(&self, task: &str, state: Revival) {
+        self.marks.record(task, &state, now_ns());
+    }
+}
+
+/// The outbox keeps the marks and the revival states. A failed write is
+/// logged and otherwise harmless: a mark not dropped is looked at again at
+/// the next start; a state not recorded only leaves `tasks` behind.
+impl MarkStore for crate::delivery::outbox::Outbox {
+    fn drop_marks(&self, task: &str, before_ns: i64) {
+        if let Err(e) = crate::ops::run_blocking(|| self.drop_session_marks(task, before_ns)) {
+            tracing::warn!(task = %task, error = %e,
+                "revival: cannot drop the task's mark; the next agent start looks at it again");
+        }
+    }
+
+    fn record(&self, task: &str, state: &Revival, at_ns: i64) {
+        if let Err(e) = crate::ops::run_blocking(|| {
+            self.record_revival(task, state.name(), at_ns, state.detail())
+        }) {
+            tracing::warn!(task = %task, error = %e,
+                "revival: cannot record the revival state; `tasks` may show an older one");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    /// A task in the fake: executing until the given (paused-clock) time.
+    #[derive(Debug, Clone)]
+    struct FakeTask {
+        enabled: bool,
+        executing_until: Option<Instant>,
+    }
+
+    /// Kapacitor's task API, deterministic: enabling a disabled task starts
+    /// it, and its Init arrives at once.
+    #[derive(Default)]
+    struct FakeApi {
+        tasks: Mutex<HashMap<String, FakeTask>>,
+        calls: Mutex<Vec<String>>,
+        down_until: Mutex<Option<Instant>>,
+        refuse: Mutex<bool>,
+        failing_enables: Mutex<u32>,
+        arrivals: Mutex<Option<Arc<Arrivals>>>,
+    }
+
+    impl FakeApi {
+        fn with_task(self, id: &str, enabled: bool, executing_for: Option<Duration>) -> Self {
+            self.tasks.lock().unwrap().insert(
+                id.into(),
+                FakeTask {
+                    enabled,
+                    executing_until: executing_for.map(|d| Instant::now() + d),
+                },
+            );
+            self
+        }
+        fn down_for(self, d: Duration) -> Self {
+            *self.down_until.lock().unwrap() = Some(Instant::now() + d);
+            self
+        }
+        fn calls(&self, prefix: &str) -> Vec<String> {
+            self.calls
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|c| c.starts_with(prefix))
+                .cloned()
+                .collect()
+        }
+        fn down(&self) -> bool {
+            self.down_until
+                .lock()
+                .unwrap()
+                .is_some_and(|u| Instant::now() < u)
+        }
+    }
+
+    impl TaskApi for FakeApi {
+        async fn get_task(&self, id: &str) -> Result<Lookup, ApiFailure> {
+            self.calls.lock().unwrap().push(format!("GET {id}"));
+            if self.down() {
+                return Err(ApiFailure::Unreachable("connection refused".into()));
+            }
+            if *self.refuse.lock().unwrap() {
+                return Err(ApiFailure::Refused(
+                    "HTTP 401: authentication failed".into(),
+                ));
+            }
+            let now = Instant::now();
+            Ok(match self.tasks.lock().unwrap().get(id) {
+                None => Lookup::NotFound,
+                Some(t) => Lookup::Found {
+                    enabled: t.enabled,
+                    executing: t.executing_until.is_some_and(|u| now < u),
+                    error: String::new(),
+                },
+            })
+        }
+
+        async fn set_status(&self, id: &str, enabled: bool) -> Result<Lookup, ApiFailure> {
+            let status = if enabled { "enabled" } else { "disabled" };
+            self.calls
+                .lock()
+                .unwrap()
+                .push(format!("PATCH {id} {status}"));
+            if self.down() {
+                return Err(ApiFailure::Unreachable("connection refused".into()));
+            }
+            {
+                let mut failing = self.failing_enables.lock().unwrap();
+                if enabled && *failing > 0 {
+                    *failing -= 1;
+                    return Err(ApiFailure::Unreachable("HTTP 503".into()));
+                }
+            }
+            let mut tasks = self.tasks.lock().unwrap();
+            let Some(t) = tasks.get_mut(id) else {
+                return Ok(Lookup::NotFound);
+            };
+            if t.enabled != enabled {
+                t.enabled = enabled;
+                if enabled {
+                    t.executing_until = Some(Instant::now() + Duration::from_secs(1 << 30));
+                    if let Some(a) = self.arrivals.lock().unwrap().as_ref() {
+                        a.initialized(id);
+                    }
+                } else {
+                    t.executing_until = None;
+                }
+            }
+            Ok(Lookup::Found {
+                enabled: t.enabled,
+                executing: enabled,
+                error: String::new(),
+            })
+        }
+    }
+
+    #[derive(Default)]
+    struct FakeMarks {
+        dropped: Mutex<Vec<(String, i64)>>,
+        states: Mutex<Vec<(String, String, String)>>,
+    }
+
+    impl MarkStore for FakeMarks {
+        fn drop_marks(&self, task: &str, before_ns: i64) {
+            self.dropped.lock().unwrap().push((task.into(), before_ns));
+        }
+        fn record(&self, task: &str, state: &Revival, _at_ns: i64) {
+            self.states.lock().unwrap().push((
+                task.into(),
+                state.name().into(),
+                state.detail().into(),
+            ));
+        }
+    }
+
+    impl FakeMarks {
+        fn last(&self, task: &str) -> (String, String) {
+            self.states
+                .lock()
+                .unwrap()
+                .iter()
+                .rev()
+                .find(|(t, _, _)| t == task)
+                .map(|(_, s, d)| (s.clone(), d.clone()))
+                .unwrap_or_default()
+        }
+        fn dropped(&self) -> Vec<String> {
+            self.dropped
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|(t, _)| t.clone())
+                .collect()
+        }
+    }
+
+    const STARTED: i64 = 42;
+
+    struct Run {
+        api: Arc<FakeApi>,
+        marks: Arc<FakeMarks>,
+        arrivals: Arc<Arrivals>,
+        shutdown: CancellationToken,
+    }
+
+    fn setup(api: FakeApi, marks: &[(&str, &str)]) -> (Run, Vec<Plan>) {
+        let plans = plan(marks.iter().copied());
+        let arrivals = Arc::new(Arrivals::new(plans.iter().map(|p| p.task.clone())));
+        *api.arrivals.lock().unwrap() = Some(arrivals.clone());
+        (
+            Run {
+                api: Arc::new(api),
+                marks: Arc::new(FakeMarks::default()),
+                arrivals,
+                shutdown: CancellationToken::new(),
+            },
+            plans,
+        )
+    }
+
+    impl Run {
+        async fn go(&self, plans: Vec<Plan>, settings: Settings) -> Vec<(String, Outcome)> {
+            revive_all(
+                self.api.clone(),
+                self.marks.clone(),
+                self.arrivals.clone(),
+                plans,
+                settings,
+                STARTED,
+                self.shutdown.clone(),
+            )
+            .await
+        }
+    }
+
+    fn settings() -> Settings {
+        Settings::new(Duration::from_secs(600))
+    }
+
+    fn one(task: &str, o: Outcome) -> Vec<(String, Outcome)> {
+        vec![(task.to_string(), o)]
+    }
+
+    #[test]
+    fn plan_groups_marks_by_task() {
+        let p = plan([("b", "n1"), ("a", "n2"), ("b", "n3")]);
+        assert_eq!(
+            p,
+            [
+                Plan {
+                    task: "a".into(),
+                    nodes: vec!["n2".into()]
+                },
+                Plan {
+                    task: "b".into(),
+                    nodes: vec!["n1".into(), "n3".into()]
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn arrivals_watch_only_the_marked_tasks() {
+        let a = Arrivals::new(["t".to_string()]);
+        let mut rx = a.subscribe();
+        a.initialized("other");
+        assert!(!a.arrived("other"));
+        assert!(!rx.has_changed().unwrap());
+        a.initialized("t");
+        assert!(a.arrived("t"));
+        assert!(rx.has_changed().unwrap());
+        rx.borrow_and_update();
+        a.initialized("t");
+        assert!(!rx.has_changed().unwrap(), "a second Init changes nothing");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_broken_task_is_disabled_then_enabled_once_when_kapacitor_noticed() {
+        // Kapacitor notices the broken session 5s after the start (its next
+        // keepalive); the task has two @pagertree nodes: one PATCH pair.
+        let api = FakeApi::default().with_task("cpu", true, Some(Duration::from_secs(5)));
+        let (run, plans) = setup(api, &[("cpu", "pagertree2"), ("cpu", "pagertree5")]);
+        let start = Instant::now();
+        assert_eq!(
+            run.go(plans, settings()).await,
+            one("cpu", Outcome::Revived)
+        );
+        let took = start.elapsed();
+        assert!(
+            took >= Duration::from_secs(5) && took <= Duration::from_secs(6),
+            "{took:?}"
+        );
+        assert_eq!(
+            run.api.calls("PATCH"),
+            ["PATCH cpu disabled", "PATCH cpu enabled"]
+        );
+        // Polled about once a second meanwhile.
+        let gets = run.api.calls("GET").len();
+        assert!((5..=7).contains(&gets), "{gets} GETs");
+        assert_eq!(run.marks.last("cpu").0, "revived");
+        assert!(run.marks.dropped().is_empty());
+        let states: Vec<String> = run
+            .marks
+            .states
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, s, _)| s.clone())
+            .collect();
+        assert_eq!(states, ["waiting", "waiting", "revived"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_task_a_human_disabled_is_not_touched_and_its_mark_dropped() {
+        let api = FakeApi::default().with_task("t", false, None);
+        let (run, plans) = setup(api, &[("t", "n")]);
+        assert_eq!(
+            run.go(plans, settings()).await,
+            one("t", Outcome::SkippedDisabled)
+        );
+        assert!(run.api.calls("PATCH").is_empty());
+        assert_eq!(
+            *run.marks.dropped.lock().unwrap(),
+            [("t".to_string(), STARTED)]
+        );
+        let (state, why) = run.marks.last("t");
+        assert_eq!(state, "skipped");
+        assert!(why.contains("disabled"), "{why}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_task_disabled_while_waiting_is_not_touched_either() {
+        let api = FakeApi::default().with_task("t", true, Some(Duration::from_secs(3600)));
+        let (run, plans) = setup(api, &[("t", "n")]);
+        let fake = run.api.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            fake.tasks.lock().unwrap().get_mut("t").unwrap().enabled = false;
+        });
+        assert_eq!(
+            run.go(plans, settings()).await,
+            one("t", Outcome::SkippedDisabled)
+        );
+        assert!(run.api.calls("PATCH").is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_deleted_task_is_not_touched_and_its_mark_dropped() {
+        let (run, plans) = setup(FakeApi::default(), &[("gone", "n")]);
+        assert_eq!(
+            run.go(plans, settings()).await,
+            one("gone", Outcome::SkippedDeleted)
+        );
+        assert!(run.api.calls("PATCH").is_empty());
+        assert_eq!(run.marks.dropped(), ["gone"]);
+        assert!(run.marks.last("gone").1.contains("404"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_task_that_reconnects_by_itself_is_not_touched() {
+        let api = FakeApi::default().with_task("t", true, Some(Duration::from_secs(3600)));
+        let (run, plans) = setup(api, &[("t", "n")]);
+        let arrivals = run.arrivals.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(2500)).await;
+            arrivals.initialized("t");
+        });
+        let start = Instant::now();
+        assert_eq!(
+            run.go(plans, settings()).await,
+            one("t", Outcome::Reconnected)
+        );
+        // Woken by the Init, not by the next poll.
+        assert_eq!(start.elapsed(), Duration::from_millis(2500));
+        assert!(run.api.calls("PATCH").is_empty());
+        assert!(run.marks.dropped().is_empty());
+        assert_eq!(run.marks.last("t").0, "reconnected");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_init_before_the_revival_starts_means_no_call_at_all() {
+        let api = FakeApi::default().with_task("t", true, None);
+        let (run, plans) = setup(api, &[("t", "n")]);
+        run.arrivals.initialized("t");
+        assert_eq!(
+            run.go(plans, settings()).await,
+            one("t", Outcome::Reconnected)
+        );
+        assert!(run.api.calls("").is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn kapacitor_down_for_a_while_then_up_still_revives() {
+        let api = FakeApi::default()
+            .with_task("t", true, None)
+            .down_for(Duration::from_secs(40));
+        let (run, plans) = setup(api, &[("t", "n")]);
+        let start = Instant::now();
+        assert_eq!(run.go(plans, settings()).await, one("t", Outcome::Revived));
+        // Backoff 1, 2, 4, 8, 15, 15 s: tried at 0, 1, 3, 7, 15, 30, 45.
+        assert_eq!(start.elapsed(), Duration::from_secs(45));
+        assert_eq!(run.api.calls("GET").len(), 7);
+        assert_eq!(
+            run.api.calls("PATCH"),
+            ["PATCH t disabled", "PATCH t enabled"]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn kapacitor_down_past_revive_for_gives_up_and_keeps_the_mark() {
+        let api = FakeApi::default()
+            .with_task("t", true, None)
+            .down_for(Duration::from_secs(3600));
+        let (run, plans) = setup(api, &[("t", "n")]);
+        let start = Instant::now();
+        let s = Settings::new(Duration::from_secs(60));
+        assert_eq!(run.go(plans, s).await, one("t", Outcome::GaveUp));
+        assert_eq!(start.elapsed(), Duration::from_secs(60));
+        assert!(run.api.calls("PATCH").is_empty());
+        assert!(run.marks.dropped().is_empty(), "the mark is kept");
+        let (state, why) = run.marks.last("t");
+        assert_eq!(state, "gave up");
+        assert!(why.contains("revive_for = 1m"), "{why}");
+        assert!(why.contains("connection refused"), "{why}");
+        assert!(
+            why.contains("kapacitor disable t && kapacitor enable t"),
+            "{why}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_task_kapacitor_shows_executing_past_revive_for_gives_up() {
+        let api = FakeApi::default().with_task("t", true, Some(Duration::from_secs(3600)));
+        let (run, plans) = setup(api, &[("t", "n")]);
+        let s = Settings::new(Duration::from_secs(30));
+        assert_eq!(run.go(plans, s).await, one("t", Outcome::GaveUp));
+        assert!(run.api.calls("PATCH").is_empty());
+        assert!(run.marks.last("t").1.contains("executing"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn refused_credentials_give_up_at_once() {
+        let api = FakeApi::default().with_task("t", true, None);
+        *api.refuse.lock().unwrap() = true;
+        let (run, plans) = setup(api, &[("t", "n")]);
+        let start = Instant::now();
+        assert_eq!(run.go(plans, settings()).await, one("t", Outcome::GaveUp));
+        assert_eq!(start.elapsed(), Duration::ZERO);
+        assert_eq!(run.api.calls("").len(), 1);
+        let (_, why) = run.marks.last("t");
+        assert!(why.contains("401") && why.contains("username"), "{why}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_enable_that_fails_after_the_disable_is_retried_alone() {
+        let api = FakeApi::default().with_task("t", true, None);
+        *api.failing_enables.lock().unwrap() = 2;
+        let (run, plans) = setup(api, &[("t", "n")]);
+        assert_eq!(run.go(plans, settings()).await, one("t", Outcome::Revived));
+        assert_eq!(
+            run.api.calls("PATCH"),
+            [
+                "PATCH t disabled",
+                "PATCH t enabled",
+                "PATCH t enabled",
+                "PATCH t enabled"
+            ]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn many_tasks_each_get_their_own_outcome() {
+        let api = FakeApi::default()
+            .with_task("broken", true, Some(Duration::from_secs(2)))
+            .with_task("human", false, None)
+            .with_task("batch", true, Some(Duration::from_secs(4)));
+        let (run, plans) = setup(
+            api,
+            &[
+                ("broken", "a"),
+                ("broken", "b"),
+                ("human", "a"),
+                ("gone", "a"),
+                ("batch", "a"),
+            ],
+        );
+        let mut got = run.go(plans, settings()).await;
+        got.sort();
+        assert_eq!(
+            got,
+            [
+                ("batch".to_string(), Outcome::Revived),
+                ("broken".to_string(), Outcome::Revived),
+                ("gone".to_string(), Outcome::SkippedDeleted),
+                ("human".to_string(), Outcome::SkippedDisabled),
+            ]
+        );
+        let mut patched = run.api.calls("PATCH");
+        patched.sort();
+        assert_eq!(
+            patched,
+            [
+                "PATCH batch disabled",
+                "PATCH batch enabled",
+                "PATCH broken disabled",
+                "PATCH broken enabled"
+            ]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_interrupts_and_keeps_the_mark() {
+        let api = FakeApi::default().with_task("t", true, Some(Duration::from_secs(3600)));
+        let (run, plans) = setup(api, &[("t", "n")]);
+        let stop = run.shutdown.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            stop.cancel();
+        });
+        assert_eq!(
+            run.go(plans, settings()).await,
+            one("t", Outcome::Interrupted)
+        );
+        assert!(run.marks.dropped().is_empty());
+        assert!(run.api.calls("PATCH").is_empty());
+    }
+
+    #[test]
+    fn off_records_every_task_and_keeps_the_marks() {
+        let marks = FakeMarks::default();
+        off(&plan([("a", "n"), ("b", "n")]), &marks);
+        assert_eq!(marks.last("a").0, "off");
+        assert_eq!(marks.last("b").0, "off");
+        assert!(marks.dropped().is_empty());
+    }
+}
