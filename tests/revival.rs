@@ -1,0 +1,819 @@
+//! Task revival through the real binary (architecture.md, *Restarts*):
+//! Kapacitor never reconnects a broken UDF session, so after an agent
+//! restart the agent brings back, through Kapacitor's HTTP API, exactly
+//! the tasks whose sessions it held. Kapacitor here is the emulator
+//! (tests/support/kapacitor.rs: the UDF client side and, in `api`, the
+//! HTTP API with the tasks behind it); PagerTree is the fake
+//! (tests/support/pagertree.rs). No real Kapacitor is needed.
+
+mod support;
+
+#[path = "support/pagertree.rs"]
+mod pagertree;
+
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use kapacitor_pagertree::proto::{BeginBatch, EndBatch, Point};
+use pagertree::{FakePagerTree, Fmt};
+use support::Agent;
+use support::kapacitor::api::{Auth, Down, KapacitorApi, TaskDef, TaskType, Via};
+use support::kapacitor::{Opt, opt, point};
+
+/// The UDF `timeout` of the emulated tasks: keepalives every 2 s, so
+/// Kapacitor notices a broken session within 2 s.
+const UDF_TIMEOUT: Duration = Duration::from_secs(4);
+/// Generous: the machine is shared and noisy.
+const WAIT: Duration = Duration::from_secs(90);
+const T0: i64 = 1_764_000_000_000_000_000;
+
+fn config(api_url: &str, endpoint: &str, kapacitor: &str) -> String {
+    // ServerInfo set here: the only calls to Kapacitor's API are revival's.
+    format!(
+        "[kapacitor]\nurl = \"{api_url}\"\nhostname = \"kap\"\ncluster_id = \"c\"\nserver_id = \"s\"\n{kapacitor}\n\
+         [delivery]\ndefault_endpoint = \"pt\"\nretry_initial = \"100ms\"\nretry_max = \"500ms\"\n\
+         [endpoints.pt]\nurl = \"{endpoint}\"\n"
+    )
+}
+
+async fn start(config: &str, dir: Option<tempfile::TempDir>) -> Agent {
+    let config = config.to_string();
+    tokio::task::spawn_blocking(move || {
+        let b = Agent::builder().config(&config);
+        match dir {
+            Some(d) => b.dir(d).start(),
+            None => b.start(),
+        }
+    })
+    .await
+    .unwrap()
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Stop {
+    Kill9,
+    Sigterm,
+}
+
+/// Stops the agent (`kill -9` or SIGTERM) and keeps its directory.
+async fn stop(agent: Agent, how: Stop) -> tempfile::TempDir {
+    tokio::task::spawn_blocking(move || {
+        let mut agent = agent;
+        if let Stop::Sigterm = how {
+            let status = agent.terminate();
+            assert!(status.success(), "{}", agent.log());
+        }
+        agent.kill_keep_dir()
+    })
+    .await
+    .unwrap()
+}
+
+fn cli(data: &std::path::Path, args: &[&str]) -> String {
+    let o = Command::new(support::BIN)
+        .args(args)
+        .arg("--data-dir")
+        .arg(data)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8(o.stdout).unwrap()
+}
+
+/// Runs `kapacitor-pagertree ARGS` until its output satisfies `check`.
+async fn wait_cli(
+    data: &std::path::Path,
+    args: &'static [&'static str],
+    what: &str,
+    check: impl Fn(&str) -> bool,
+) -> String {
+    let start = Instant::now();
+    loop {
+        let d = data.to_path_buf();
+        let out = tokio::task::spawn_blocking(move || cli(&d, args))
+            .await
+            .unwrap();
+        if check(&out) {
+            return out;
+        }
+        assert!(
+            start.elapsed() < WAIT,
+            "timed out waiting for {what}:\n{out}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until every event committed so far is delivered (so a later
+/// `kill -9` leaves nothing on the wire to repeat).
+async fn wait_delivered(data: &std::path::Path) {
+    wait_cli(data, &["outbox", "list"], "an empty outbox", |o| {
+        o.starts_with("0 event(s) waiting")
+    })
+    .await;
+}
+
+async fn wait_log(agent: &Agent, needle: &str) -> String {
+    let start = Instant::now();
+    loop {
+        let log = agent.log();
+        if log.contains(needle) {
+            return log;
+        }
+        assert!(start.elapsed() < WAIT, "no {needle:?} in the log:\n{log}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Mode 2 with stateChangesOnly: the level, alert id and message come
+/// from the point.
+fn opts() -> Vec<Opt> {
+    vec![
+        opt("levelFrom").string("level"),
+        opt("idFrom").string("alertID"),
+        opt("messageFrom").string("message"),
+        opt("stateChangesOnly"),
+    ]
+}
+
+fn alert(id: &str, level: &str, message: &str, n: i64) -> Point {
+    point("cpu")
+        .time(T0 + n * 1_000_000_000)
+        .tag("alertID", id)
+        .tag("level", level)
+        .string_field("message", message)
+        .field("v", n as f64)
+        .into()
+}
+
+fn stream_task(id: &str, via: &Via, nodes: &[&str]) -> TaskDef {
+    let mut t = TaskDef::new(id, TaskType::Stream, via.clone()).timeout(UDF_TIMEOUT);
+    for n in nodes {
+        t = t.node(n, opts());
+    }
+    t
+}
+
+fn batch_task(id: &str, via: &Via) -> TaskDef {
+    TaskDef::new(id, TaskType::Batch, via.clone())
+        .timeout(UDF_TIMEOUT)
+        .node("pagertreeBatch3", opts())
+}
+
+/// One batch of one point.
+fn feed_batch(api: &KapacitorApi, task: &str, p: Point) -> bool {
+    let (name, tmax) = (p.name.clone(), p.time);
+    api.batch(
+        task,
+        BeginBatch {
+            name: name.clone(),
+            size: 1,
+            ..Default::default()
+        },
+        vec![p],
+        EndBatch {
+            name,
+            tmax,
+            ..Default::default()
+        },
+    )
+}
+
+/// Waits until the task runs a session started `starts` times in all.
+async fn wait_running(api: &KapacitorApi, task: &str, starts: u32) {
+    api.wait_task(task, &format!("run #{starts}"), WAIT, |v| {
+        v.starts >= starts && v.running
+    })
+    .await;
+}
+
+fn via_socket(agent: &Agent) -> (Via, Via) {
+    (
+        Via::Socket(agent.stream_socket().to_path_buf()),
+        Via::Socket(agent.batch_socket().to_path_buf()),
+    )
+}
+
+async fn restart_revives_exactly_the_broken_tasks(how: Stop) {
+    let fake = FakePagerTree::start().await;
+    let endpoint = fake.integration("int_revive1", Fmt::Kapacitor, None);
+    let api = KapacitorApi::with_auth(Auth::None);
+    let cfg = config(&api.url(), &endpoint, "");
+    let agent = start(&cfg, None).await;
+    let data = agent.data_dir();
+    let (stream, batch) = via_socket(&agent);
+
+    // Broken by the restart: a stream task with two @pagertree nodes, a
+    // batch task, another stream task.
+    api.define(
+        stream_task("cpu", &stream, &["pagertree2", "pagertree5"]),
+        true,
+    );
+    api.define(batch_task("disk", &batch), true);
+    api.define(stream_task("mem", &stream, &["pagertree2"]), true);
+    // Never to be touched: ended normally before the restart, Init refused,
+    // disabled by a human while the agent was down, deleted meanwhile.
+    api.define(stream_task("ended", &stream, &["pagertree2"]), true);
+    api.define(
+        TaskDef::new("refused", TaskType::Stream, stream.clone())
+            .node("pagertree2", vec![opt("noSuchOption").string("x")]),
+        true,
+    );
+    api.define(stream_task("human", &stream, &["pagertree2"]), true);
+    api.define(stream_task("deleted", &stream, &["pagertree2"]), true);
+    for t in ["cpu", "disk", "mem", "ended", "human", "deleted"] {
+        wait_running(&api, t, 1).await;
+    }
+    let refused = api
+        .wait_task("refused", "the refused Init", WAIT, |v| !v.executing)
+        .await;
+    assert!(
+        refused.error.contains("failed to initialize processes"),
+        "{refused:?}"
+    );
+    api.disable("ended").await;
+    // cpu ×2, disk, mem, human, deleted.
+    wait_cli(&data, &["tasks"], "six marks", |o| {
+        o.starts_with("6 UDF session(s)")
+    })
+    .await;
+
+    let dir = stop(agent, how).await;
+    api.disable("human").await;
+    api.delete("deleted").await;
+    let restarted = Instant::now();
+    let agent = start(&cfg, Some(dir)).await;
+    for t in ["cpu", "disk", "mem"] {
+        wait_running(&api, t, 2).await;
+    }
+    let took = restarted.elapsed();
+    let log = wait_log(&agent, "revival: done").await;
+    eprintln!("{how:?}: the three broken tasks ran again {took:?} after the restart");
+
+    for t in ["cpu", "disk", "mem"] {
+        assert_eq!(api.patches(t), ["disabled", "enabled"], "{t}\n{log}");
+        let v = api.task(t).unwrap();
+        assert!(v.enabled && v.executing && v.error.is_empty(), "{t}: {v:?}");
+    }
+    for t in ["ended", "refused", "human", "deleted"] {
+        assert_eq!(api.patches(t), Vec::<String>::new(), "{t}\n{log}");
+    }
+    // Never marked, so never even looked at.
+    for t in ["ended", "refused"] {
+        assert!(api.task_calls(t).is_empty(), "{t}: {:?}", api.task_calls(t));
+    }
+    assert_eq!(api.task("human").map(|v| v.enabled), Some(false));
+    assert!(log.contains("revival: the task is disabled in Kapacitor (a human disabled it)"));
+    assert!(log.contains("revival: the task no longer exists in Kapacitor (404)"));
+    for t in ["cpu", "disk", "mem"] {
+        assert!(
+            log.lines()
+                .any(|l| l.contains("revival: task revived") && l.contains(&format!("task={t}"))),
+            "{t}\n{log}"
+        );
+    }
+
+    // `tasks`: this run's sessions are marked (the revived ones), the
+    // skipped tasks' marks are gone, and the revival states are shown.
+    let out = wait_cli(&data, &["tasks"], "four marks", |o| {
+        o.starts_with("4 UDF session(s)")
+    })
+    .await;
+    assert!(
+        !out.lines()
+            .any(|l| l.starts_with("human ") && l.contains("stream")),
+        "{out}"
+    );
+    assert!(
+        out.contains("Revival of the 5 task(s) marked open at the agent's last start"),
+        "{out}"
+    );
+    for (t, state) in [
+        ("cpu", "revived"),
+        ("disk", "revived"),
+        ("mem", "revived"),
+        ("human", "skipped"),
+        ("deleted", "skipped"),
+    ] {
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with(&format!("{t} ")) && l.contains(state)),
+            "{t} {state}:\n{out}"
+        );
+    }
+
+    // The revived tasks page again.
+    assert!(api.point("cpu", alert("after", "CRITICAL", "cpu after revival", 1)));
+    assert!(feed_batch(
+        &api,
+        "disk",
+        alert("after-disk", "CRITICAL", "disk after revival", 1)
+    ));
+    assert!(api.snapshot("cpu").await && api.snapshot("disk").await);
+    assert!(fake.wait_accepted(3, WAIT).await, "{}", agent.log());
+    let markers: Vec<String> = fake.accepted().into_iter().map(|a| a.marker).collect();
+    // Two nodes in cpu: each pages for itself.
+    assert_eq!(
+        markers.iter().filter(|m| *m == "cpu after revival").count(),
+        2
+    );
+    assert_eq!(
+        markers
+            .iter()
+            .filter(|m| *m == "disk after revival")
+            .count(),
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_revives_exactly_the_broken_tasks_once() {
+    restart_revives_exactly_the_broken_tasks(Stop::Kill9).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_revives_exactly_the_broken_tasks_once() {
+    restart_revives_exactly_the_broken_tasks(Stop::Sigterm).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_that_reconnects_by_itself_is_not_touched() {
+    let fake = FakePagerTree::start().await;
+    let endpoint = fake.integration("int_revive2", Fmt::Kapacitor, None);
+    let api = KapacitorApi::with_auth(Auth::None);
+    let cfg = config(&api.url(), &endpoint, "");
+    let agent = start(&cfg, None).await;
+    let (stream, _) = via_socket(&agent);
+    // A long UDF timeout: Kapacitor notices the broken session only at
+    // its next keepalive, a minute later; before that it restarts the task
+    // by itself (as when Kapacitor itself restarts).
+    api.define(
+        stream_task("selfish", &stream, &["pagertree2"]).timeout(Duration::from_secs(120)),
+        true,
+    );
+    wait_running(&api, "selfish", 1).await;
+    wait_cli(&agent.data_dir(), &["tasks"], "the mark", |o| {
+        o.starts_with("1 ")
+    })
+    .await;
+    let dir = stop(agent, Stop::Kill9).await;
+    let agent = start(&cfg, Some(dir)).await;
+    // The agent looks, and sees the task still executing.
+    let start_wait = Instant::now();
+    while !api.task_calls("selfish").iter().any(|c| c.method == "GET") {
+        assert!(start_wait.elapsed() < WAIT, "{}", agent.log());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    api.disable("selfish").await;
+    api.enable("selfish").await;
+    wait_running(&api, "selfish", 2).await;
+    let log = wait_log(&agent, "revival: done").await;
+    assert!(
+        log.contains("revival: the task reconnected by itself (its Init arrived): not touched"),
+        "{log}"
+    );
+    assert_eq!(api.patches("selfish"), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kapacitor_api_down_for_a_while_then_up_still_revives() {
+    let fake = FakePagerTree::start().await;
+    let endpoint = fake.integration("int_revive3", Fmt::Kapacitor, None);
+    let api = KapacitorApi::with_auth(Auth::None);
+    let cfg = config(&api.url(), &endpoint, "");
+    let agent = start(&cfg, None).await;
+    let (stream, _) = via_socket(&agent);
+    api.define(stream_task("patient", &stream, &["pagertree2"]), true);
+    wait_running(&api, "patient", 1).await;
+    wait_cli(&agent.data_dir(), &["tasks"], "the mark", |o| {
+        o.starts_with("1 ")
+    })
+    .await;
+    let dir = stop(agent, Stop::Kill9).await;
+    // Kapacitor's API refuses connections, then answers 503, then is back.
+    api.set_down(Some(Down::Refuse));
+    let agent = start(&cfg, Some(dir)).await;
+    wait_log(&agent, "revival: waiting: Kapacitor's API did not answer").await;
+    api.wait_task(
+        "patient",
+        "Kapacitor noticing the broken session",
+        WAIT,
+        |v| !v.executing,
+    )
+    .await;
+    api.set_down(Some(Down::Unavailable));
+    let start_wait = Instant::now();
+    while !api.calls().iter().any(|c| c.task() == Some("patient")) {
+        assert!(start_wait.elapsed() < WAIT, "{}", agent.log());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    wait_log(&agent, "HTTP 503").await;
+    api.set_down(None);
+    wait_running(&api, "patient", 2).await;
+    assert_eq!(api.patches("patient"), ["disabled", "enabled"]);
+    let log = wait_log(&agent, "revival: done").await;
+    assert!(!log.contains("gave up"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kapacitor_api_down_past_revive_for_gives_up_loudly_and_keeps_the_mark() {
+    let fake = FakePagerTree::start().await;
+    let endpoint = fake.integration("int_revive4", Fmt::Kapacitor, None);
+    let api = KapacitorApi::with_auth(Auth::None);
+    let cfg = config(&api.url(), &endpoint, "revive_for = \"3s\"");
+    let agent = start(&cfg, None).await;
+    let (stream, _) = via_socket(&agent);
+    api.define(stream_task("stranded", &stream, &["pagertree2"]), true);
+    wait_running(&api, "stranded", 1).await;
+    wait_cli(&agent.data_dir(), &["tasks"], "the mark", |o| {
+        o.starts_with("1 ")
+    })
+    .await;
+    let dir = stop(agent, Stop::Kill9).await;
+    api.set_down(Some(Down::Refuse));
+    let agent = start(&cfg, Some(dir)).await;
+    let log = wait_log(&agent, "revival: gave up on task stranded").await;
+    let line = log
+        .lines()
+        .find(|l| l.contains("revival: gave up on task stranded"))
+        .unwrap();
+    assert!(line.contains("ERROR"), "{line}");
+    assert!(line.contains("revive_for = 3s"), "{line}");
+    assert!(
+        line.contains("kapacitor disable stranded && kapacitor enable stranded"),
+        "{line}"
+    );
+    let out = cli(&agent.data_dir(), &["tasks"]);
+    assert!(
+        out.starts_with("1 UDF session(s)"),
+        "the mark is kept:\n{out}"
+    );
+    assert!(
+        out.lines().any(|l| l.starts_with("stranded ")
+            && l.contains("gave up")
+            && l.contains("kapacitor disable stranded")),
+        "{out}"
+    );
+    api.set_down(None);
+    assert!(api.patches("stranded").is_empty());
+    // The task stays stopped (as the ERROR says) once Kapacitor noticed.
+    let v = api
+        .wait_task("stranded", "the broken session noticed", WAIT, |v| {
+            !v.executing
+        })
+        .await;
+    assert!(v.enabled && v.error.contains("broken pipe"), "{v:?}");
+}
+
+async fn revives_with_credentials(auth: Auth, kapacitor: &str, prefix: &str) {
+    let fake = FakePagerTree::start().await;
+    let endpoint = fake.integration("int_revive5", Fmt::Kapacitor, None);
+    let api = KapacitorApi::with_auth(auth);
+    let cfg = config(&api.url(), &endpoint, kapacitor);
+    let agent = start(&cfg, None).await;
+    let (stream, _) = via_socket(&agent);
+    api.define(stream_task("secured", &stream, &["pagertree2"]), true);
+    wait_running(&api, "secured", 1).await;
+    wait_cli(&agent.data_dir(), &["tasks"], "the mark", |o| {
+        o.starts_with("1 ")
+    })
+    .await;
+    let dir = stop(agent, Stop::Kill9).await;
+    let agent = start(&cfg, Some(dir)).await;
+    wait_running(&api, "secured", 2).await;
+    assert_eq!(
+        api.patches("secured"),
+        ["disabled", "enabled"],
+        "{}",
+        agent.log()
+    );
+    let calls = api.calls();
+    assert!(!calls.is_empty());
+    for c in calls {
+        let auth = c.auth.clone().unwrap_or_default();
+        assert!(auth.starts_with(prefix), "{c:?}");
+    }
+    let log = agent.log();
+    for secret in ["kpass", "ksecret"] {
+        assert!(!log.contains(secret), "{log}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revival_sends_basic_auth() {
+    revives_with_credentials(
+        Auth::Basic {
+            user: "kuser".into(),
+            password: "kpass".into(),
+        },
+        "username = \"kuser\"\npassword = \"kpass\"",
+        "Basic ",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revival_sends_a_signed_bearer_token() {
+    revives_with_credentials(
+        Auth::Bearer {
+            user: "kuser".into(),
+            secret: "ksecret".into(),
+        },
+        "username = \"kuser\"\nshared_secret = \"ksecret\"",
+        "Bearer ",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_credentials_give_up_at_once_and_say_why() {
+    let fake = FakePagerTree::start().await;
+    let endpoint = fake.integration("int_revive6", Fmt::Kapacitor, None);
+    let api = KapacitorApi::with_auth(Auth::Basic {
+        user: "kuser".into(),
+        password: "right".into(),
+    });
+    let cfg = config(
+        &api.url(),
+        &endpoint,
+        "username = \"kuser\"\npassword = \"wrong\"",
+    );
+    let agent = start(&cfg, None).await;
+    let (stream, _) = via_socket(&agent);
+    api.define(stream_task("locked", &stream, &["pagertree2"]), true);
+    wait_running(&api, "locked", 1).await;
+    wait_cli(&agent.data_dir(), &["tasks"], "the mark", |o| {
+        o.starts_with("1 ")
+    })
+    .await;
+    let dir = stop(agent, Stop::Kill9).await;
+    let agent = start(&cfg, Some(dir)).await;
+    let log = wait_log(&agent, "revival: gave up on task locked").await;
+    let line = log
+        .lines()
+        .find(|l| l.contains("revival: gave up on task locked"))
+        .unwrap();
+    assert!(
+        line.contains("HTTP 401") && line.contains("password"),
+        "{line}"
+    );
+    assert!(!line.contains("wrong"), "the password is not shown: {line}");
+    assert_eq!(api.task_calls("locked").len(), 1, "one look, then it stops");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revive_tasks_false_touches_nothing_and_keeps_the_marks() {
+    let fake = FakePagerTree::start().await;
+    let endpoint = fake.integration("int_revive7", Fmt::Kapacitor, None);
+    let api = KapacitorApi::with_auth(Auth::None);
+    let cfg = config(&api.url(), &endpoint, "revive_tasks = false");
+    let agent = start(&cfg, None).await;
+    let (stream, _) = via_socket(&agent);
+    api.define(stream_task("manual", &stream, &["pagertree2"]), true);
+    wait_running(&api, "manual", 1).await;
+    wait_cli(&agent.data_dir(), &["tasks"], "the mark", |o| {
+        o.starts_with("1 ")
+    })
+    .await;
+    let dir = stop(agent, Stop::Kill9).await;
+    let agent = start(&cfg, Some(dir)).await;
+    let log = wait_log(&agent, "revive_tasks = false").await;
+    assert!(
+        log.contains("kapacitor disable ID && kapacitor enable ID"),
+        "{log}"
+    );
+    api.wait_task("manual", "the broken session noticed", WAIT, |v| {
+        !v.executing
+    })
+    .await;
+    assert!(api.calls().is_empty(), "{:?}", api.calls());
+    let out = cli(&agent.data_dir(), &["tasks"]);
+    assert!(out.starts_with("1 UDF session(s)"), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("manual ") && l.contains("off")),
+        "{out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn process_mode_tasks_through_the_stdio_relay_are_revived() {
+    let fake = FakePagerTree::start().await;
+    let endpoint = fake.integration("int_revive8", Fmt::Kapacitor, None);
+    let api = KapacitorApi::with_auth(Auth::None);
+    let cfg = config(&api.url(), &endpoint, "");
+    let agent = start(&cfg, None).await;
+    let data = agent.data_dir();
+    let relay = |batch: bool| {
+        let mut args = vec![
+            "stdio".to_string(),
+            "--data-dir".into(),
+            data.to_str().unwrap().into(),
+        ];
+        if batch {
+            args.push("--batch".into());
+        }
+        Via::Process {
+            prog: support::BIN.into(),
+            args,
+        }
+    };
+    api.define(stream_task("relayed", &relay(false), &["pagertree2"]), true);
+    api.define(batch_task("relayed_batch", &relay(true)), true);
+    for t in ["relayed", "relayed_batch"] {
+        wait_running(&api, t, 1).await;
+    }
+    wait_cli(&data, &["tasks"], "two marks", |o| o.starts_with("2 ")).await;
+    let dir = stop(agent, Stop::Kill9).await;
+    // The relays exit with the agent; Kapacitor's next write fails.
+    for t in ["relayed", "relayed_batch"] {
+        let v = api
+            .wait_task(t, "the relay's death noticed", WAIT, |v| !v.executing)
+            .await;
+        assert!(v.error.contains("broken pipe"), "{t}: {v:?}");
+    }
+    let agent = start(&cfg, Some(dir)).await;
+    for t in ["relayed", "relayed_batch"] {
+        wait_running(&api, t, 2).await;
+        assert_eq!(api.patches(t), ["disabled", "enabled"], "{}", agent.log());
+    }
+    assert!(api.point(
+        "relayed",
+        alert("relay-1", "CRITICAL", "through the new relay", 1)
+    ));
+    assert!(api.snapshot("relayed").await);
+    assert!(fake.wait_accepted(1, WAIT).await, "{}", agent.log());
+    assert_eq!(fake.accepted()[0].marker, "through the new relay");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_re_page_and_no_lost_recovery_across_a_revival() {
+    let fake = FakePagerTree::start().await;
+    let endpoint = fake.integration("int_revive9", Fmt::Kapacitor, None);
+    let api = KapacitorApi::with_auth(Auth::None);
+    let cfg = config(&api.url(), &endpoint, "");
+    let agent = start(&cfg, None).await;
+    let data = agent.data_dir();
+    let (stream, _) = via_socket(&agent);
+    api.define(stream_task("cpu", &stream, &["pagertree2"]), true);
+    wait_running(&api, "cpu", 1).await;
+
+    assert!(api.point("cpu", alert("web1", "CRITICAL", "web1 CRITICAL", 1)));
+    // The snapshot Kapacitor keeps (and restores after the revival) is
+    // taken here: stale by the time of the restart.
+    assert!(api.snapshot("cpu").await);
+    assert!(fake.wait_accepted(1, WAIT).await, "{}", agent.log());
+    assert!(api.point("cpu", alert("web1", "CRITICAL", "web1 still CRITICAL", 2)));
+    assert!(api.point("cpu", alert("web1", "CRITICAL", "web1 still CRITICAL", 3)));
+    let (_, _) = (api.snapshot("cpu").await, ());
+    wait_delivered(&data).await;
+
+    let dir = stop(agent, Stop::Kill9).await;
+    let agent = start(&cfg, Some(dir)).await;
+    wait_running(&api, "cpu", 2).await;
+    assert_eq!(
+        api.task("cpu").unwrap().restores,
+        1,
+        "the revived task restored the stale snapshot"
+    );
+
+    assert!(api.point(
+        "cpu",
+        alert("web1", "CRITICAL", "web1 CRITICAL after the revival", 4)
+    ));
+    assert!(api.point("cpu", alert("web1", "OK", "web1 OK", 5)));
+    assert!(api.snapshot("cpu").await);
+    assert!(fake.wait_accepted(2, WAIT).await, "{}", agent.log());
+    wait_delivered(&agent.data_dir()).await;
+    let accepted = fake.accepted();
+    let markers: Vec<&str> = accepted.iter().map(|a| a.marker.as_str()).collect();
+    assert_eq!(
+        markers,
+        ["web1 CRITICAL", "web1 OK"],
+        "no re-page, the recovery sent"
+    );
+    let ok = &accepted[1].body;
+    assert_eq!(ok["level"], "OK");
+    assert_eq!(ok["previousLevel"], "CRITICAL", "{ok}");
+    assert_eq!(fake.violations(), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_restarts_with_traffic_flowing_leave_every_task_alive_and_the_ledger_exact() {
+    const ROUNDS: usize = 10;
+    let fake = FakePagerTree::start().await;
+    let endpoint = fake.integration("int_revive10", Fmt::Kapacitor, None);
+    let api = Arc::new(KapacitorApi::with_auth(Auth::None));
+    let cfg = config(&api.url(), &endpoint, "");
+    let mut agent = start(&cfg, None).await;
+    let (stream, batch) = via_socket(&agent);
+    api.define(stream_task("s", &stream, &["pagertree2"]), true);
+    api.define(batch_task("b", &batch), true);
+    for t in ["s", "b"] {
+        wait_running(&api, t, 1).await;
+    }
+
+    // The traffic: every 20 ms each task gets its current level for the
+    // alert that flips once per round, and CRITICAL for one that never
+    // changes. With stateChangesOnly only a change pages.
+    let level = |round: usize| if round % 2 == 0 { "CRITICAL" } else { "OK" };
+    let round_now = Arc::new(Mutex::new(0usize));
+    let stop_feed = tokio_util::sync::CancellationToken::new();
+    let feeder = {
+        let (api, round_now, stop_feed) = (api.clone(), round_now.clone(), stop_feed.clone());
+        tokio::spawn(async move {
+            let mut n = 0i64;
+            while !stop_feed.is_cancelled() {
+                let r = *round_now.lock().unwrap();
+                n += 1;
+                for t in ["s", "b"] {
+                    let flip = alert(
+                        &format!("flip-{t}"),
+                        level(r),
+                        &format!("flip-{t} r{r} {}", level(r)),
+                        n,
+                    );
+                    let steady = alert(
+                        &format!("steady-{t}"),
+                        "CRITICAL",
+                        &format!("steady-{t}"),
+                        n,
+                    );
+                    if t == "s" {
+                        api.point(t, flip);
+                        api.point(t, steady);
+                    } else {
+                        feed_batch(&api, t, flip);
+                        feed_batch(&api, t, steady);
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+
+    let mut took = Vec::new();
+    for round in 0..ROUNDS {
+        *round_now.lock().unwrap() = round;
+        // The round's change is paged (and delivered, so a kill -9
+        // leaves nothing on the wire to send twice).
+        for t in ["s", "b"] {
+            let want = format!("flip-{t} r{round} {}", level(round));
+            let start_wait = Instant::now();
+            while !fake.accepted().iter().any(|a| a.marker == want) {
+                assert!(
+                    start_wait.elapsed() < WAIT,
+                    "round {round}: no {want:?}\n{}",
+                    agent.log()
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        wait_delivered(&agent.data_dir()).await;
+        let how = if round % 2 == 0 {
+            Stop::Kill9
+        } else {
+            Stop::Sigterm
+        };
+        let dir = stop(agent, how).await;
+        let restarted = Instant::now();
+        agent = start(&cfg, Some(dir)).await;
+        for t in ["s", "b"] {
+            wait_running(&api, t, round as u32 + 2).await;
+        }
+        took.push(restarted.elapsed());
+    }
+    stop_feed.cancel();
+    feeder.await.unwrap();
+    eprintln!("restart → both tasks running again: {took:?}");
+
+    for t in ["s", "b"] {
+        let v = api.task(t).unwrap();
+        assert!(v.enabled && v.executing && v.running, "{t}: {v:?}");
+        assert_eq!(v.starts, ROUNDS as u32 + 1, "{t}: revived once per restart");
+        assert_eq!(
+            api.patches(t).len(),
+            2 * ROUNDS,
+            "{t}: one PATCH pair per restart"
+        );
+    }
+    let per_id = fake.per_id();
+    for t in ["s", "b"] {
+        let want: Vec<String> = (0..ROUNDS)
+            .map(|r| format!("flip-{t} r{r} {}", level(r)))
+            .collect();
+        assert_eq!(
+            per_id[&format!("flip-{t}")],
+            want,
+            "{t}: every change paged once"
+        );
+        assert_eq!(
+            per_id[&format!("steady-{t}")],
+            [format!("steady-{t}")],
+            "{t}: never re-paged"
+        );
+    }
+    assert_eq!(fake.accepted_count(), 2 * (ROUNDS + 1));
+    assert_eq!(fake.violations(), Vec::<String>::new());
+}
