@@ -365,9 +365,13 @@ async fn a_task_that_reconnects_by_itself_is_not_touched() {
         assert!(start_wait.elapsed() < WAIT, "{}", agent.log());
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // Kapacitor restarts: its API is down meanwhile, and it starts the task
+    // again (a new session: Init, Restore).
+    api.set_down(Some(Down::Refuse));
     api.disable("selfish").await;
     api.enable("selfish").await;
     wait_running(&api, "selfish", 2).await;
+    api.set_down(None);
     let log = wait_log(&agent, "revival: done").await;
     assert!(
         log.contains("revival: the task reconnected by itself (its Init arrived): not touched"),
