@@ -821,3 +821,123 @@ async fn ten_restarts_with_traffic_flowing_leave_every_task_alive_and_the_ledger
     assert_eq!(fake.accepted_count(), 2 * (ROUNDS + 1));
     assert_eq!(fake.violations(), Vec::<String>::new());
 }
+
+/// The fake Kapacitor API itself: the answers revival relies on have
+/// Kapacitor's shapes, and a broken session is noticed only at a write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_fake_answers_as_kapacitor_does() {
+    let fake = FakePagerTree::start().await;
+    let endpoint = fake.integration("int_revive11", Fmt::Kapacitor, None);
+    let api = KapacitorApi::with_auth(Auth::None);
+    // Revival off: only this test talks to the API.
+    let cfg = config(&api.url(), &endpoint, "revive_tasks = false");
+    let agent = start(&cfg, None).await;
+    let (stream, _) = via_socket(&agent);
+    let http = reqwest::Client::new();
+    let url = |id: &str| format!("{}/kapacitor/v1/tasks/{id}", api.url());
+    let get = |id: &str| {
+        let req = http.get(url(id));
+        async move {
+            let r = req.send().await.unwrap();
+            (
+                r.status().as_u16(),
+                serde_json::from_slice::<serde_json::Value>(&r.bytes().await.unwrap()).unwrap(),
+            )
+        }
+    };
+    let patch = |id: &str, body: &str| {
+        let req = http.patch(url(id)).body(body.to_string());
+        async move {
+            let r = req.send().await.unwrap();
+            (
+                r.status().as_u16(),
+                serde_json::from_slice::<serde_json::Value>(&r.bytes().await.unwrap()).unwrap(),
+            )
+        }
+    };
+
+    let (status, body) = get("nope").await;
+    assert_eq!(status, 404);
+    assert_eq!(
+        body,
+        serde_json::json!({"error": "no task exists", "message": "no task exists"})
+    );
+    let (status, body) = patch("nope", r#"{"status":"enabled"}"#).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (404, Some("task does not exist, cannot update"))
+    );
+
+    // A long UDF timeout: no keepalive write for a minute.
+    api.define(
+        stream_task("cpu", &stream, &["pagertree2"]).timeout(Duration::from_secs(120)),
+        true,
+    );
+    wait_running(&api, "cpu", 1).await;
+    let (status, t) = get("cpu").await;
+    assert_eq!(status, 200);
+    for (k, v) in [
+        ("id", "cpu"),
+        ("type", "stream"),
+        ("status", "enabled"),
+        ("error", ""),
+        ("template-id", ""),
+    ] {
+        assert_eq!(t[k], v, "{k}: {t}");
+    }
+    assert_eq!(t["executing"], true);
+    assert_eq!(t["dbrps"][0]["db"], "telegraf");
+    assert!(
+        t["script"].as_str().unwrap().contains("@pagertree()"),
+        "{t}"
+    );
+    assert!(
+        t["created"].is_string() && t["last-enabled"].is_string(),
+        "{t}"
+    );
+
+    let (status, _) = patch("cpu", "not json").await;
+    assert_eq!(status, 400);
+    // Enabling an enabled task changes nothing.
+    let (status, t) = patch("cpu", r#"{"status":"enabled"}"#).await;
+    assert_eq!((status, t["executing"].as_bool()), (200, Some(true)));
+    assert_eq!(api.task("cpu").unwrap().starts, 1);
+    // Disabling ends the session the way Kapacitor does (the agent sees a
+    // close and clears the mark); enabling starts a new one.
+    let (_, t) = patch("cpu", r#"{"status":"disabled"}"#).await;
+    assert_eq!(
+        (t["status"].as_str(), t["executing"].as_bool()),
+        (Some("disabled"), Some(false))
+    );
+    wait_log(&agent, "session mark cleared").await;
+    let (_, t) = patch("cpu", r#"{"status":"enabled"}"#).await;
+    assert_eq!(t["executing"], true);
+    wait_running(&api, "cpu", 2).await;
+
+    // The agent dies: Kapacitor still shows the task executing until its
+    // next write fails.
+    let dir = stop(agent, Stop::Kill9).await;
+    let (_, t) = get("cpu").await;
+    assert_eq!(t["executing"], true, "{t}");
+    assert!(api.point("cpu", alert("x", "OK", "x", 1)));
+    let v = api
+        .wait_task("cpu", "the failed write", WAIT, |v| !v.executing)
+        .await;
+    let (_, t) = get("cpu").await;
+    assert_eq!(
+        (t["status"].as_str(), t["executing"].as_bool()),
+        (Some("enabled"), Some(false))
+    );
+    let error = t["error"].as_str().unwrap();
+    assert_eq!(error, v.error);
+    assert!(
+        error.starts_with("pagertree2: write error: write unix @->")
+            && error.ends_with("stream.sock: write: broken pipe"),
+        "{error}"
+    );
+
+    let r = http.delete(url("cpu")).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 204);
+    assert_eq!(get("cpu").await.0, 404);
+    drop(dir);
+}
