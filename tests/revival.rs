@@ -721,7 +721,13 @@ async fn ten_restarts_with_traffic_flowing_leave_every_task_alive_and_the_ledger
     // The traffic: every 20 ms each task gets its current level for the
     // alert that flips once per round, and CRITICAL for one that never
     // changes. With stateChangesOnly only a change pages.
-    let level = |round: usize| if round % 2 == 0 { "CRITICAL" } else { "OK" };
+    let level = |round: usize| {
+        if round.is_multiple_of(2) {
+            "CRITICAL"
+        } else {
+            "OK"
+        }
+    };
     let round_now = Arc::new(Mutex::new(0usize));
     let stop_feed = tokio_util::sync::CancellationToken::new();
     let feeder = {
@@ -775,7 +781,7 @@ async fn ten_restarts_with_traffic_flowing_leave_every_task_alive_and_the_ledger
             }
         }
         wait_delivered(&agent.data_dir()).await;
-        let how = if round % 2 == 0 {
+        let how = if round.is_multiple_of(2) {
             Stop::Kill9
         } else {
             Stop::Sigterm
