@@ -250,6 +250,9 @@ async fn restart_revives_exactly_the_broken_tasks(how: Stop) {
     let took = restarted.elapsed();
     let log = wait_log(&agent, "revival: done").await;
     eprintln!("{how:?}: the three broken tasks ran again {took:?} after the restart");
+    for l in log.lines().filter(|l| l.contains("revival")) {
+        eprintln!("{l}");
+    }
 
     for t in ["cpu", "disk", "mem"] {
         assert_eq!(api.patches(t), ["disabled", "enabled"], "{t}\n{log}");
