@@ -14,7 +14,7 @@ use crate::alert::node::{AlertFactory, NodeEnv};
 use crate::alert::store::MemoryStore;
 use crate::alert::{Event, ServerInfo};
 use crate::delivery::log_sink::LogCommitter;
-use crate::delivery::{CommitError, Committer, Sink, spawn_sink};
+use crate::alert::sink::{CommitError, Committer, Sink, spawn_sink};
 use crate::ops::config::{Config, ConfigError};
 use crate::proto::EdgeType;
 use crate::udf::handler::HandlerFactory;

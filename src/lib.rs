@@ -20,7 +20,7 @@
 //!   that a restarted node starts from.
 //! - [`gofmt`]: Go's printing rules (floats, times, durations, `encoding/json`)
 //!   that Kapacitor's output depends on byte for byte.
-//! - [`delivery`]: from an event to PagerTree. [`delivery::Sink`] is the
+//! - [`delivery`]: from an event to PagerTree. [`alert::sink::Sink`] is the
 //!   bounded hand-off the sessions use; behind it the outbox (durable queue,
 //!   alert state and session marks in one SQLite file), the dispatcher
 //!   (retries, per-alert order) and the two payload formats.

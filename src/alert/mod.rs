@@ -11,6 +11,7 @@
 
 pub mod expr;
 pub mod node;
+pub mod sink;
 pub mod state;
 pub mod store;
 pub mod template;

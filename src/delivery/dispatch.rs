@@ -1003,7 +1003,7 @@ async fn sleep_until_opt(at: Option<Instant>) {
 mod tests {
     use super::*;
     use crate::alert::{Event, Level, Route, Series};
-    use crate::delivery::Committer;
+    use crate::alert::sink::Committer;
     use crate::delivery::pagertree::Endpoints;
     use std::sync::Mutex;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

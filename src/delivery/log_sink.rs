@@ -4,7 +4,7 @@
 
 use crate::alert::Event;
 use crate::alert::store::MemoryStore;
-use crate::delivery::{CommitError, Committer};
+use crate::alert::sink::{CommitError, Committer};
 
 /// Logs every event as one JSON line (target `pagertree::event`).
 #[derive(Debug, Default)]

@@ -17,7 +17,7 @@ use crate::alert::store::AlertStateStore;
 use crate::delivery::dispatch::{DispatchConfig, DispatchError, Dispatcher};
 use crate::delivery::outbox::{Outbox, OutboxError};
 use crate::delivery::pagertree::Endpoints;
-use crate::delivery::{Committer, Sink, spawn_sink};
+use crate::alert::sink::{Committer, Sink, spawn_sink};
 use crate::ops::config::Config;
 
 /// Why delivery could not start.

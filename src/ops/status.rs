@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::alert::store::StoredAlert;
 use crate::alert::{Event, Level};
-use crate::delivery::{CommitError, Committer};
+use crate::alert::sink::{CommitError, Committer};
 
 /// The readiness facts `/readyz` reports.
 #[derive(Debug)]

@@ -32,7 +32,7 @@ use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
 use crate::alert::Event;
-use crate::delivery::Sink;
+use crate::alert::sink::Sink;
 use crate::ops::metrics::{EdgeLabel, ReasonLabel, metrics};
 use crate::proto::{
     EdgeType, ErrorResponse, InitResponse, KeepaliveResponse, Point, Request, Response,
@@ -806,7 +806,7 @@ impl Processor {
 
     /// Hands the gathered events to delivery as one message (waiting only
     /// while the sink's queue is full).
-    async fn submit_events(&mut self) -> Result<(), crate::delivery::SinkError> {
+    async fn submit_events(&mut self) -> Result<(), crate::alert::sink::SinkError> {
         // Committed events are freed here, where they were allocated; their
         // vector comes back for reuse.
         let spare = self.ctx.sink.reclaim();
@@ -1068,7 +1068,7 @@ impl Processor {
 mod tests {
     use super::*;
     use crate::alert::{Event, Level, Series};
-    use crate::delivery::{CommitError, Committer, spawn_sink};
+    use crate::alert::sink::{CommitError, Committer, spawn_sink};
     use crate::proto::{
         BeginBatch, EndBatch, InfoRequest, InfoResponse, InitRequest, KeepaliveRequest, Point,
         RestoreRequest, SnapshotRequest,
