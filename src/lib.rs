@@ -31,6 +31,7 @@ pub mod alert;
 pub mod app;
 pub mod delivery;
 pub mod gofmt;
+pub mod kapacitor;
 pub mod ops;
 pub mod proto;
 pub mod udf;

@@ -575,7 +575,7 @@ fn serve_factory(
     store: std::sync::Arc<dyn kapacitor_pagertree::alert::store::AlertStateStore>,
 ) -> kapacitor_pagertree::alert::node::AlertFactory {
     use kapacitor_pagertree::alert::node::{AlertFactory, NodeEnv};
-    use kapacitor_pagertree::ops::server_info::KapacitorServerInfo;
+    use kapacitor_pagertree::kapacitor::server_info::KapacitorServerInfo;
     let mut env = NodeEnv::new(config.clone(), store, Default::default());
     env.server_info = std::sync::Arc::new(KapacitorServerInfo::new(
         &config.kapacitor,
@@ -708,7 +708,7 @@ async fn run_agent(config: Config) -> anyhow::Result<()> {
 
     let factory = serve_factory(&config, delivery.store());
     let events =
-        Arc::new(kapacitor_pagertree::delivery::sessions::OutboxSessionEvents::new(outbox.clone()));
+        Arc::new(kapacitor_pagertree::kapacitor::marks::OutboxSessionEvents::new(outbox.clone()));
     let result = app::serve_with_events(
         &config,
         Arc::new(factory),
@@ -994,7 +994,7 @@ fn send_test(
 
 fn tasks(global: &Global) -> ExitCode {
     use kapacitor_pagertree::delivery::cli::{self, CliError};
-    use kapacitor_pagertree::delivery::sessions::TaskListing;
+    use kapacitor_pagertree::kapacitor::marks::TaskListing;
     let loaded = match global.load() {
         Ok(l) => l,
         Err(code) => return code,

@@ -14,4 +14,3 @@ pub mod outbox;
 pub mod pagertree;
 pub mod redact;
 pub mod service;
-pub mod sessions;

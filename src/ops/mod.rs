@@ -12,7 +12,6 @@ pub mod http;
 pub mod lineproto;
 pub mod logging;
 pub mod metrics;
-pub mod server_info;
 pub mod simulate;
 pub mod status;
 pub mod systemd;

@@ -1,0 +1,14 @@
+//! Kapacitor's side of the agent, other than the UDF wire: its HTTP API and
+//! what the agent keeps about Kapacitor's tasks.
+//!
+//! - [`server_info`]: `.ServerInfo` for templates, read once from
+//!   Kapacitor's API (or the config) and kept in `data_dir`.
+//! - [`marks`]: the session marks — which (task, node) UDF sessions
+//!   Kapacitor has open — kept durable in the outbox, as the receiver of
+//!   the wire's session lifecycle ([`crate::udf::session::SessionEvents`]).
+//!
+//! Task revival (restart safety) will live here too: it needs the API
+//! client and the marks, nothing else.
+
+pub mod marks;
+pub mod server_info;
