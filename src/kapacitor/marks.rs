@@ -20,8 +20,9 @@ use std::time::Duration;
 
 use crate::delivery::outbox::{Outbox, OutboxError, SessionMark, now_ns};
 use crate::proto::EdgeType;
-use crate::udf::handler::NodeKey;
-use crate::udf::session::{LogSessionEvents, SessionEnd, SessionEvents, SessionRecord, edge_name};
+use crate::udf::session::{
+    LogSessionEvents, NodeKey, SessionEnd, SessionEvents, SessionRecord, edge_name,
+};
 
 /// What became of a session's mark when it ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

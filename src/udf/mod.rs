@@ -2,7 +2,8 @@
 //!
 //! - [`codec`]: varint-length-prefixed prost frames (no I/O).
 //! - [`handler`]: the seam between a session and what a node means.
-//! - [`session`]: one connection's conversation.
+//! - [`session`]: one connection's conversation (reader, processor, writer).
+//! - [`snapshot`]: the snapshot header this agent gives Kapacitor.
 //! - [`server`]: the stream and batch sockets; one session per connection.
 //! - [`stdio`]: the `prog =` relay to the running agent's socket.
 
@@ -10,4 +11,5 @@ pub mod codec;
 pub mod handler;
 pub mod server;
 pub mod session;
+pub mod snapshot;
 pub mod stdio;
