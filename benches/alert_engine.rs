@@ -30,7 +30,7 @@ use kapacitor_pagertree::proto::option_value::Value;
 use kapacitor_pagertree::proto::{
     EdgeType, InitRequest, Option as Opt, OptionValue, Point, ValueType,
 };
-use kapacitor_pagertree::udf::handler::Output;
+use kapacitor_pagertree::alert::handler::Output;
 
 struct Counting;
 

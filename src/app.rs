@@ -17,7 +17,7 @@ use crate::delivery::log_sink::LogCommitter;
 use crate::alert::sink::{CommitError, Committer, Sink, spawn_sink};
 use crate::ops::config::{Config, ConfigError};
 use crate::proto::EdgeType;
-use crate::udf::handler::HandlerFactory;
+use crate::alert::handler::HandlerFactory;
 use crate::udf::server::{self, ServerError};
 use crate::udf::session::{LogSessionEvents, SessionContext, SessionEvents, SessionSettings};
 

@@ -9,7 +9,7 @@
 //! - [`udf`]: the Kapacitor side. [`udf::codec`] turns bytes into `Request`
 //!   frames and `Response` frames into bytes (no I/O); [`udf::session`] runs one
 //!   connection's conversation (Info, Init, Restore, data, Keepalive, Snapshot,
-//!   the two endings) against a [`udf::handler::Handler`]; [`udf::server`]
+//!   the two endings) against a [`alert::handler::Handler`]; [`udf::server`]
 //!   accepts connections on the stream and batch sockets; [`udf::stdio`] is the
 //!   relay Kapacitor's `prog =` mode starts.
 //! - [`alert`]: the meaning. [`alert::node`] compiles a node's options at Init

@@ -24,7 +24,7 @@ use kapacitor_pagertree::alert::store::MemoryStore;
 use kapacitor_pagertree::gofmt::alert_data_json;
 use kapacitor_pagertree::ops::config::Config;
 use kapacitor_pagertree::proto::{EdgeType, InitRequest, Point};
-use kapacitor_pagertree::udf::handler::{Handler, HandlerFactory, Output};
+use kapacitor_pagertree::alert::handler::{Handler, HandlerFactory, Output};
 
 const URL: &str = "http://127.0.0.1:9/integration/int_conformance";
 const NODE: &str = "pagertree2";

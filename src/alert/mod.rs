@@ -10,6 +10,7 @@
 //! - [`store`]: the last event per (task, node, id) a restarted node starts from.
 
 pub mod expr;
+pub mod handler;
 pub mod node;
 pub mod sink;
 pub mod state;

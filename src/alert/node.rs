@@ -60,7 +60,7 @@ use crate::ops::metrics::{LevelLabel, metrics};
 use crate::proto::{
     BeginBatch, EdgeType, EndBatch, InfoResponse, InitRequest, Point, Response, response,
 };
-use crate::udf::handler::{Handler, HandlerFactory, Output};
+use crate::alert::handler::{Handler, HandlerFactory, Output};
 use prometheus_client::metrics::counter::Counter;
 
 use data::FieldRef;

@@ -23,7 +23,7 @@ use crate::ops::tick::{Node, NodeKind, Script, Value};
 use crate::proto::{
     self, BeginBatch, EdgeType, EndBatch, InfoResponse, InitRequest, OptionValue, Point, ValueType,
 };
-use crate::udf::handler::{HandlerFactory, Output};
+use crate::alert::handler::{HandlerFactory, Output};
 
 /// Why a simulation cannot run.
 #[derive(Debug, thiserror::Error)]
@@ -593,7 +593,7 @@ mod tests {
     use crate::ops::lineproto::{Precision, parse as parse_lp};
     use crate::ops::tick::parse as parse_tick;
     use crate::proto::OptionInfo;
-    use crate::udf::handler::Handler;
+    use crate::alert::handler::Handler;
 
     /// A recorder node: one event per point (stream) or batch, whose level is
     /// the point's `level` tag, so the tests see exactly what was fed.

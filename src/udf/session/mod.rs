@@ -39,7 +39,7 @@ use crate::proto::{
     RestoreResponse, SnapshotResponse, request, response,
 };
 use crate::udf::codec::{CodecError, RawFrameCodec, decode_frame, encode_frame, put_length_prefix};
-use crate::udf::handler::{Handler, HandlerFactory, Output};
+use crate::alert::handler::{Handler, HandlerFactory, Output};
 use crate::udf::snapshot::{check_snapshot, snapshot_bytes};
 
 mod events;
