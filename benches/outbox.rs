@@ -80,7 +80,7 @@ fn commit_rate(c: &mut Criterion) {
             .unwrap();
         let bodies: Vec<Vec<u8>> = evs
             .iter()
-            .map(kapacitor_pagertree::gofmt::alert_data_json)
+            .map(kapacitor_pagertree::alert::json::alert_data_json)
             .collect();
         let mut raw = raw;
         g.bench_function(format!("raw_sqlite_group_{group}"), |b| {

@@ -10,9 +10,11 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::alert::node::{AlertFactory, NodeEnv};
+use crate::alert::node::{AlertFactory, NodeCounters, NodeEnv};
+use crate::alert::store::AlertStateStore;
 use crate::alert::store::MemoryStore;
-use crate::alert::{Event, ServerInfo};
+use crate::alert::{Destinations, Event, Level, ServerInfo};
+use crate::ops::metrics::{LevelLabel, metrics};
 use crate::delivery::log_sink::LogCommitter;
 use crate::alert::sink::{CommitError, Committer, Sink, spawn_sink};
 use crate::ops::config::{Config, ConfigError};
@@ -130,11 +132,7 @@ pub fn build_sink(hooks: &Hooks) -> (Sink, std::thread::JoinHandle<()>, MemorySt
 pub async fn serve(config: Config) -> Result<(), AppError> {
     let hooks = Hooks::from_env()?;
     let (sink, committer, store) = build_sink(&hooks);
-    let env = NodeEnv::new(
-        Arc::new(config.clone()),
-        Arc::new(store),
-        server_info(&config),
-    );
+    let env = node_env(&config, Arc::new(store), server_info(&config));
     let factory = Arc::new(AlertFactory::new(env));
     let result = serve_with(&config, factory, sink, &hooks, CancellationToken::new()).await;
     // Every Sink clone is gone once the sessions ended: the committer commits
@@ -147,6 +145,46 @@ pub async fn serve(config: Config) -> Result<(), AppError> {
         tracing::warn!("the delivery committer did not stop in time; exiting anyway");
     }
     result
+}
+
+/// Where events may go, as the engine needs to know it at Init: the
+/// configured endpoints with their formats, and the default endpoint.
+pub fn destinations(config: &Config) -> Destinations {
+    Destinations {
+        endpoints: config
+            .endpoints
+            .iter()
+            .map(|(name, e)| (name.clone(), e.format.into()))
+            .collect(),
+        default_endpoint: config.delivery.default_endpoint.clone(),
+    }
+}
+
+/// The engine's counters, as handles into the agent's metrics registry.
+pub fn node_counters() -> NodeCounters {
+    let m = metrics();
+    NodeCounters {
+        events: Level::ALL.map(|l| {
+            m.events_total
+                .get_or_create(&LevelLabel { level: l.as_str() })
+                .clone()
+        }),
+        events_inhibited: m.events_inhibited_total.clone(),
+        bad_levels: m.bad_levels_total.clone(),
+        expression_errors: m.expression_errors_total.clone(),
+    }
+}
+
+/// What the daemon's nodes share: destinations from `config`, the agent's
+/// counters, `store` and a fixed `server_info`.
+pub fn node_env(
+    config: &Config,
+    store: Arc<dyn AlertStateStore>,
+    server_info: ServerInfo,
+) -> NodeEnv {
+    let mut env = NodeEnv::new(destinations(config), store, server_info);
+    env.counters = node_counters();
+    env
 }
 
 /// `.ServerInfo` for templates: the `[kapacitor]` values, else Kapacitor's
@@ -347,11 +385,7 @@ mod tests {
         config.server.data_dir = dir.path().join("data");
         let hooks = Hooks::default();
         let (sink, _committer, store) = build_sink(&hooks);
-        let env = NodeEnv::new(
-            Arc::new(config.clone()),
-            Arc::new(store),
-            ServerInfo::default(),
-        );
+        let env = node_env(&config, Arc::new(store), ServerInfo::default());
         let shutdown = CancellationToken::new();
         let task = {
             let (config, shutdown) = (config.clone(), shutdown.clone());

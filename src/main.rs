@@ -563,9 +563,9 @@ fn node_factory_with(
     config: &std::sync::Arc<Config>,
     store: std::sync::Arc<dyn kapacitor_pagertree::alert::store::AlertStateStore>,
 ) -> kapacitor_pagertree::alert::node::AlertFactory {
-    use kapacitor_pagertree::alert::node::{AlertFactory, NodeEnv};
+    use kapacitor_pagertree::alert::node::AlertFactory;
     let server_info = kapacitor_pagertree::app::server_info(config);
-    AlertFactory::new(NodeEnv::new(config.clone(), store, server_info))
+    AlertFactory::new(kapacitor_pagertree::app::node_env(config, store, server_info))
 }
 
 /// The node factory of `serve`: ServerInfo from the config, else read once
@@ -574,9 +574,9 @@ fn serve_factory(
     config: &std::sync::Arc<Config>,
     store: std::sync::Arc<dyn kapacitor_pagertree::alert::store::AlertStateStore>,
 ) -> kapacitor_pagertree::alert::node::AlertFactory {
-    use kapacitor_pagertree::alert::node::{AlertFactory, NodeEnv};
+    use kapacitor_pagertree::alert::node::AlertFactory;
     use kapacitor_pagertree::kapacitor::server_info::KapacitorServerInfo;
-    let mut env = NodeEnv::new(config.clone(), store, Default::default());
+    let mut env = kapacitor_pagertree::app::node_env(config, store, Default::default());
     env.server_info = std::sync::Arc::new(KapacitorServerInfo::new(
         &config.kapacitor,
         &config.server.data_dir,

@@ -54,9 +54,7 @@ use crate::alert::template::{
     DEFAULT_DETAILS, DEFAULT_ID, DEFAULT_MESSAGE, Engine, Fields, Scope as TemplateScope, Tags,
     Template, TemplateData, TemplateError,
 };
-use crate::alert::{Event, FieldValue, Level, ServerInfo};
-use crate::ops::config::Config;
-use crate::ops::metrics::{LevelLabel, metrics};
+use crate::alert::{Destinations, Event, FieldValue, Level, ServerInfo};
 use crate::proto::{
     BeginBatch, EdgeType, EndBatch, InfoResponse, InitRequest, Point, Response, response,
 };
@@ -81,27 +79,46 @@ impl ServerInfoProvider for ServerInfo {
     }
 }
 
+/// The counters a node counts into: handles the daemon takes from its
+/// metrics registry (the engine knows no registry). The default counts into
+/// counters nobody reads (tests, benches, offline tools).
+#[derive(Debug, Clone, Default)]
+pub struct NodeCounters {
+    /// `events_total` by level, in [`Level::ALL`] order.
+    pub events: [Counter; 4],
+    /// `events_inhibited_total`.
+    pub events_inhibited: Counter,
+    /// `bad_levels_total`: a level field that is missing or no level name.
+    pub bad_levels: Counter,
+    /// `expression_errors_total`.
+    pub expression_errors: Counter,
+}
+
 /// What every node of the agent shares.
 #[derive(Debug, Clone)]
 pub struct NodeEnv {
-    pub config: Arc<Config>,
+    /// Where events may go: checked at Init against the node's options.
+    pub destinations: Arc<Destinations>,
     pub store: Arc<dyn AlertStateStore>,
     pub server_info: Arc<dyn ServerInfoProvider>,
     pub inhibitors: Arc<Inhibitors>,
+    pub counters: NodeCounters,
 }
 
 impl NodeEnv {
-    /// An environment with a fixed `ServerInfo` and a fresh set of inhibitors.
+    /// An environment with a fixed `ServerInfo`, a fresh set of inhibitors
+    /// and counters nobody reads (the daemon sets [`NodeEnv::counters`]).
     pub fn new(
-        config: Arc<Config>,
+        destinations: Destinations,
         store: Arc<dyn AlertStateStore>,
         server_info: ServerInfo,
     ) -> Self {
         Self {
-            config,
+            destinations: Arc::new(destinations),
             store,
             server_info: Arc::new(server_info),
             inhibitors: Arc::new(Inhibitors::new()),
+            counters: NodeCounters::default(),
         }
     }
 }
@@ -302,8 +319,7 @@ struct Core {
     bad_level_log: LogLimit,
     render_error_log: LogLimit,
     expr_error_log: LogLimit,
-    /// `events_total` by level, resolved once (the family's lookup locks).
-    events_total: [Counter; 4],
+    counters: NodeCounters,
 }
 
 /// One initialized `@pagertree()` node (one connection).
@@ -320,7 +336,7 @@ impl AlertNode {
     /// Validates `req` and builds the node; loads the open alerts of this
     /// (task, node) from the store.
     pub fn new(env: &NodeEnv, edge: EdgeType, req: &InitRequest) -> Result<AlertNode, InitError> {
-        let (opts, warnings) = options::parse(edge, req, &env.config)?;
+        let (opts, warnings) = options::parse(edge, req, &env.destinations)?;
         for w in &warnings.0 {
             tracing::warn!(task = %req.task_id, node = %req.node_id, "{w}");
         }
@@ -371,12 +387,7 @@ impl AlertNode {
                 bad_level_log: LogLimit::default(),
                 render_error_log: LogLimit::default(),
                 expr_error_log: LogLimit::default(),
-                events_total: Level::ALL.map(|l| {
-                    metrics()
-                        .events_total
-                        .get_or_create(&LevelLabel { level: l.as_str() })
-                        .clone()
-                }),
+                counters: env.counters.clone(),
             },
             groups: HashMap::default(),
             batch: None,
@@ -845,7 +856,7 @@ impl Core {
     }
 
     fn expression_error(&mut self, kind: &str, level: Level, error: &str) {
-        metrics().expression_errors_total.inc();
+        self.counters.expression_errors.inc();
         if let Some(suppressed) = self.expr_error_log.allow() {
             tracing::warn!(task = %self.task, node = %self.node, level = %level, suppressed,
                 "error evaluating the {kind} expression; it counts as {}: {error}",
@@ -950,7 +961,7 @@ impl Core {
             _ => None,
         };
         if level.is_none() {
-            metrics().bad_levels_total.inc();
+            self.counters.bad_levels.inc();
             if let Some(suppressed) = self.bad_level_log.allow() {
                 let value = match found {
                     None => "missing".to_string(),
@@ -1097,7 +1108,7 @@ impl Core {
             String::new()
         };
         if inhibited {
-            metrics().events_inhibited_total.inc();
+            self.counters.events_inhibited.inc();
         } else {
             let stored = StoredAlert {
                 level: input.level,
@@ -1121,7 +1132,7 @@ impl Core {
                     Level::OK
                 }
             };
-            self.events_total[input.level as usize].inc();
+            self.counters.events[input.level as usize].inc();
             out.events.push(Event {
                 task: self.task.clone(),
                 node: self.node.clone(),

@@ -3,7 +3,7 @@
 //! This module owns what goes on the wire and how an answer is read:
 //!
 //! - [`body`]: an [`Event`] → request body bytes. Format `kapacitor` is exactly
-//!   Kapacitor's `alert.Data` JSON ([`crate::gofmt::alert_data_json`]), which
+//!   Kapacitor's `alert.Data` JSON ([`crate::alert::json::alert_data_json`]), which
 //!   PagerTree's Kapacitor integration reads; format `webhook` is PagerTree's
 //!   generic Webhook v3 body ([`webhook_body`]).
 //! - [`Endpoints`]: the `[endpoints.NAME]` tables and `delivery.default_endpoint`;
@@ -29,7 +29,7 @@ use serde::Serialize;
 
 use crate::alert::{Event, Format, Level, Route};
 use crate::delivery::redact;
-use crate::ops::config::{Config, EndpointConfig};
+use crate::ops::config::{Config, EndpointConfig, PayloadFormat};
 
 /// The request body of an event in the given format.
 pub fn body(event: &Event, format: Format) -> Vec<u8> {
@@ -41,7 +41,7 @@ pub fn body(event: &Event, format: Format) -> Vec<u8> {
 
 /// Kapacitor's `alert.Data` JSON, byte for byte what `|alert().post()` sends.
 pub fn kapacitor_body(event: &Event) -> Vec<u8> {
-    crate::gofmt::alert_data_json(event)
+    crate::alert::json::alert_data_json(event)
 }
 
 /// The urgency a webhook event carries for `level`: the node's
@@ -145,6 +145,15 @@ pub struct SendParams {
     pub connect_timeout: Duration,
 }
 
+impl From<PayloadFormat> for Format {
+    fn from(f: PayloadFormat) -> Format {
+        match f {
+            PayloadFormat::Kapacitor => Format::Kapacitor,
+            PayloadFormat::Webhook => Format::Webhook,
+        }
+    }
+}
+
 /// The configured endpoints and the default.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Endpoints {
@@ -180,7 +189,7 @@ impl Endpoints {
             .unwrap_or_default();
         let format = route
             .format
-            .or_else(|| ep.map(|e| e.format))
+            .or_else(|| ep.map(|e| e.format.into()))
             .unwrap_or_default();
         Target {
             endpoint,
@@ -228,7 +237,7 @@ impl Endpoints {
             if e.url.is_empty() {
                 w.push(format!("endpoint {name:?} has no url"));
             }
-            if e.format == Format::Kapacitor && !e.token.is_empty() {
+            if e.format == PayloadFormat::Kapacitor && !e.token.is_empty() {
                 w.push(format!(
                     "endpoint {name:?} ({}) has a token but format \"kapacitor\": PagerTree's Kapacitor integration \
                      ignores tokens; use format = \"webhook\" to have it checked",

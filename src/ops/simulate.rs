@@ -533,7 +533,7 @@ pub fn run(
 /// `duration`, `level`, `data`, `previousLevel`, `recoverable`), preceded by
 /// the `task` and `node` it came from.
 pub fn event_json(e: &Event) -> String {
-    let body = crate::gofmt::alert_data_json(e);
+    let body = crate::alert::json::alert_data_json(e);
     let body = String::from_utf8_lossy(&body);
     let body = body.trim_end();
     let mut out = String::with_capacity(body.len() + e.task.len() + e.node.len() + 24);

@@ -28,7 +28,7 @@ fn flag(name: &str) -> Opt {
 
 fn env(store: &MemoryStore) -> NodeEnv {
     NodeEnv::new(
-        Arc::new(Config::default()),
+        Destinations::default(),
         Arc::new(store.clone()),
         ServerInfo::default(),
     )

@@ -1,7 +1,7 @@
 //! A session's life as the rest of the agent sees it: which (task, node)
 //! it serves, how it ended, and the [`SessionEvents`] trait that receives
-//! both (the log by default; the restart-safety marks in
-//! `crate::kapacitor::marks`).
+//! both (the log by default; the daemon's restart-safety marks, which
+//! the `kapacitor` module keeps).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
