@@ -120,7 +120,7 @@ pub fn build_sink(hooks: &Hooks) -> (Sink, std::thread::JoinHandle<()>, MemorySt
         spawn_sink(DiscardCommitter, SINK_QUEUE)
     } else {
         spawn_sink(
-            crate::ops::status::ViewingCommitter::new(LogCommitter::new(store.clone())),
+            crate::tools::status::ViewingCommitter::new(LogCommitter::new(store.clone())),
             SINK_QUEUE,
         )
     };
@@ -293,14 +293,14 @@ pub async fn serve_with_events(
     wait_for_signal(&shutdown, || {
         // Both sockets listen and SIGTERM is handled: ready for /readyz and
         // for systemd (Type=notify).
-        crate::ops::status::readiness().set_stream_listening(true);
-        crate::ops::status::readiness().set_batch_listening(true);
+        crate::tools::status::readiness().set_stream_listening(true);
+        crate::tools::status::readiness().set_batch_listening(true);
         crate::ops::systemd::notify_ready(&stream_path, &batch_path);
     })
     .await?;
     crate::ops::systemd::notify_stopping();
-    crate::ops::status::readiness().set_stream_listening(false);
-    crate::ops::status::readiness().set_batch_listening(false);
+    crate::tools::status::readiness().set_stream_listening(false);
+    crate::tools::status::readiness().set_batch_listening(false);
     shutdown.cancel();
     for a in accept {
         let _ = a.await;

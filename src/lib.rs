@@ -34,4 +34,5 @@ pub mod gofmt;
 pub mod kapacitor;
 pub mod ops;
 pub mod proto;
+pub mod tools;
 pub mod udf;

@@ -15,7 +15,7 @@ use kapacitor_pagertree::ops::config::{
     Config, ConfigErrors, Loaded, LogFormat, Overrides, redact_url,
 };
 use kapacitor_pagertree::ops::logging;
-use kapacitor_pagertree::ops::status::ViewingCommitter;
+use kapacitor_pagertree::tools::status::ViewingCommitter;
 
 /// mimalloc: the hot path's remaining allocations (decoded points, events)
 /// are many small short-lived blocks, which it serves faster than glibc.
@@ -461,7 +461,7 @@ fn duration_flag(flag: &str, v: &Option<String>) -> Result<Option<i64>, String> 
 }
 
 fn simulate(global: &Global, args: &SimulateArgs) -> ExitCode {
-    use kapacitor_pagertree::ops::{lineproto, simulate as sim, tick};
+    use kapacitor_pagertree::tools::{lineproto, simulate as sim, tick};
     let loaded = match global.load() {
         Ok(l) => l,
         Err(code) => return code,
@@ -636,7 +636,7 @@ async fn run_agent(config: Config) -> anyhow::Result<()> {
     use anyhow::Context;
     use kapacitor_pagertree::app;
     use kapacitor_pagertree::ops::config::HttpAddr;
-    use kapacitor_pagertree::ops::http;
+    use kapacitor_pagertree::tools::http;
     use tokio_util::sync::CancellationToken;
 
     let hooks = app::Hooks::from_env()?;
@@ -698,7 +698,7 @@ async fn run_agent(config: Config) -> anyhow::Result<()> {
     match outbox.open_alerts() {
         Ok(open) => {
             tracing::info!(open = open.len(), "open alerts restored from the outbox");
-            kapacitor_pagertree::ops::status::alerts_view().seed(open);
+            kapacitor_pagertree::tools::status::alerts_view().seed(open);
         }
         Err(e) => {
             tracing::warn!(error = %e, "cannot read the kept alert state; `alerts` shows only alerts with a new event")
@@ -735,7 +735,7 @@ async fn run_agent(config: Config) -> anyhow::Result<()> {
 /// of the open alerts, from the outbox, for `/readyz` and `alerts`.
 async fn watch_outbox(outbox: Outbox, stop: tokio_util::sync::CancellationToken) {
     use kapacitor_pagertree::delivery::outbox::HeldKind;
-    use kapacitor_pagertree::ops::status::{DeliveryState, alerts_view, readiness};
+    use kapacitor_pagertree::tools::status::{DeliveryState, alerts_view, readiness};
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
@@ -817,7 +817,7 @@ fn agent_url(config: &Config, explicit: Option<String>) -> Result<String, String
             );
         }
         HttpAddr::Listen(a) if a.port() == 0 => {
-            let file = kapacitor_pagertree::ops::http::addr_file(&config.server.data_dir);
+            let file = kapacitor_pagertree::tools::http::addr_file(&config.server.data_dir);
             let text = std::fs::read_to_string(&file).map_err(|e| {
                 format!(
                     "http_addr has port 0 and {} cannot be read ({e}): is the agent running with --data-dir {}?",
@@ -841,7 +841,7 @@ fn agent_url(config: &Config, explicit: Option<String>) -> Result<String, String
 }
 
 fn alerts(global: &Global, format: OutputFormat, url: Option<String>) -> ExitCode {
-    use kapacitor_pagertree::ops::http::{ALERTS_PATH, AlertsResponse};
+    use kapacitor_pagertree::tools::http::{ALERTS_PATH, AlertsResponse};
     let loaded = match global.load() {
         Ok(l) => l,
         Err(code) => return code,

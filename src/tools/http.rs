@@ -6,7 +6,7 @@
 //! | `GET /metrics` | every series, Prometheus/OpenMetrics text |
 //! | `GET /healthz` | `200 ok`: the process is up and serving HTTP |
 //! | `GET /readyz` | `200 ready`, or `503` with one reason per line (sockets not listening, outbox degraded) |
-//! | `GET /api/v1/alerts` | `{"alerts": [OpenAlert…]}`: the open alerts (see [`crate::ops::status`]) |
+//! | `GET /api/v1/alerts` | `{"alerts": [OpenAlert…]}`: the open alerts (see [`crate::tools::status`]) |
 //!
 //! Anything else is `404`; another method on a known route `405`.
 
@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::ops::status::{OpenAlert, alerts_view, readiness};
+use crate::tools::status::{OpenAlert, alerts_view, readiness};
 
 /// The path of the open-alerts API.
 pub const ALERTS_PATH: &str = "/api/v1/alerts";

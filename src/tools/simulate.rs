@@ -3,8 +3,8 @@
 //! nothing — so a threshold can be tuned on real data without Kapacitor.
 //!
 //! The node's options and its source's grouping come from the TICKscript
-//! ([`crate::ops::tick`]); the points from line protocol
-//! ([`crate::ops::lineproto`]). The points are the node's **input**: the
+//! ([`crate::tools::tick`]); the points from line protocol
+//! ([`crate::tools::lineproto`]). The points are the node's **input**: the
 //! nodes between `from()`/`query()` and the UDF (`window`, `mean`, `where`,
 //! an upstream `|alert()`) are not executed, and [`Plan::skipped`] names them
 //! so the caller can say so. A `|groupBy()` on the way is honoured (it only
@@ -18,8 +18,8 @@
 use std::collections::{BTreeMap, HashMap};
 
 use crate::alert::{Event, FieldValue};
-use crate::ops::lineproto::LinePoint;
-use crate::ops::tick::{Node, NodeKind, Script, Value};
+use crate::tools::lineproto::LinePoint;
+use crate::tools::tick::{Node, NodeKind, Script, Value};
 use crate::proto::{
     self, BeginBatch, EdgeType, EndBatch, InfoResponse, InitRequest, OptionValue, Point, ValueType,
 };
@@ -590,8 +590,8 @@ mod tests {
 
     use super::*;
     use crate::alert::{Level, Route, Series};
-    use crate::ops::lineproto::{Precision, parse as parse_lp};
-    use crate::ops::tick::parse as parse_tick;
+    use crate::tools::lineproto::{Precision, parse as parse_lp};
+    use crate::tools::tick::parse as parse_tick;
     use crate::proto::OptionInfo;
     use crate::alert::handler::Handler;
 
