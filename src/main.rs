@@ -9,13 +9,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use kapacitor_pagertree::delivery::outbox::Outbox;
-use kapacitor_pagertree::delivery::service::Delivery;
 use kapacitor_pagertree::ops::config::{
     Config, ConfigErrors, Loaded, LogFormat, Overrides, redact_url,
 };
 use kapacitor_pagertree::ops::logging;
-use kapacitor_pagertree::tools::status::ViewingCommitter;
 
 /// mimalloc: the hot path's remaining allocations (decoded points, events)
 /// are many small short-lived blocks, which it serves faster than glibc.
@@ -286,7 +283,7 @@ enum OutputFormat {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        None | Some(Command::Serve) => serve(&cli.global),
+        None | Some(Command::Serve) => run_daemon(&cli.global),
         Some(Command::Stdio { batch, socket }) => stdio(&cli.global, batch, socket),
         Some(Command::Check { connect }) => check(&cli.global, connect),
         Some(Command::Simulate(args)) => simulate(&cli.global, &args),
@@ -323,6 +320,7 @@ fn init_tool_logging(loaded: &Loaded, global: &Global) {
 }
 
 fn check(global: &Global, connect: bool) -> ExitCode {
+    use kapacitor_pagertree::tools::probe::probe;
     let loaded = match global.load() {
         Ok(l) => l,
         Err(code) => return code,
@@ -404,49 +402,6 @@ fn check(global: &Global, connect: bool) -> ExitCode {
     }
 }
 
-/// One GET; any HTTP status means the endpoint answers. Errors never show
-/// the URL's path (it is the secret).
-async fn probe(url: &str, connect_timeout: Duration, timeout: Duration) -> Result<u16, String> {
-    let client = reqwest::Client::builder()
-        .connect_timeout(connect_timeout)
-        .timeout(timeout)
-        .user_agent(concat!(
-            "kapacitor-pagertree/",
-            env!("CARGO_PKG_VERSION"),
-            " (check)"
-        ))
-        .build()
-        .map_err(|e| e.to_string())?;
-    match client.get(url).send().await {
-        Ok(resp) => Ok(resp.status().as_u16()),
-        Err(e) => {
-            let kind = if e.is_timeout() {
-                "timed out"
-            } else if e.is_connect() {
-                "cannot connect"
-            } else {
-                "request failed"
-            };
-            // reqwest's message includes the URL; keep only the cause chain.
-            let mut cause = String::new();
-            let mut src = std::error::Error::source(&e);
-            while let Some(s) = src {
-                cause = s.to_string();
-                src = s.source();
-            }
-            Err(format!(
-                "{kind} ({}){}",
-                redact_url(url),
-                if cause.is_empty() {
-                    String::new()
-                } else {
-                    format!(": {cause}")
-                }
-            ))
-        }
-    }
-}
-
 fn duration_flag(flag: &str, v: &Option<String>) -> Result<Option<i64>, String> {
     match v {
         None => Ok(None),
@@ -518,7 +473,7 @@ fn simulate(global: &Global, args: &SimulateArgs) -> ExitCode {
             plan.function
         );
     }
-    let factory = node_factory(&loaded.config);
+    let factory = kapacitor_pagertree::app::offline_factory(&loaded.config);
     let outcome = match sim::run(&plan, &factory, &task, &points, schedule) {
         Ok(o) => o,
         Err(e) => return fail(format!("{}: {e}", args.tick.display())),
@@ -548,42 +503,6 @@ fn simulate(global: &Global, args: &SimulateArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// The engine the agent runs, with in-memory state: for the offline tools.
-fn node_factory(config: &Config) -> kapacitor_pagertree::alert::node::AlertFactory {
-    use std::sync::Arc;
-    node_factory_with(
-        &Arc::new(config.clone()),
-        Arc::new(kapacitor_pagertree::alert::store::MemoryStore::new()),
-    )
-}
-
-/// The node factory over a given alert state store. ServerInfo: the
-/// `[kapacitor]` values set in the config, else Kapacitor's defaults.
-fn node_factory_with(
-    config: &std::sync::Arc<Config>,
-    store: std::sync::Arc<dyn kapacitor_pagertree::alert::store::AlertStateStore>,
-) -> kapacitor_pagertree::alert::node::AlertFactory {
-    use kapacitor_pagertree::alert::node::AlertFactory;
-    let server_info = kapacitor_pagertree::app::server_info(config);
-    AlertFactory::new(kapacitor_pagertree::app::node_env(config, store, server_info))
-}
-
-/// The node factory of `serve`: ServerInfo from the config, else read once
-/// from Kapacitor's API at the first Init and kept in data_dir.
-fn serve_factory(
-    config: &std::sync::Arc<Config>,
-    store: std::sync::Arc<dyn kapacitor_pagertree::alert::store::AlertStateStore>,
-) -> kapacitor_pagertree::alert::node::AlertFactory {
-    use kapacitor_pagertree::alert::node::AlertFactory;
-    use kapacitor_pagertree::kapacitor::server_info::KapacitorServerInfo;
-    let mut env = kapacitor_pagertree::app::node_env(config, store, Default::default());
-    env.server_info = std::sync::Arc::new(KapacitorServerInfo::new(
-        &config.kapacitor,
-        &config.server.data_dir,
-    ));
-    AlertFactory::new(env)
-}
-
 /// The daemon's logger, from the configuration; its warnings are logged.
 fn init_daemon_logging(loaded: &Loaded) -> Result<(), ExitCode> {
     let format = loaded
@@ -601,7 +520,7 @@ fn init_daemon_logging(loaded: &Loaded) -> Result<(), ExitCode> {
     Ok(())
 }
 
-fn serve(global: &Global) -> ExitCode {
+fn run_daemon(global: &Global) -> ExitCode {
     let loaded = match global.load() {
         Ok(l) => l,
         Err(code) => return code,
@@ -619,7 +538,7 @@ fn serve(global: &Global) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(run_agent(loaded.config)) {
+    match rt.block_on(run_until_signal(loaded.config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -629,149 +548,25 @@ fn serve(global: &Global) -> ExitCode {
     }
 }
 
-/// The agent: HTTP listener, delivery sink, node factory, the sockets.
-async fn run_agent(config: Config) -> anyhow::Result<()> {
-    use std::sync::Arc;
-
+/// The daemon until SIGTERM or SIGINT. The handlers are installed before the
+/// agent starts: a SIGTERM right after systemd's READY is a graceful stop.
+async fn run_until_signal(config: Config) -> anyhow::Result<()> {
     use anyhow::Context;
-    use kapacitor_pagertree::app;
-    use kapacitor_pagertree::ops::config::HttpAddr;
-    use kapacitor_pagertree::tools::http;
+    use tokio::signal::unix::{SignalKind, signal};
     use tokio_util::sync::CancellationToken;
-
-    let hooks = app::Hooks::from_env()?;
-    std::fs::create_dir_all(&config.server.data_dir).with_context(|| {
-        format!(
-            "cannot create the data directory {}",
-            config.server.data_dir.display()
-        )
-    })?;
-    let http_stop = CancellationToken::new();
-    let addr_file = http::addr_file(&config.server.data_dir);
-    let mut http_task = None;
-    match config.server.http_listen() {
-        Ok(HttpAddr::Listen(addr)) => {
-            let listener = http::bind(addr).await?;
-            let bound = listener
-                .local_addr()
-                .context("reading the HTTP listener's address")?;
-            // `alerts` finds the agent here when http_addr has port 0.
-            if let Err(e) = std::fs::write(&addr_file, format!("{bound}\n")) {
-                tracing::warn!(error = %e, path = %addr_file.display(), "cannot record the HTTP address");
-            }
-            tracing::info!(addr = %bound, "HTTP listening: /metrics /healthz /readyz /api/v1/alerts");
-            http_task = Some(tokio::spawn(http::serve(listener, http_stop.clone())));
-        }
-        Ok(HttpAddr::Off) => {
-            let _ = std::fs::remove_file(&addr_file);
-        }
-        // Validated at load; unreachable in practice, refused all the same.
-        Err(e) => anyhow::bail!("server.http_addr: {e}"),
-    }
-    let config = Arc::new(config);
-    if hooks.discard_events {
-        // Benchmarks only: no outbox, no delivery.
-        let (sink, committer, store) = app::build_sink(&hooks);
-        let factory = serve_factory(&config, Arc::new(store));
-        let result = app::serve_with(
-            &config,
-            Arc::new(factory),
-            sink,
-            &hooks,
-            CancellationToken::new(),
-        )
-        .await;
-        let _ = tokio::task::spawn_blocking(move || committer.join()).await;
-        http_stop.cancel();
-        return result.map_err(Into::into);
-    }
-
-    // The durable path: sessions → committer (group commit into the outbox,
-    // alert state in the same transaction) → dispatcher → PagerTree.
-    let delivery = Delivery::start_with(&config, &CancellationToken::new(), |outbox| {
-        ViewingCommitter::new(outbox).logging()
-    })?;
-    let outbox = delivery.outbox().clone();
-    tracing::info!(path = %outbox.path().display(), "outbox open");
-    // The alerts view starts from the kept alert state, not empty: an alert
-    // open before a restart is listed before its next event.
-    match outbox.open_alerts() {
-        Ok(open) => {
-            tracing::info!(open = open.len(), "open alerts restored from the outbox");
-            kapacitor_pagertree::tools::status::alerts_view().seed(open);
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot read the kept alert state; `alerts` shows only alerts with a new event")
-        }
-    }
-    let watcher = tokio::spawn(watch_outbox(outbox.clone(), http_stop.clone()));
-
-    let factory = serve_factory(&config, delivery.store());
-    let events =
-        Arc::new(kapacitor_pagertree::kapacitor::marks::OutboxSessionEvents::new(outbox.clone()));
-    let result = app::serve_with_events(
-        &config,
-        Arc::new(factory),
-        delivery.sink(),
-        events,
-        &hooks,
-        CancellationToken::new(),
-    )
-    .await;
-    // Every Sink clone is gone with the sessions: the committer commits what
-    // is queued and ends; then the dispatcher gets shutdown_grace for
-    // requests on the wire. What is not delivered stays in the outbox.
-    delivery.shutdown().await;
-    http_stop.cancel();
-    if let Some(t) = http_task {
-        let _ = t.await;
-    }
-    let _ = watcher.await;
-    let _ = std::fs::remove_file(&addr_file);
-    result.map_err(Into::into)
-}
-
-/// Once a second: readiness (can the outbox store?) and the delivery state
-/// of the open alerts, from the outbox, for `/readyz` and `alerts`.
-async fn watch_outbox(outbox: Outbox, stop: tokio_util::sync::CancellationToken) {
-    use kapacitor_pagertree::delivery::outbox::HeldKind;
-    use kapacitor_pagertree::tools::status::{DeliveryState, alerts_view, readiness};
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    loop {
+    let mut term = signal(SignalKind::terminate()).context("cannot install the signal handlers")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot install the signal handlers")?;
+    let shutdown = CancellationToken::new();
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
         tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tick.tick() => {}
+            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+            _ = int.recv() => tracing::info!("SIGINT: shutting down"),
         }
-        readiness().set_outbox_writable(
-            outbox.is_ready(),
-            "it cannot store (disk full, read-only or I/O errors); events wait in memory — see the log",
-        );
-        let ob = outbox.clone();
-        let read = tokio::task::spawn_blocking(move || {
-            Ok::<_, String>((
-                ob.held().map_err(|e| e.to_string())?,
-                ob.pending().map_err(|e| e.to_string())?,
-            ))
-        })
-        .await;
-        match read {
-            Ok(Ok((held, (pending, _)))) => {
-                let held: Vec<_> = held
-                    .into_iter()
-                    .map(|h| {
-                        let state = match h.kind {
-                            HeldKind::Parked => DeliveryState::Parked,
-                            _ => DeliveryState::DeadLetter,
-                        };
-                        (h.task, h.node, h.alert_id, state, h.reason)
-                    })
-                    .collect();
-                alerts_view().sync_delivery(&held, pending == 0 && outbox.is_ready());
-            }
-            Ok(Err(e)) => tracing::debug!(error = %e, "cannot read the outbox for the alerts view"),
-            Err(_) => {}
-        }
-    }
+        stop.cancel();
+    });
+    kapacitor_pagertree::app::run(config, shutdown).await?;
+    Ok(())
 }
 
 fn stdio(global: &Global, batch: bool, socket: Option<PathBuf>) -> ExitCode {
@@ -799,141 +594,37 @@ fn stdio(global: &Global, batch: bool, socket: Option<PathBuf>) -> ExitCode {
     }
 }
 
-/// The base URL of the running agent's HTTP API.
-fn agent_url(config: &Config, explicit: Option<String>) -> Result<String, String> {
-    use kapacitor_pagertree::ops::config::HttpAddr;
-    if let Some(u) = explicit {
-        let u = u.trim_end_matches('/').to_string();
-        return Ok(if u.contains("://") {
-            u
-        } else {
-            format!("http://{u}")
-        });
-    }
-    let addr = match config.server.http_listen()? {
-        HttpAddr::Off => {
-            return Err(
-                "http_addr is \"off\": the agent has no local API (set it, or give --url)".into(),
-            );
-        }
-        HttpAddr::Listen(a) if a.port() == 0 => {
-            let file = kapacitor_pagertree::tools::http::addr_file(&config.server.data_dir);
-            let text = std::fs::read_to_string(&file).map_err(|e| {
-                format!(
-                    "http_addr has port 0 and {} cannot be read ({e}): is the agent running with --data-dir {}?",
-                    file.display(),
-                    config.server.data_dir.display()
-                )
-            })?;
-            text.trim()
-                .parse()
-                .map_err(|_| format!("{} does not hold an address", file.display()))?
-        }
-        HttpAddr::Listen(a) => a,
-    };
-    // A wildcard listen address is reached on loopback.
-    let addr = if addr.ip().is_unspecified() {
-        std::net::SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port())
-    } else {
-        addr
-    };
-    Ok(format!("http://{addr}"))
-}
-
 fn alerts(global: &Global, format: OutputFormat, url: Option<String>) -> ExitCode {
-    use kapacitor_pagertree::tools::http::{ALERTS_PATH, AlertsResponse};
+    use kapacitor_pagertree::tools::alerts::{self, AlertsError};
     let loaded = match global.load() {
         Ok(l) => l,
         Err(code) => return code,
     };
     init_tool_logging(&loaded, global);
-    let base = match agent_url(&loaded.config, url) {
+    let body = match alerts::fetch(&loaded.config, url) {
         Ok(b) => b,
         Err(e) => {
             eprintln!("kapacitor-pagertree alerts: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let url = format!("{base}{ALERTS_PATH}");
-    let fetched = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string()).and_then(
-        |rt| {
-            rt.block_on(async {
-                let client = reqwest::Client::builder()
-                    .timeout(Duration::from_secs(10))
-                    .build()
-                    .map_err(|e| e.to_string())?;
-                let resp = client.get(&url).send().await.map_err(|e| {
-                    format!("cannot reach the agent at {base}: {e} (is `kapacitor-pagertree serve` running with this http_addr?)")
-                })?;
-                let status = resp.status();
-                let body = resp.text().await.map_err(|e| e.to_string())?;
-                if !status.is_success() {
-                    return Err(format!("{url} answered {status}: {}", body.trim()));
-                }
-                Ok(body)
-            })
-        },
-    );
-    let body = match fetched {
-        Ok(b) => b,
-        Err(e) => {
-            eprintln!("kapacitor-pagertree alerts: {e}");
-            return ExitCode::FAILURE;
+            return match e {
+                AlertsError::Address(_) => ExitCode::from(2),
+                AlertsError::Fetch(_) => ExitCode::FAILURE,
+            };
         }
     };
     if format == OutputFormat::Json {
         println!("{}", body.trim_end());
         return ExitCode::SUCCESS;
     }
-    let parsed: AlertsResponse = match serde_json::from_str(&body) {
-        Ok(p) => p,
+    match alerts::table(&body) {
+        Ok(t) => {
+            print!("{t}");
+            ExitCode::SUCCESS
+        }
         Err(e) => {
-            eprintln!("kapacitor-pagertree alerts: {url} did not answer with the alerts JSON: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    if parsed.alerts.is_empty() {
-        println!("no open alerts");
-        return ExitCode::SUCCESS;
-    }
-    let header = ["TASK", "NODE", "ID", "LEVEL", "SINCE", "DELIVERY"].map(String::from);
-    let rows: Vec<[String; 6]> = parsed
-        .alerts
-        .iter()
-        .map(|a| {
-            let delivery = match &a.delivery_detail {
-                Some(d) => format!("{} ({d})", a.delivery.as_str()),
-                None => a.delivery.as_str().to_string(),
-            };
-            [
-                a.task.clone(),
-                a.node.clone(),
-                a.id.clone(),
-                a.level.to_string(),
-                if a.since.is_empty() {
-                    "(before restart)".to_string()
-                } else {
-                    a.since.clone()
-                },
-                delivery,
-            ]
-        })
-        .collect();
-    let mut widths = header.clone().map(|h| h.chars().count());
-    for r in &rows {
-        for (w, c) in widths.iter_mut().zip(r) {
-            *w = (*w).max(c.chars().count());
+            eprintln!("kapacitor-pagertree alerts: {e}");
+            ExitCode::FAILURE
         }
     }
-    for r in std::iter::once(&header).chain(&rows) {
-        let line: Vec<String> = r
-            .iter()
-            .zip(widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        println!("{}", line.join("  ").trim_end());
-    }
-    ExitCode::SUCCESS
 }
 
 fn send_test(

@@ -62,7 +62,7 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, HttpError> {
 
 /// Serves requests until `shutdown` is cancelled; open connections finish
 /// their current request.
-pub async fn serve(listener: TcpListener, shutdown: CancellationToken) {
+pub async fn serve_http(listener: TcpListener, shutdown: CancellationToken) {
     loop {
         let stream = tokio::select! {
             _ = shutdown.cancelled() => break,
