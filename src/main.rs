@@ -6,11 +6,10 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use kapacitor_pagertree::ops::config::{
-    Config, ConfigErrors, Loaded, LogFormat, Overrides, redact_url,
+    Config, ConfigErrors, Loaded, LogFormat, Overrides,
 };
 use kapacitor_pagertree::ops::logging;
 
@@ -282,270 +281,117 @@ enum OutputFormat {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
-        None | Some(Command::Serve) => run_daemon(&cli.global),
-        Some(Command::Stdio { batch, socket }) => stdio(&cli.global, batch, socket),
-        Some(Command::Check { connect }) => check(&cli.global, connect),
-        Some(Command::Simulate(args)) => simulate(&cli.global, &args),
-        Some(Command::Alerts { format, url }) => alerts(&cli.global, format, url),
+    let g = &cli.global;
+    let result = match cli.command {
+        None | Some(Command::Serve) => run_daemon(g),
+        Some(Command::Stdio { batch, socket }) => stdio(g, batch, socket),
+        Some(Command::Check { connect }) => check(g, connect),
+        Some(Command::Simulate(args)) => simulate(g, &args),
+        Some(Command::Alerts { format, url }) => alerts(g, format, url),
         Some(Command::SendTest {
             endpoint,
             url,
             format,
-        }) => send_test(&cli.global, endpoint, url, format),
-        Some(Command::Outbox { action }) => outbox(&cli.global, action),
-        Some(Command::Tasks) => tasks(&cli.global),
+        }) => send_test(g, endpoint, url, format),
+        Some(Command::Outbox { action }) => outbox(g, action),
+        Some(Command::Tasks) => tasks(g),
         Some(Command::Version) => {
             println!("kapacitor-pagertree {}", env!("CARGO_PKG_VERSION"));
-            ExitCode::SUCCESS
+            Ok(ExitCode::SUCCESS)
         }
-    }
+    };
+    result.unwrap_or_else(|code| code)
 }
 
-/// Logging for the short-lived tools: warnings and errors as text unless
-/// the user asked otherwise on the command line.
-fn init_tool_logging(loaded: &Loaded, global: &Global) {
-    let level = global.log_level.as_deref().unwrap_or("warn");
-    let format = match global.log_format {
-        Some(_) => loaded
-            .config
-            .server
-            .log_format_kind()
-            .unwrap_or(LogFormat::Text),
-        None => LogFormat::Text,
-    };
-    if let Err(e) = logging::init(format, level) {
+/// A command's outcome: `Err` carries the exit code, after saying why.
+type Exit = Result<ExitCode, ExitCode>;
+
+/// Prints `kapacitor-pagertree <cmd>: <e>` and gives exit code `code`.
+fn fail(cmd: &str, e: impl std::fmt::Display, code: u8) -> ExitCode {
+    eprintln!("kapacitor-pagertree {cmd}: {e}");
+    ExitCode::from(code)
+}
+
+/// The configuration and the tool's logging, or the exit code.
+fn load_for_tool(global: &Global) -> Result<Loaded, ExitCode> {
+    let loaded = global.load()?;
+    let (level, format_given) = (global.log_level.as_deref(), global.log_format.is_some());
+    if let Err(e) = logging::init_for_tool(&loaded.config, level, format_given) {
         eprintln!("kapacitor-pagertree: {e}");
     }
+    Ok(loaded)
 }
 
-fn check(global: &Global, connect: bool) -> ExitCode {
-    use kapacitor_pagertree::tools::probe::probe;
-    let loaded = match global.load() {
-        Ok(l) => l,
-        Err(code) => return code,
-    };
-    init_tool_logging(&loaded, global);
-    let c = &loaded.config;
-    let source = match &global.config {
-        Some(p) => p.display().to_string(),
-        None => "no file (defaults and environment)".to_string(),
-    };
-    println!("configuration: {source}: valid");
-    println!("  data dir:      {}", c.server.data_dir.display());
-    println!(
-        "  stream socket: {}",
-        c.server.stream_socket_path().display()
-    );
-    println!(
-        "  batch socket:  {}",
-        c.server.batch_socket_path().display()
-    );
-    println!("  http:          {}", c.server.http_addr);
-    println!("  kapacitor:     {}", c.kapacitor.url);
-    if c.endpoints.is_empty() {
-        println!("  endpoints:     none");
-    }
-    for (name, e) in &c.endpoints {
-        let default = if c.delivery.default_endpoint == *name {
-            " (default)"
-        } else {
-            ""
-        };
-        println!(
-            "  endpoint {name}{default}: {} format {}",
-            redact_url(&e.url),
-            e.format.as_str()
-        );
-    }
-    for w in &loaded.warnings {
-        println!("warning: {w}");
-    }
-    if !connect {
-        return ExitCode::SUCCESS;
-    }
-    let rt = match tokio::runtime::Builder::new_current_thread()
+/// A runtime for a tool's few requests.
+fn current_thread(cmd: &str) -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("kapacitor-pagertree: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let failed = rt.block_on(async {
-        let mut failed = 0;
-        for (name, e) in &c.endpoints {
-            match probe(&e.url, e.connect_timeout, e.timeout).await {
-                Ok(status) => println!("endpoint {name}: answers (HTTP {status})"),
-                Err(why) => {
-                    failed += 1;
-                    println!("endpoint {name}: FAILED: {why}");
-                }
-            }
-        }
-        let ping = format!("{}/kapacitor/v1/ping", c.kapacitor.url.trim_end_matches('/'));
-        match probe(&ping, Duration::from_secs(5), Duration::from_secs(10)).await {
-            Ok(status) => println!("kapacitor {}: answers (HTTP {status})", c.kapacitor.url),
-            Err(why) => println!(
-                "warning: kapacitor {}: {why} (needed for ServerInfo and to revive tasks after a restart)",
-                c.kapacitor.url
-            ),
-        }
-        failed
-    });
-    if failed > 0 {
+        .map_err(|e| fail(cmd, format!("cannot start the runtime: {e}"), 1))
+}
+
+fn check(global: &Global, connect: bool) -> Exit {
+    use kapacitor_pagertree::tools::check;
+    let loaded = load_for_tool(global)?;
+    print!("{}", check::summary(&loaded, global.config.as_deref()));
+    if !connect {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let rt = current_thread("check")?;
+    let failed = rt.block_on(check::connect(&loaded.config, |line| println!("{line}")));
+    Ok(if failed > 0 {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
-    }
+    })
 }
 
-fn duration_flag(flag: &str, v: &Option<String>) -> Result<Option<i64>, String> {
-    match v {
-        None => Ok(None),
-        Some(s) => {
-            let d = kapacitor_pagertree::ops::config::parse_duration(s)
-                .map_err(|e| format!("{flag}: {e}"))?;
-            i64::try_from(d.as_nanos())
-                .map(Some)
-                .map_err(|_| format!("{flag}: {s:?} is too long"))
-        }
-    }
-}
-
-fn simulate(global: &Global, args: &SimulateArgs) -> ExitCode {
-    use kapacitor_pagertree::tools::{lineproto, simulate as sim, tick};
-    let loaded = match global.load() {
-        Ok(l) => l,
-        Err(code) => return code,
+fn simulate(global: &Global, args: &SimulateArgs) -> Exit {
+    use kapacitor_pagertree::tools::simulate::{self as sim, FileRun};
+    let loaded = load_for_tool(global)?;
+    let run = FileRun {
+        tick: args.tick.clone(),
+        data: args.data.clone(),
+        precision: args.precision.clone(),
+        every: args.every.clone(),
+        period: args.period.clone(),
+        function: args.function.clone(),
+        task: args.task.clone(),
     };
-    init_tool_logging(&loaded, global);
-    let fail = |msg: String| {
-        eprintln!("kapacitor-pagertree simulate: {msg}");
-        ExitCode::from(2)
-    };
-    let Some(precision) = lineproto::Precision::parse(&args.precision) else {
-        return fail(format!(
-            "--precision {:?}: use ns, us, ms or s",
-            args.precision
-        ));
-    };
-    let schedule = match (
-        duration_flag("--every", &args.every),
-        duration_flag("--period", &args.period),
-    ) {
-        (Ok(every), Ok(period)) => sim::Schedule { every, period },
-        (Err(e), _) | (_, Err(e)) => return fail(e),
-    };
-    let script_text = match std::fs::read_to_string(&args.tick) {
-        Ok(t) => t,
-        Err(e) => return fail(format!("cannot read {}: {e}", args.tick.display())),
-    };
-    let script = match tick::parse(&script_text) {
-        Ok(s) => s,
-        Err(e) => return fail(format!("{}: {e}", args.tick.display())),
-    };
-    let data_text = match std::fs::read_to_string(&args.data) {
-        Ok(t) => t,
-        Err(e) => return fail(format!("cannot read {}: {e}", args.data.display())),
-    };
-    let points = match lineproto::parse(&data_text, precision) {
-        Ok(p) => p,
-        Err(e) => return fail(format!("{}: {e}", args.data.display())),
-    };
-    let plan = match sim::plan(&script, args.function.as_deref()) {
-        Ok(p) => p,
-        Err(e) => return fail(format!("{}: {e}", args.tick.display())),
-    };
-    let task = args.task.clone().unwrap_or_else(|| {
-        args.tick
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "simulate".into())
-    });
-    if !plan.skipped.is_empty() {
-        eprintln!(
-            "simulate: not executing {} (between the source and @{}()): the data is fed to @{}() as its input",
-            plan.skipped.join(", "),
-            plan.function,
-            plan.function
-        );
-    }
     let factory = kapacitor_pagertree::app::offline_factory(&loaded.config);
-    let outcome = match sim::run(&plan, &factory, &task, &points, schedule) {
-        Ok(o) => o,
-        Err(e) => return fail(format!("{}: {e}", args.tick.display())),
-    };
+    let done = sim::run_files(&run, &factory, |note| eprintln!("{note}"))
+        .map_err(|msg| fail("simulate", msg, 2))?;
     match args.format {
-        OutputFormat::Table => print!("{}", sim::events_table(&outcome.events)),
+        OutputFormat::Table => print!("{}", sim::events_table(&done.outcome.events)),
         OutputFormat::Json => {
-            for e in &outcome.events {
+            for e in &done.outcome.events {
                 println!("{}", sim::event_json(e));
             }
         }
     }
-    let batches = if plan.edge == kapacitor_pagertree::proto::EdgeType::Batch {
-        format!(" in {} batches", outcome.batches)
-    } else {
-        String::new()
-    };
-    let filtered = match (&plan.measurement, outcome.filtered) {
-        (Some(m), n) if n > 0 => format!(" ({n} points of other measurements than {m:?} ignored)"),
-        _ => String::new(),
-    };
-    eprintln!(
-        "simulate: {} points{batches}{filtered} → {} events; nothing was sent",
-        outcome.points,
-        outcome.events.len()
-    );
-    ExitCode::SUCCESS
+    eprintln!("{}", done.summary());
+    Ok(ExitCode::SUCCESS)
 }
 
-/// The daemon's logger, from the configuration; its warnings are logged.
-fn init_daemon_logging(loaded: &Loaded) -> Result<(), ExitCode> {
-    let format = loaded
-        .config
-        .server
-        .log_format_kind()
-        .unwrap_or(LogFormat::Auto);
-    if let Err(e) = logging::init(format, &loaded.config.server.log_level) {
+fn run_daemon(global: &Global) -> Exit {
+    let loaded = global.load()?;
+    logging::init_for_daemon(&loaded).map_err(|e| {
         eprintln!("kapacitor-pagertree: {e}");
-        return Err(ExitCode::from(2));
-    }
-    for w in &loaded.warnings {
-        tracing::warn!("{w}");
-    }
-    Ok(())
-}
-
-fn run_daemon(global: &Global) -> ExitCode {
-    let loaded = match global.load() {
-        Ok(l) => l,
-        Err(code) => return code,
-    };
-    if let Err(code) = init_daemon_logging(&loaded) {
-        return code;
-    }
-    let rt = match tokio::runtime::Builder::new_multi_thread()
+        ExitCode::from(2)
+    })?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
+        .map_err(|e| {
             tracing::error!(error = %e, "cannot start the runtime");
-            return ExitCode::FAILURE;
-        }
-    };
-    match rt.block_on(run_until_signal(loaded.config)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!("{e:#}");
-            eprintln!("kapacitor-pagertree: {e:#}");
             ExitCode::FAILURE
-        }
-    }
+        })?;
+    rt.block_on(run_until_signal(loaded.config)).map_err(|e| {
+        tracing::error!("{e:#}");
+        eprintln!("kapacitor-pagertree: {e:#}");
+        ExitCode::FAILURE
+    })?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The daemon until SIGTERM or SIGINT. The handlers are installed before the
@@ -569,12 +415,9 @@ async fn run_until_signal(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn stdio(global: &Global, batch: bool, socket: Option<PathBuf>) -> ExitCode {
+fn stdio(global: &Global, batch: bool, socket: Option<PathBuf>) -> Exit {
     use kapacitor_pagertree::proto::EdgeType;
-    let loaded = match global.load() {
-        Ok(l) => l,
-        Err(code) => return code,
-    };
+    let loaded = global.load()?;
     // stdout is the protocol: logs go to stderr, which Kapacitor copies to its log.
     let level = global.log_level.as_deref().unwrap_or("warn");
     if let Err(e) = logging::init(LogFormat::Text, level) {
@@ -585,46 +428,27 @@ fn stdio(global: &Global, batch: bool, socket: Option<PathBuf>) -> ExitCode {
     } else {
         EdgeType::Stream
     };
-    match kapacitor_pagertree::udf::stdio::run(&loaded.config, edge, socket.as_deref()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("kapacitor-pagertree stdio: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    kapacitor_pagertree::udf::stdio::run(&loaded.config, edge, socket.as_deref())
+        .map_err(|e| fail("stdio", e, 1))?;
+    Ok(ExitCode::SUCCESS)
 }
 
-fn alerts(global: &Global, format: OutputFormat, url: Option<String>) -> ExitCode {
+fn alerts(global: &Global, format: OutputFormat, url: Option<String>) -> Exit {
     use kapacitor_pagertree::tools::alerts::{self, AlertsError};
-    let loaded = match global.load() {
-        Ok(l) => l,
-        Err(code) => return code,
-    };
-    init_tool_logging(&loaded, global);
-    let body = match alerts::fetch(&loaded.config, url) {
-        Ok(b) => b,
-        Err(e) => {
-            eprintln!("kapacitor-pagertree alerts: {e}");
-            return match e {
-                AlertsError::Address(_) => ExitCode::from(2),
-                AlertsError::Fetch(_) => ExitCode::FAILURE,
-            };
-        }
-    };
+    let loaded = load_for_tool(global)?;
+    let body = alerts::fetch(&loaded.config, url).map_err(|e| {
+        let code = match e {
+            AlertsError::Address(_) => 2,
+            AlertsError::Fetch(_) => 1,
+        };
+        fail("alerts", e, code)
+    })?;
     if format == OutputFormat::Json {
         println!("{}", body.trim_end());
-        return ExitCode::SUCCESS;
+        return Ok(ExitCode::SUCCESS);
     }
-    match alerts::table(&body) {
-        Ok(t) => {
-            print!("{t}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("kapacitor-pagertree alerts: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    print!("{}", alerts::table(&body).map_err(|e| fail("alerts", e, 1))?);
+    Ok(ExitCode::SUCCESS)
 }
 
 fn send_test(
@@ -632,104 +456,66 @@ fn send_test(
     endpoint: Option<String>,
     url: Option<String>,
     format: Option<String>,
-) -> ExitCode {
+) -> Exit {
     use kapacitor_pagertree::alert::Format;
     use kapacitor_pagertree::delivery::cli::{self, CliError};
-    let loaded = match global.load() {
-        Ok(l) => l,
-        Err(code) => return code,
-    };
-    init_tool_logging(&loaded, global);
+    let loaded = load_for_tool(global)?;
     let format = match format.as_deref().map(|f| (f, Format::parse(f))) {
         None => None,
         Some((_, Some(f))) => Some(f),
         Some((f, None)) => {
-            eprintln!("kapacitor-pagertree send-test: --format {f:?}: use kapacitor or webhook");
-            return ExitCode::from(2);
+            let why = format!("--format {f:?}: use kapacitor or webhook");
+            return Err(fail("send-test", why, 2));
         }
     };
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("kapacitor-pagertree send-test: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match rt.block_on(cli::send_test(
+    let rt = current_thread("send-test")?;
+    let sent = rt.block_on(cli::send_test(
         &loaded.config,
         endpoint.as_deref(),
         url.as_deref(),
         format,
-    )) {
-        Ok(report) => {
-            print!("{report}");
-            if report.ok() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            }
-        }
-        Err(e @ (CliError::NoEndpoint | CliError::Endpoint(_))) => {
-            eprintln!("kapacitor-pagertree send-test: {e}");
-            ExitCode::from(2)
-        }
-        Err(e) => {
-            eprintln!("kapacitor-pagertree send-test: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    ));
+    let report = sent.map_err(|e| match e {
+        CliError::NoEndpoint | CliError::Endpoint(_) => fail("send-test", e, 2),
+        e => fail("send-test", e, 1),
+    })?;
+    print!("{report}");
+    Ok(if report.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
-fn tasks(global: &Global) -> ExitCode {
+/// The exit code of an outbox command's error: 2 for what the user typed or
+/// a data dir without an outbox, else 1.
+fn outbox_exit(cmd: &str, e: kapacitor_pagertree::delivery::cli::CliError) -> ExitCode {
+    use kapacitor_pagertree::delivery::cli::CliError;
+    let code = match e {
+        CliError::BadSelection(_) | CliError::EmptySelection | CliError::NoOutbox(_) => 2,
+        _ => 1,
+    };
+    fail(cmd, e, code)
+}
+
+fn tasks(global: &Global) -> Exit {
     use kapacitor_pagertree::delivery::cli::{self, CliError};
     use kapacitor_pagertree::kapacitor::marks::TaskListing;
-    let loaded = match global.load() {
-        Ok(l) => l,
-        Err(code) => return code,
-    };
-    init_tool_logging(&loaded, global);
+    let loaded = load_for_tool(global)?;
     let config = &loaded.config;
     let listing = cli::open_existing(&config.server.data_dir, config)
-        .and_then(|ob| TaskListing::read(&ob).map_err(CliError::from));
-    match listing {
-        Ok(l) => {
-            print!("{l}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("kapacitor-pagertree tasks: {e}");
-            match e {
-                CliError::NoOutbox(_) => ExitCode::from(2),
-                _ => ExitCode::FAILURE,
-            }
-        }
-    }
+        .and_then(|ob| TaskListing::read(&ob).map_err(CliError::from))
+        .map_err(|e| outbox_exit("tasks", e))?;
+    print!("{listing}");
+    Ok(ExitCode::SUCCESS)
 }
 
-fn outbox(global: &Global, action: OutboxAction) -> ExitCode {
-    use kapacitor_pagertree::delivery::cli::{self, CliError};
-    let loaded = match global.load() {
-        Ok(l) => l,
-        Err(code) => return code,
-    };
-    init_tool_logging(&loaded, global);
+fn outbox(global: &Global, action: OutboxAction) -> Exit {
+    use kapacitor_pagertree::delivery::cli;
+    let loaded = load_for_tool(global)?;
     let config = &loaded.config;
-    let fail = |e: CliError| {
-        eprintln!("kapacitor-pagertree outbox: {e}");
-        match e {
-            CliError::BadSelection(_) | CliError::EmptySelection | CliError::NoOutbox(_) => {
-                ExitCode::from(2)
-            }
-            _ => ExitCode::FAILURE,
-        }
-    };
-    let ob = match cli::open_existing(&config.server.data_dir, config) {
-        Ok(o) => o,
-        Err(e) => return fail(e),
-    };
+    let ob = cli::open_existing(&config.server.data_dir, config)
+        .map_err(|e| outbox_exit("outbox", e))?;
     let result = match action {
         OutboxAction::List => cli::list(&ob).map(|l| l.to_string()),
         OutboxAction::Retry { events } => cli::parse_selection(&events)
@@ -739,11 +525,6 @@ fn outbox(global: &Global, action: OutboxAction) -> ExitCode {
             .and_then(|sel| cli::drop_events(&ob, &sel))
             .map(|a| a.to_string()),
     };
-    match result {
-        Ok(text) => {
-            print!("{text}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => fail(e),
-    }
+    print!("{}", result.map_err(|e| outbox_exit("outbox", e))?);
+    Ok(ExitCode::SUCCESS)
 }

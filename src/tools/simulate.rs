@@ -16,10 +16,11 @@
 //! options (unless given) so no endpoint is needed.
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 
 use crate::alert::{Event, FieldValue};
-use crate::tools::lineproto::LinePoint;
-use crate::tools::tick::{Node, NodeKind, Script, Value};
+use crate::tools::lineproto::{self, LinePoint};
+use crate::tools::tick::{self, Node, NodeKind, Script, Value};
 use crate::proto::{
     self, BeginBatch, EdgeType, EndBatch, InfoResponse, InitRequest, OptionValue, Point, ValueType,
 };
@@ -582,6 +583,110 @@ pub fn events_table(events: &[Event]) -> String {
         out.push('\n');
     }
     out
+}
+
+/// `simulate`'s inputs as the command line gives them: files, and the
+/// schedule and names as text.
+#[derive(Debug, Clone, Default)]
+pub struct FileRun {
+    pub tick: PathBuf,
+    pub data: PathBuf,
+    /// `ns`, `us`, `ms` or `s`.
+    pub precision: String,
+    pub every: Option<String>,
+    pub period: Option<String>,
+    pub function: Option<String>,
+    /// Default: the script's file name without `.tick`.
+    pub task: Option<String>,
+}
+
+/// What [`run_files`] did.
+#[derive(Debug)]
+pub struct FileOutcome {
+    pub plan: Plan,
+    pub outcome: Outcome,
+}
+
+impl FileOutcome {
+    /// The closing line: points in, events out, nothing sent.
+    pub fn summary(&self) -> String {
+        let (plan, outcome) = (&self.plan, &self.outcome);
+        let batches = if plan.edge == EdgeType::Batch {
+            format!(" in {} batches", outcome.batches)
+        } else {
+            String::new()
+        };
+        let filtered = match (&plan.measurement, outcome.filtered) {
+            (Some(m), n) if n > 0 => {
+                format!(" ({n} points of other measurements than {m:?} ignored)")
+            }
+            _ => String::new(),
+        };
+        format!(
+            "simulate: {} points{batches}{filtered} → {} events; nothing was sent",
+            outcome.points,
+            outcome.events.len()
+        )
+    }
+}
+
+fn duration_flag(flag: &str, v: &Option<String>) -> Result<Option<i64>, String> {
+    match v {
+        None => Ok(None),
+        Some(s) => {
+            let d = crate::ops::config::parse_duration(s).map_err(|e| format!("{flag}: {e}"))?;
+            i64::try_from(d.as_nanos())
+                .map(Some)
+                .map_err(|_| format!("{flag}: {s:?} is too long"))
+        }
+    }
+}
+
+/// Reads the script and the data, plans and runs the simulation. `note`
+/// receives what the caller should tell the user before the events (the
+/// nodes not executed). The error is the message for the user.
+pub fn run_files(
+    args: &FileRun,
+    factory: &dyn HandlerFactory,
+    mut note: impl FnMut(String),
+) -> Result<FileOutcome, String> {
+    let Some(precision) = lineproto::Precision::parse(&args.precision) else {
+        return Err(format!(
+            "--precision {:?}: use ns, us, ms or s",
+            args.precision
+        ));
+    };
+    let schedule = Schedule {
+        every: duration_flag("--every", &args.every)?,
+        period: duration_flag("--period", &args.period)?,
+    };
+    let script_text = std::fs::read_to_string(&args.tick)
+        .map_err(|e| format!("cannot read {}: {e}", args.tick.display()))?;
+    let script =
+        tick::parse(&script_text).map_err(|e| format!("{}: {e}", args.tick.display()))?;
+    let data_text = std::fs::read_to_string(&args.data)
+        .map_err(|e| format!("cannot read {}: {e}", args.data.display()))?;
+    let points = lineproto::parse(&data_text, precision)
+        .map_err(|e| format!("{}: {e}", args.data.display()))?;
+    let plan = plan(&script, args.function.as_deref())
+        .map_err(|e| format!("{}: {e}", args.tick.display()))?;
+    let task = args.task.clone().unwrap_or_else(|| {
+        args.tick
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "simulate".into())
+    });
+    if !plan.skipped.is_empty() {
+        note(format!(
+            "simulate: not executing {} (between the source and @{}()): the data is fed to @{}() as its input",
+            plan.skipped.join(", "),
+            plan.function,
+            plan.function
+        ));
+    }
+    let outcome = run(&plan, factory, &task, &points, schedule)
+        .map_err(|e| format!("{}: {e}", args.tick.display()))?;
+    Ok(FileOutcome { plan, outcome })
 }
 
 #[cfg(test)]
