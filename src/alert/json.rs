@@ -85,7 +85,7 @@ fn write_json_row(out: &mut String, row: &Series) {
 
 /// `json.NewEncoder(w).Encode(alert.Data)`: the exact body Kapacitor's
 /// `.post()`, `.tcp()`, `.log()` and `.exec()` write for an event, trailing
-/// newline included (conformance README §5).
+/// newline included (tests/conformance/README.md §5).
 pub fn alert_data_json(e: &Event) -> Vec<u8> {
     let mut out = String::with_capacity(
         256 + e.id.len() + e.message.len() + e.details.len() * 2 + e.data.values.len() * 48,

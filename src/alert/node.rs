@@ -1,6 +1,6 @@
 //! The `@pagertree()` node: Kapacitor's alert node behind the UDF seam.
 //!
-//! [`AlertFactory`] answers `Info` (every option of tickscript-interface.md
+//! [`AlertFactory`] answers `Info` (every option of docs/tickscript-interface.md
 //! with its types) and `Init` (validation in [`options`], then a compiled
 //! [`AlertNode`]). An [`AlertNode`] turns points and batches into
 //! [`Event`]s and emitted data exactly as `alert.go` does:
@@ -19,7 +19,7 @@
 //! (Kapacitor renders the id of every point; only events and a new group's
 //! restore ever use it, so rendering it then gives the same ids.)
 //!
-//! Mode 2 choices (tickscript-interface.md leaves them open):
+//! Mode 2 choices (docs/tickscript-interface.md leaves them open):
 //! - `levelFrom` reads a tag, else a *string* field; any other value is a bad level.
 //! - A batch reads each point's level (then the batch's tag); points with a
 //!   bad level are skipped (counted, logged); `idFrom`/`messageFrom`/
@@ -68,7 +68,7 @@ pub use options::{InitError, NodeOptions};
 
 /// Where the `.ServerInfo` of templates comes from. A plain [`ServerInfo`]
 /// is one; the agent may pass a provider that resolves it from Kapacitor's
-/// API at the first Init (config.md, `[kapacitor]`).
+/// API at the first Init (docs/config.md, `[kapacitor]`).
 pub trait ServerInfoProvider: Send + Sync + fmt::Debug {
     fn server_info(&self) -> ServerInfo;
 }

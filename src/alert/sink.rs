@@ -35,9 +35,15 @@ pub enum SinkError {
     Closed,
 }
 
-/// Returned by [`Sink::try_submit`] when the queue is full: the event comes back.
-#[derive(Debug)]
-pub struct SinkFull(pub Box<Event>);
+/// Why [`Sink::try_submit`] did not queue an event.
+#[derive(Debug, thiserror::Error)]
+pub enum TrySubmitError {
+    /// The queue is full: the event comes back.
+    #[error("the delivery queue is full")]
+    Full(Box<Event>),
+    #[error(transparent)]
+    Closed(#[from] SinkError),
+}
 
 /// The sessions' handle on delivery. Cheap to clone.
 ///
@@ -117,19 +123,23 @@ impl Sink {
     }
 
     /// Queues an event without waiting; a full queue hands it back.
-    pub fn try_submit(&self, event: Box<Event>) -> Result<(), Result<SinkFull, SinkError>> {
+    pub fn try_submit(&self, event: Box<Event>) -> Result<(), TrySubmitError> {
         match self.room.try_acquire() {
             Ok(p) => p.forget(),
-            Err(tokio::sync::TryAcquireError::NoPermits) => return Err(Ok(SinkFull(event))),
-            Err(tokio::sync::TryAcquireError::Closed) => return Err(Err(SinkError::Closed)),
+            Err(tokio::sync::TryAcquireError::NoPermits) => {
+                return Err(TrySubmitError::Full(event));
+            }
+            Err(tokio::sync::TryAcquireError::Closed) => {
+                return Err(TrySubmitError::Closed(SinkError::Closed));
+            }
         }
         match self.tx.try_send(SinkMsg::Event(event)) {
             Ok(()) => Ok(()),
             Err(mpsc::error::TrySendError::Full(SinkMsg::Event(e))) => {
                 self.room.add_permits(1);
-                Err(Ok(SinkFull(e)))
+                Err(TrySubmitError::Full(e))
             }
-            Err(_) => Err(Err(SinkError::Closed)),
+            Err(_) => Err(TrySubmitError::Closed(SinkError::Closed)),
         }
     }
 
@@ -376,7 +386,7 @@ mod tests {
         // One more fits (3 + 1 = 4 events outstanding, whatever the messages).
         sink.try_submit(Box::new(event(3))).unwrap();
         match sink.try_submit(Box::new(event(4))) {
-            Err(Ok(SinkFull(e))) => assert_eq!(e.time, 4),
+            Err(TrySubmitError::Full(e)) => assert_eq!(e.time, 4),
             other => panic!("expected a full queue, got {other:?}"),
         }
         // A waiting submit_many proceeds once room is given back by a commit.
@@ -436,7 +446,7 @@ mod tests {
         assert!(matches!(sink.barrier().await, Err(SinkError::Closed)));
         assert!(matches!(
             sink.try_submit(Box::new(event(9))),
-            Err(Err(SinkError::Closed))
+            Err(TrySubmitError::Closed(SinkError::Closed))
         ));
     }
 }

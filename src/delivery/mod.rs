@@ -5,8 +5,10 @@
 //! thread stores them here.
 //!
 //! - [`log_sink`]: the first committer: each event as one JSON line in the log.
-//! - `outbox`, `dispatch`, `pagertree`: the durable path (see their docs).
+//! - `outbox`, `dispatch`, `pagertree`: the durable path (see their docs);
+//!   [`backoff`] the dispatcher's retry waits.
 
+pub mod backoff;
 pub mod cli;
 pub mod dispatch;
 pub mod log_sink;

@@ -15,7 +15,7 @@
 //!   page would be lost while looking delivered), proxies from the
 //!   environment (`HTTPS_PROXY`, `NO_PROXY`: reqwest reads them by default).
 //! - [`classify`]: an answer (or a failure to get one) → what the dispatcher
-//!   does next, per pagertree.md *Responses*.
+//!   does next, per docs/pagertree.md *Responses*.
 //!
 //! Every error text that could carry a URL or token is redacted
 //! ([`crate::delivery::redact`]).
@@ -308,7 +308,7 @@ pub enum Outcome {
     Park { reason: String },
 }
 
-/// pagertree.md *Responses*, as a decision.
+/// docs/pagertree.md *Responses*, as a decision.
 pub fn classify(result: &Result<Answer, SendError>) -> Outcome {
     let a = match result {
         Ok(a) => a,
@@ -405,18 +405,7 @@ fn parse_http_date(v: &str) -> Option<i64> {
     if !(1..=31).contains(&day) || h > 23 || mi > 59 || s > 60 {
         return None;
     }
-    Some(days_from_civil(year, m, day) * 86_400 + h * 3600 + mi * 60 + s)
-}
-
-/// (year, month, day) → days since 1970-01-01 (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+    Some(crate::gofmt::days_from_civil(year, m, day) * 86_400 + h * 3600 + mi * 60 + s)
 }
 
 /// The HTTP client: one reqwest client per connect timeout (reqwest sets it

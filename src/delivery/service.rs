@@ -3,7 +3,7 @@
 //! dispatcher. The ops layer starts it once and hands out
 //! [`Delivery::sink`] and [`Delivery::store`] to the sessions.
 //!
-//! Shutdown order (architecture.md, *graceful shutdown*): the sessions stop
+//! Shutdown order (docs/architecture.md, *graceful shutdown*): the sessions stop
 //! and drop their sinks; [`Delivery::shutdown`] then lets the committer
 //! store whatever was queued, stops the dispatcher from starting requests,
 //! gives those on the wire `shutdown_grace`, and returns. Undelivered rows

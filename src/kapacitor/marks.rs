@@ -1,4 +1,4 @@
-//! Session marks for restart safety (architecture.md, *Restarts*): which
+//! Session marks for restart safety (docs/architecture.md, *Restarts*): which
 //! (task, node) UDF sessions Kapacitor has open, kept in the outbox's
 //! `sessions` table so a restarted agent knows which tasks to revive.
 //!
@@ -146,7 +146,7 @@ impl SessionEvents for OutboxSessionEvents {
 }
 
 /// The `tasks` listing: every marked session, the tasks a restarted agent
-/// revives (architecture.md, *Restarts*).
+/// revives (docs/architecture.md, *Restarts*).
 #[derive(Debug)]
 pub struct TaskListing {
     pub marks: Vec<SessionMark>,

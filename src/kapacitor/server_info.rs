@@ -1,4 +1,4 @@
-//! `.ServerInfo` for templates, resolved once per agent (config.md,
+//! `.ServerInfo` for templates, resolved once per agent (docs/config.md,
 //! `[kapacitor]`): values set in the config win; otherwise the agent reads
 //! them from Kapacitor's API (`GET /kapacitor/v1/debug/vars`, top-level
 //! `host`, `cluster_id`, `server_id`) when the first Init arrives — Kapacitor

@@ -6,7 +6,7 @@
 /// The first bytes of every snapshot this agent gives Kapacitor.
 pub const SNAPSHOT_MAGIC: &[u8; 8] = b"KPTSNAP\0";
 /// The snapshot format version. The snapshot is only this header: alert state
-/// lives in the agent's own store (architecture.md), never in Kapacitor's
+/// lives in the agent's own store (docs/architecture.md), never in Kapacitor's
 /// minutes-old snapshot. It is non-empty so Kapacitor keeps saving it.
 pub const SNAPSHOT_VERSION: u8 = 1;
 

@@ -1,5 +1,5 @@
 //! The node's options: what `Info` declares and how `Init` reads and
-//! validates them (tickscript-interface.md fixes every name, type and
+//! validates them (docs/tickscript-interface.md fixes every name, type and
 //! default). Every refusal names the option and says why, because the text is
 //! what the user reads in `kapacitor show`.
 
@@ -36,47 +36,49 @@ struct Spec {
     batch_only: bool,
 }
 
-const S: &[ValueType] = &[ValueType::String];
-const SS: &[ValueType] = &[ValueType::String, ValueType::String];
-const NONE: &[ValueType] = &[];
+/// Argument lists: one string, two strings, none (a flag).
+const ONE_STRING: &[ValueType] = &[ValueType::String];
+const TWO_STRINGS: &[ValueType] = &[ValueType::String, ValueType::String];
+const FLAG: &[ValueType] = &[];
 
-/// Every option of tickscript-interface.md.
+/// Every option a `@pagertree()` node declares (README, *TICKscript
+/// reference*).
 const SPECS: &[Spec] = &[
     // Mode 1: level expressions.
     Spec {
         name: "info",
-        types: S,
+        types: ONE_STRING,
         batch_only: false,
     },
     Spec {
         name: "warn",
-        types: S,
+        types: ONE_STRING,
         batch_only: false,
     },
     Spec {
         name: "crit",
-        types: S,
+        types: ONE_STRING,
         batch_only: false,
     },
     Spec {
         name: "infoReset",
-        types: S,
+        types: ONE_STRING,
         batch_only: false,
     },
     Spec {
         name: "warnReset",
-        types: S,
+        types: ONE_STRING,
         batch_only: false,
     },
     Spec {
         name: "critReset",
-        types: S,
+        types: ONE_STRING,
         batch_only: false,
     },
     // State rules.
     Spec {
         name: "stateChangesOnly",
-        types: NONE,
+        types: FLAG,
         batch_only: false,
     },
     Spec {
@@ -96,122 +98,122 @@ const SPECS: &[Spec] = &[
     },
     Spec {
         name: "noRecoveries",
-        types: NONE,
+        types: FLAG,
         batch_only: false,
     },
     Spec {
         name: "all",
-        types: NONE,
+        types: FLAG,
         batch_only: true,
     },
     // Text.
     Spec {
         name: "id",
-        types: S,
+        types: ONE_STRING,
         batch_only: false,
     },
     Spec {
         name: "message",
-        types: S,
+        types: ONE_STRING,
         batch_only: false,
     },
     Spec {
         name: "details",
-        types: S,
+        types: ONE_STRING,
         batch_only: false,
     },
     // Inhibition.
     Spec {
         name: "category",
-        types: S,
+        types: ONE_STRING,
         batch_only: false,
     },
     Spec {
         name: "inhibit",
-        types: SS,
+        types: TWO_STRINGS,
         batch_only: false,
     },
     // Augmentation of emitted data.
     Spec {
         name: "idTag",
-        types: S,
+        types: ONE_STRING,
         batch_only: false,
     },
     Spec {
         name: "idField",
-        types: S,
+        types: ONE_STRING,
         batch_only: false,
     },
     Spec {
         name: "levelTag",
-        types: S,
+        types: ONE_STRING,
         batch_only: false,
     },
     Spec {
         name: "levelField",
-        types: S,
+        types: ONE_STRING,
         batch_only: false,
     },
     Spec {
         name: "messageField",
-        types: S,
+        types: ONE_STRING,
         batch_only: false,
     },
     Spec {
         name: "durationField",
-        types: S,
+        types: ONE_STRING,
         batch_only: false,
     },
     // Mode 2.
     Spec {
         name: "levelFrom",
-        types: S,
+        types: ONE_STRING,
         batch_only: false,
     },
     Spec {
         name: "idFrom",
-        types: S,
+        types: ONE_STRING,
         batch_only: false,
     },
     Spec {
         name: "messageFrom",
-        types: S,
+        types: ONE_STRING,
         batch_only: false,
     },
     Spec {
         name: "detailsFrom",
-        types: S,
+        types: ONE_STRING,
         batch_only: false,
     },
     // Delivery.
     Spec {
         name: "url",
-        types: S,
+        types: ONE_STRING,
         batch_only: false,
     },
     Spec {
         name: "endpoint",
-        types: S,
+        types: ONE_STRING,
         batch_only: false,
     },
     Spec {
         name: "format",
-        types: S,
+        types: ONE_STRING,
         batch_only: false,
     },
     Spec {
         name: "urgency",
-        types: SS,
+        types: TWO_STRINGS,
         batch_only: false,
     },
     Spec {
         name: "tags",
-        types: S,
+        types: ONE_STRING,
         batch_only: false,
     },
     Spec {
         name: "dryRun",
-        types: NONE,
+        types: FLAG,
         batch_only: false,
     },
 ];

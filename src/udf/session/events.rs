@@ -40,7 +40,7 @@ impl SessionEnd {
 }
 
 /// What is recorded of one connection: the restart-safety bookkeeping
-/// (architecture.md, *Restarts*) needs task, node and how it ended.
+/// (docs/architecture.md, *Restarts*) needs task, node and how it ended.
 #[derive(Debug, Clone)]
 pub struct SessionRecord {
     pub id: u64,

@@ -1,4 +1,4 @@
-//! One connection's conversation with Kapacitor (udf-protocol.md, *The
+//! One connection's conversation with Kapacitor (docs/udf-protocol.md, *The
 //! conversation on one connection*): Info, Init, Restore, data, Keepalive,
 //! Snapshot and the two endings, against a [`Handler`] built at Init.
 //!
@@ -11,7 +11,7 @@
 //!   bounded queue. If
 //!   that queue is full it stops reading (the last resort) and sends an
 //!   unsolicited `KeepaliveResponse` whenever nothing was written for about a
-//!   second, until it can forward again (architecture.md, *Backpressure*);
+//!   second, until it can forward again (docs/architecture.md, *Backpressure*);
 //! - the **processor** decodes the frames, keeps the conversation's state
 //!   (Init seen, open batch), calls the handler, encodes what it emits, hands events to the [`Sink`] and answers Snapshot only
 //!   after `Sink::barrier` (every earlier event committed);
