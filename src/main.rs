@@ -1,7 +1,8 @@
 //! The `kapacitor-pagertree` command line. Every subcommand merges the same
 //! configuration (flags > environment > file > defaults, see
 //! [`kapacitor_pagertree::ops::config`]) and calls into the library; this file
-//! only parses arguments, prints, and chooses exit codes:
+//! only parses arguments, awaits the daemon's signals, prints, and chooses
+//! exit codes:
 //! 0 success, 1 the command failed, 2 the configuration or arguments are wrong.
 
 use std::path::PathBuf;
