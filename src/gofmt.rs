@@ -9,7 +9,6 @@
 
 use std::fmt::Write as _;
 
-
 /// Formats nanoseconds since the epoch as Go's `time.RFC3339Nano` in UTC:
 /// trailing zeros of the fraction trimmed, no fraction when zero.
 pub fn rfc3339_nano(ns: i64) -> String {

@@ -9,9 +9,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use kapacitor_pagertree::ops::config::{
-    Config, ConfigErrors, Loaded, LogFormat, Overrides,
-};
+use kapacitor_pagertree::ops::config::{Config, ConfigErrors, Loaded, LogFormat, Overrides};
 use kapacitor_pagertree::ops::logging;
 
 /// mimalloc: the hot path's remaining allocations (decoded points, events)
@@ -448,7 +446,10 @@ fn alerts(global: &Global, format: OutputFormat, url: Option<String>) -> Exit {
         println!("{}", body.trim_end());
         return Ok(ExitCode::SUCCESS);
     }
-    print!("{}", alerts::table(&body).map_err(|e| fail("alerts", e, 1))?);
+    print!(
+        "{}",
+        alerts::table(&body).map_err(|e| fail("alerts", e, 1))?
+    );
     Ok(ExitCode::SUCCESS)
 }
 

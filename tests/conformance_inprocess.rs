@@ -18,13 +18,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use conformance::{Case, EmittedRow, Input, Observed, RunResult};
+use kapacitor_pagertree::alert::Destinations;
 use kapacitor_pagertree::alert::ServerInfo;
+use kapacitor_pagertree::alert::handler::{Handler, HandlerFactory, Output};
+use kapacitor_pagertree::alert::json::alert_data_json;
 use kapacitor_pagertree::alert::node::{AlertFactory, NodeEnv};
 use kapacitor_pagertree::alert::store::MemoryStore;
-use kapacitor_pagertree::alert::json::alert_data_json;
-use kapacitor_pagertree::alert::Destinations;
 use kapacitor_pagertree::proto::{EdgeType, InitRequest, Point};
-use kapacitor_pagertree::alert::handler::{Handler, HandlerFactory, Output};
 
 const URL: &str = "http://127.0.0.1:9/integration/int_conformance";
 const NODE: &str = "pagertree2";

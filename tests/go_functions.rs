@@ -66,7 +66,11 @@ fn math_functions_answer_as_go() {
     }
     for c in list(&f, "math2") {
         let name = text(&c[0]);
-        let (x, y, want) = (f64::from_bits(bits(&c[1])), f64::from_bits(bits(&c[2])), bits(&c[3]));
+        let (x, y, want) = (
+            f64::from_bits(bits(&c[1])),
+            f64::from_bits(bits(&c[2])),
+            bits(&c[3]),
+        );
         let got = float(name, &[x, y]);
         assert!(
             same(got, want),
@@ -189,6 +193,9 @@ fn every_probe_set_is_there() {
         ("regexes", 3),
     ] {
         let n = list(&f, key).len();
-        assert!(n >= at_least, "{key}: {n} probes, expected at least {at_least}");
+        assert!(
+            n >= at_least,
+            "{key}: {n} probes, expected at least {at_least}"
+        );
     }
 }

@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use kapacitor_pagertree::alert::{Event, FieldValue, Level, Route, Series, SeriesValue};
 use kapacitor_pagertree::alert::json::alert_data_json;
+use kapacitor_pagertree::alert::{Event, FieldValue, Level, Route, Series, SeriesValue};
 use kapacitor_pagertree::gofmt;
 
 mod json {

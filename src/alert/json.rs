@@ -7,7 +7,9 @@
 use std::fmt::Write as _;
 
 use crate::alert::{Event, FieldValue, Series, SeriesValue};
-use crate::gofmt::{write_float_json, write_json_string, write_json_string_map, write_rfc3339_nano};
+use crate::gofmt::{
+    write_float_json, write_json_string, write_json_string_map, write_rfc3339_nano,
+};
 
 /// Appends a field value as `encoding/json` encodes the `interface{}` holding it.
 pub fn write_json_field(out: &mut String, v: &FieldValue) {

@@ -48,6 +48,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::alert::expr::{Expr, Scope, ValueRef};
+use crate::alert::handler::{Handler, HandlerFactory, Output};
 use crate::alert::state::{AlertState, Decision, StateRules};
 use crate::alert::store::{AlertStateStore, StoredAlert};
 use crate::alert::template::{
@@ -58,7 +59,6 @@ use crate::alert::{Destinations, Event, FieldValue, Level, ServerInfo};
 use crate::proto::{
     BeginBatch, EdgeType, EndBatch, InfoResponse, InitRequest, Point, Response, response,
 };
-use crate::alert::handler::{Handler, HandlerFactory, Output};
 use prometheus_client::metrics::counter::Counter;
 
 use data::FieldRef;

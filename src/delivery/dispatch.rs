@@ -995,8 +995,8 @@ async fn sleep_until_opt(at: Option<Instant>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alert::{Event, Level, Route, Series};
     use crate::alert::sink::Committer;
+    use crate::alert::{Event, Level, Route, Series};
     use crate::delivery::pagertree::Endpoints;
     use std::sync::Mutex;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

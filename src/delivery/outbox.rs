@@ -45,10 +45,10 @@ use bytes::Bytes;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::Notify;
 
+use crate::alert::sink::{CommitError, Committer};
 use crate::alert::store::{AlertStateStore, StoreError, StoredAlert};
 use crate::alert::{Event, Format, Level};
 use crate::delivery::pagertree::{self, Endpoints};
-use crate::alert::sink::{CommitError, Committer};
 use crate::delivery::redact;
 use crate::ops::metrics::metrics;
 

@@ -13,11 +13,11 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::alert::sink::{Committer, Sink, spawn_sink};
 use crate::alert::store::AlertStateStore;
 use crate::delivery::dispatch::{DispatchConfig, DispatchError, Dispatcher};
 use crate::delivery::outbox::{Outbox, OutboxError};
 use crate::delivery::pagertree::Endpoints;
-use crate::alert::sink::{Committer, Sink, spawn_sink};
 use crate::ops::config::Config;
 
 /// Why delivery could not start.

@@ -47,9 +47,15 @@ pub enum ApiError {
 #[derive(Debug, Clone)]
 enum Auth {
     None,
-    Basic { username: String, password: String },
+    Basic {
+        username: String,
+        password: String,
+    },
     /// Kapacitor's `shared-secret`: a fresh signed token per request.
-    Bearer { username: String, secret: String },
+    Bearer {
+        username: String,
+        secret: String,
+    },
 }
 
 /// A client of one Kapacitor's API. Cheap to clone (one connection pool).

@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
-
 /// A configuration problem, with the file, key and reason.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {

@@ -67,7 +67,10 @@ pub async fn connect(c: &Config, mut say: impl FnMut(String)) -> usize {
             }
         }
     }
-    let ping = format!("{}/kapacitor/v1/ping", c.kapacitor.url.trim_end_matches('/'));
+    let ping = format!(
+        "{}/kapacitor/v1/ping",
+        c.kapacitor.url.trim_end_matches('/')
+    );
     match probe(&ping, Duration::from_secs(5), Duration::from_secs(10)).await {
         Ok(status) => say(format!(
             "kapacitor {}: answers (HTTP {status})",

@@ -187,7 +187,7 @@ mod tests {
         let listener = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let stop = CancellationToken::new();
-        let server = tokio::spawn(serve(listener, stop.clone()));
+        let server = tokio::spawn(serve_http(listener, stop.clone()));
         let resp = reqwest::get(format!("http://{addr}/healthz"))
             .await
             .unwrap();

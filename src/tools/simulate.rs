@@ -18,13 +18,13 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
+use crate::alert::handler::{HandlerFactory, Output};
 use crate::alert::{Event, FieldValue};
-use crate::tools::lineproto::{self, LinePoint};
-use crate::tools::tick::{self, Node, NodeKind, Script, Value};
 use crate::proto::{
     self, BeginBatch, EdgeType, EndBatch, InfoResponse, InitRequest, OptionValue, Point, ValueType,
 };
-use crate::alert::handler::{HandlerFactory, Output};
+use crate::tools::lineproto::{self, LinePoint};
+use crate::tools::tick::{self, Node, NodeKind, Script, Value};
 
 /// Why a simulation cannot run.
 #[derive(Debug, thiserror::Error)]
@@ -662,8 +662,7 @@ pub fn run_files(
     };
     let script_text = std::fs::read_to_string(&args.tick)
         .map_err(|e| format!("cannot read {}: {e}", args.tick.display()))?;
-    let script =
-        tick::parse(&script_text).map_err(|e| format!("{}: {e}", args.tick.display()))?;
+    let script = tick::parse(&script_text).map_err(|e| format!("{}: {e}", args.tick.display()))?;
     let data_text = std::fs::read_to_string(&args.data)
         .map_err(|e| format!("cannot read {}: {e}", args.data.display()))?;
     let points = lineproto::parse(&data_text, precision)
@@ -694,11 +693,11 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+    use crate::alert::handler::Handler;
     use crate::alert::{Level, Route, Series};
+    use crate::proto::OptionInfo;
     use crate::tools::lineproto::{Precision, parse as parse_lp};
     use crate::tools::tick::parse as parse_tick;
-    use crate::proto::OptionInfo;
-    use crate::alert::handler::Handler;
 
     /// A recorder node: one event per point (stream) or batch, whose level is
     /// the point's `level` tag, so the tests see exactly what was fed.

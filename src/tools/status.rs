@@ -21,9 +21,9 @@ use std::sync::{Mutex, OnceLock};
 
 use serde::{Deserialize, Serialize};
 
+use crate::alert::sink::{CommitError, Committer};
 use crate::alert::store::StoredAlert;
 use crate::alert::{Event, Level};
-use crate::alert::sink::{CommitError, Committer};
 use crate::delivery::outbox::{HeldKind, Outbox};
 use tokio_util::sync::CancellationToken;
 

@@ -969,8 +969,10 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("url: this node has nowhere to send"), "{e}");
-        let mut cfg = Destinations::default();
-        cfg.default_endpoint = "ops".into();
+        let mut cfg = Destinations {
+            default_endpoint: "ops".into(),
+            ..Destinations::default()
+        };
         let e = parse(EdgeType::Stream, &plain, &cfg)
             .unwrap_err()
             .to_string();

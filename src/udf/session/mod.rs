@@ -26,12 +26,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
 use crate::alert::Event;
+use crate::alert::handler::{Handler, HandlerFactory, Output};
 use crate::alert::sink::Sink;
 use crate::ops::metrics::{EdgeLabel, ReasonLabel, metrics};
 use crate::proto::{
@@ -39,7 +40,6 @@ use crate::proto::{
     RestoreResponse, SnapshotResponse, request, response,
 };
 use crate::udf::codec::{CodecError, RawFrameCodec, decode_frame, encode_frame, put_length_prefix};
-use crate::alert::handler::{Handler, HandlerFactory, Output};
 use crate::udf::snapshot::{check_snapshot, snapshot_bytes};
 
 mod events;
@@ -50,10 +50,9 @@ mod tests;
 mod writer;
 
 pub use events::{
-    LogSessionEvents, NodeKey, SessionEnd, SessionEvents, SessionRecord, edge_name,
-    next_session_id,
+    LogSessionEvents, NodeKey, SessionEnd, SessionEvents, SessionRecord, edge_name, next_session_id,
 };
-use processor::Processor;
+use processor::{ProcessOutcome, Processor};
 use reader::{ReadEnd, ReaderChannels, read_loop};
 use writer::{WriteClock, write_loop};
 

@@ -3,6 +3,7 @@
 
 use super::*;
 
+#[derive(Default)]
 pub(super) struct ProcessOutcome {
     pub(super) node: Option<NodeKey>,
     pub(super) init_refused: Option<String>,

@@ -1,8 +1,8 @@
 //! The session driven over an in-memory duplex stream, as Kapacitor would.
 
 use super::*;
-use crate::alert::{Event, Level, Series};
 use crate::alert::sink::{CommitError, Committer, spawn_sink};
+use crate::alert::{Event, Level, Series};
 use crate::proto::{
     BeginBatch, EndBatch, InfoRequest, InfoResponse, InitRequest, KeepaliveRequest, Point,
     RestoreRequest, SnapshotRequest,
@@ -11,6 +11,7 @@ use crate::udf::codec::KapacitorCodec;
 use crate::udf::snapshot::UnusableSnapshot;
 use reader::decode_point;
 use std::sync::Mutex;
+use tokio::io::AsyncWriteExt;
 use tokio::io::{AsyncReadExt, DuplexStream};
 use tokio_util::codec::Decoder;
 
@@ -146,13 +147,11 @@ impl Harness {
             if let Some(r) = self.codec.decode(&mut self.buf).unwrap() {
                 return Some(r.message.expect("a Response with no message"));
             }
-            let n = tokio::time::timeout(
-                Duration::from_secs(5),
-                self.client.read_buf(&mut self.buf),
-            )
-            .await
-            .expect("no response within 5s")
-            .unwrap();
+            let n =
+                tokio::time::timeout(Duration::from_secs(5), self.client.read_buf(&mut self.buf))
+                    .await
+                    .expect("no response within 5s")
+                    .unwrap();
             if n == 0 {
                 return None;
             }

@@ -2,6 +2,7 @@
 //! overtake queued data; responses never interleave mid-frame.
 
 use super::*;
+use tokio::io::AsyncWriteExt;
 
 /// When the writer last wrote (or a keepalive was queued for it): Kapacitor's
 /// watchdog is fed by any response, so a paused reader only needs to speak
@@ -138,5 +139,3 @@ pub(super) async fn write_pieces<W: AsyncWrite + Unpin>(
     }
     Ok(())
 }
-
-#[derive(Default)]
