@@ -13,11 +13,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use kapacitor_pagertree::alert::sink::{Committer, spawn_sink};
 use kapacitor_pagertree::alert::{Event, FieldValue, Level, Route, Series, SeriesValue};
 use kapacitor_pagertree::delivery::dispatch::{DispatchConfig, Dispatcher};
 use kapacitor_pagertree::delivery::outbox::Outbox;
 use kapacitor_pagertree::delivery::pagertree::Endpoints;
-use kapacitor_pagertree::delivery::{Committer, spawn_sink};
 
 /// A typical event (~300 bytes of JSON).
 fn event(i: usize, route: Arc<Route>) -> Event {
@@ -80,7 +80,7 @@ fn commit_rate(c: &mut Criterion) {
             .unwrap();
         let bodies: Vec<Vec<u8>> = evs
             .iter()
-            .map(kapacitor_pagertree::gofmt::alert_data_json)
+            .map(kapacitor_pagertree::alert::json::alert_data_json)
             .collect();
         let mut raw = raw;
         g.bench_function(format!("raw_sqlite_group_{group}"), |b| {

@@ -64,7 +64,7 @@ async fn both_formats_are_accepted_with_pagertree_rules() {
     // Kapacitor format: exactly the bytes of Kapacitor's alert.Data JSON.
     for e in &sent_kapacitor {
         let a = accepted.iter().find(|a| a.marker == e.message).unwrap();
-        assert_eq!(a.raw, kapacitor_pagertree::gofmt::alert_data_json(e));
+        assert_eq!(a.raw, kapacitor_pagertree::alert::json::alert_data_json(e));
         assert_eq!(a.integration, "int_kapACITOR1");
         let want_action = if e.level == Level::OK {
             Action::Resolve

@@ -5,7 +5,7 @@
 //! `synchronous=FULL`: a commit is on disk (fsynced) when it returns, so
 //! neither `kill -9` nor a power cut loses an event that counted as stored.
 //! Group commit keeps that affordable: the committer thread
-//! ([`crate::delivery::spawn_sink`]) hands every queued event to
+//! ([`crate::alert::sink::spawn_sink`]) hands every queued event to
 //! [`Outbox::commit`] at once and all of them go in one transaction.
 //!
 //! Tables (operators may read them with the `sqlite3` shell):
@@ -52,10 +52,11 @@ use bytes::Bytes;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::Notify;
 
+use crate::alert::sink::{CommitError, Committer};
 use crate::alert::store::{AlertStateStore, StoreError, StoredAlert};
 use crate::alert::{Event, Format, Level};
 use crate::delivery::pagertree::{self, Endpoints};
-use crate::delivery::{CommitError, Committer, redact};
+use crate::delivery::redact;
 use crate::ops::metrics::metrics;
 
 /// The database's file name under the data directory.
@@ -316,7 +317,7 @@ struct Inner {
 }
 
 /// The durable outbox. Cheap to clone: every clone is the same database.
-/// Give one clone to [`crate::delivery::spawn_sink`] (it is the
+/// Give one clone to [`crate::alert::sink::spawn_sink`] (it is the
 /// [`Committer`]), one to the sessions as their [`AlertStateStore`], one to
 /// [`crate::delivery::dispatch::Dispatcher::spawn`].
 #[derive(Debug, Clone)]

@@ -279,10 +279,11 @@ pub fn off<M: MarkStore>(plans: &[Plan], marks: &M) {
     );
 }
 
-/// The daemon's revival: for the tasks marked when this agent process
-/// started (`plans`), once both sockets listen, over Kapacitor's HTTP API
-/// with the `[kapacitor]` settings; or, with `revive_tasks = false`, only
-/// the record that they are not revived. Ends when every task has an
+/// The daemon's revival, started by `app::run` once both sockets listen
+/// (Kapacitor connects as soon as a task is enabled again): for the tasks
+/// marked when this agent process started (`plans`), over Kapacitor's HTTP
+/// API with the `[kapacitor]` settings; or, with `revive_tasks = false`,
+/// only the record that they are not revived. Ends when every task has an
 /// outcome or `shutdown` is cancelled.
 pub async fn run(
     config: crate::ops::config::KapacitorConfig,
@@ -299,7 +300,7 @@ pub async fn run(
         off(&plans, &outbox);
         return;
     }
-    let api = match crate::kapacitor::task_api::HttpTaskApi::new(&config) {
+    let api = match crate::kapacitor::tasks::KapacitorTasks::new(&config) {
         Ok(a) => Arc::new(a),
         Err(e) => {
             for p in &plans {
@@ -318,14 +319,6 @@ pub async fn run(
             return;
         }
     };
-    // Kapacitor connects as soon as a task is enabled again: only once both
-    // sockets listen.
-    while !crate::ops::status::readiness().listening() {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(Duration::from_millis(10)) => {}
-        }
-    }
     let settings = Settings::new(config.revive_for);
     tracing::info!(
         tasks = plans.len(),

@@ -11,8 +11,6 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
-use crate::alert::Format;
-
 /// A configuration problem, with the file, key and reason.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -177,12 +175,42 @@ impl Default for DeliveryConfig {
     }
 }
 
+/// An endpoint's payload format as the configuration names it. The daemon
+/// maps it onto the engine's `alert::Format` (config is a leaf: it imports no
+/// other layer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum PayloadFormat {
+    /// The JSON Kapacitor's alert node posts (PagerTree's Kapacitor integration).
+    #[default]
+    Kapacitor,
+    /// PagerTree's generic Webhook integration.
+    Webhook,
+}
+
+impl PayloadFormat {
+    pub fn parse(s: &str) -> Option<PayloadFormat> {
+        match s {
+            "kapacitor" => Some(PayloadFormat::Kapacitor),
+            "webhook" => Some(PayloadFormat::Webhook),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PayloadFormat::Kapacitor => "kapacitor",
+            PayloadFormat::Webhook => "webhook",
+        }
+    }
+}
+
 /// `[endpoints.NAME]`
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct EndpointConfig {
     pub url: String,
-    pub format: Format,
+    pub format: PayloadFormat,
     pub token: String,
     #[serde(deserialize_with = "de_duration")]
     pub timeout: Duration,
@@ -194,7 +222,7 @@ impl Default for EndpointConfig {
     fn default() -> Self {
         Self {
             url: String::new(),
-            format: Format::Kapacitor,
+            format: PayloadFormat::Kapacitor,
             token: String::new(),
             timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(5),
@@ -368,8 +396,8 @@ fn parse_count(v: &str) -> Result<usize, String> {
         .map_err(|_| format!("{v:?} is not a whole number"))
 }
 
-fn parse_format(v: &str) -> Result<Format, String> {
-    Format::parse(v.trim())
+fn parse_format(v: &str) -> Result<PayloadFormat, String> {
+    PayloadFormat::parse(v.trim())
         .ok_or_else(|| format!("{v:?} is not a format; use kapacitor or webhook"))
 }
 
@@ -749,7 +777,7 @@ impl Config {
             if e.connect_timeout.is_zero() {
                 err(&key("connect_timeout"), "must be more than 0s".into());
             }
-            if !e.token.is_empty() && e.format == Format::Kapacitor {
+            if !e.token.is_empty() && e.format == PayloadFormat::Kapacitor {
                 warnings.push(format!(
                     "{}: {}: a token is sent only with format = \"webhook\"; the kapacitor format ignores it",
                     origins.of(&key("token")),
@@ -834,7 +862,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.delivery.retry_max, Duration::from_secs(120));
-        assert_eq!(c.endpoints["ops"].format, Format::Webhook);
+        assert_eq!(c.endpoints["ops"].format, PayloadFormat::Webhook);
     }
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -906,7 +934,7 @@ mod tests {
             c.endpoints["ops-team"].connect_timeout,
             Duration::from_secs(3)
         );
-        assert_eq!(c.endpoints["ops-team"].format, Format::Webhook);
+        assert_eq!(c.endpoints["ops-team"].format, PayloadFormat::Webhook);
         assert_eq!(c.endpoints["new"].url, "http://n/");
         assert_eq!(w.len(), 1, "{w:?}");
         assert!(w[0].contains("KAPACITOR_PAGERTREE_SOMETHING"));

@@ -1,22 +1,15 @@
-//! Operations: configuration, metrics, the local HTTP API, logging, and the
-//! offline tools.
+//! Leaf settings every layer may use; they import no other layer.
 //!
 //! - [`config`]: the TOML file, the environment and the flags, validated.
-//! - [`metrics`]: the Prometheus registry every layer counts into.
-//! - [`status`]: readiness and the open alerts, set by the layers that know.
-//! - [`http`]: `/metrics`, `/healthz`, `/readyz`, `/api/v1/alerts`.
+//! - [`metrics`]: the Prometheus registry the daemon counts into.
 //! - [`logging`]: `tracing` to stderr, text or JSON lines.
+//! - [`systemd`]: readiness and stopping notifications (`Type=notify`).
+//! - [`run_blocking`]: short blocking work from async code.
 
 pub mod config;
-pub mod http;
-pub mod lineproto;
 pub mod logging;
 pub mod metrics;
-pub mod server_info;
-pub mod simulate;
-pub mod status;
 pub mod systemd;
-pub mod tick;
 
 /// Runs short blocking work (a small SQLite write, a bounded HTTP read) from
 /// async code without stalling the runtime: on the multi-thread runtime the

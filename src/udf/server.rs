@@ -213,7 +213,7 @@ fn lookup_group(group: &str) -> Result<u32, ServerError> {
 
 /// Accepts connections on `socket` until `shutdown`, each served by its own
 /// session task (tracked by `tracker`, so shutdown can wait for them).
-pub async fn serve(
+pub async fn accept_sessions(
     socket: &BoundSocket,
     settings: SessionSettings,
     ctx: Arc<SessionContext>,

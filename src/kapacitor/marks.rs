@@ -1,4 +1,4 @@
-//! Session marks for restart safety (architecture.md, *Restarts*): which
+//! Session marks for restart safety (docs/architecture.md, *Restarts*): which
 //! (task, node) UDF sessions Kapacitor has open, kept in the outbox's
 //! `sessions` table so a restarted agent knows which tasks to revive.
 //!
@@ -21,8 +21,9 @@ use std::time::Duration;
 use crate::delivery::outbox::{Outbox, OutboxError, RevivalRow, SessionMark, now_ns};
 use crate::kapacitor::revive::Arrivals;
 use crate::proto::EdgeType;
-use crate::udf::handler::NodeKey;
-use crate::udf::session::{LogSessionEvents, SessionEnd, SessionEvents, SessionRecord, edge_name};
+use crate::udf::session::{
+    LogSessionEvents, NodeKey, SessionEnd, SessionEvents, SessionRecord, edge_name,
+};
 
 /// What became of a session's mark when it ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,7 +159,7 @@ impl SessionEvents for OutboxSessionEvents {
 }
 
 /// The `tasks` listing: every marked session — the tasks a restarted agent
-/// revives (architecture.md, *Restarts*) — and where the revival of the
+/// revives (docs/architecture.md, *Restarts*) — and where the revival of the
 /// tasks marked at the agent's last start stands.
 #[derive(Debug)]
 pub struct TaskListing {
