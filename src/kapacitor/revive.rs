@@ -179,6 +179,10 @@ impl Arrivals {
     }
 }
 
+/// Requests to Kapacitor's API in flight at once, across all tasks: many
+/// marked tasks must not flood a Kapacitor that is starting up.
+pub const MAX_IN_FLIGHT: usize = 8;
+
 /// How revival paces itself.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -361,9 +365,11 @@ pub async fn revive_all<A: TaskApi, M: MarkStore>(
     shutdown: CancellationToken,
 ) -> Vec<(String, Outcome)> {
     let mut set = tokio::task::JoinSet::new();
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
     for p in plans {
         let run = Reviver {
             api: api.clone(),
+            in_flight: in_flight.clone(),
             marks: marks.clone(),
             arrivals: arrivals.clone(),
             settings: settings.clone(),
@@ -387,6 +393,8 @@ pub async fn revive_all<A: TaskApi, M: MarkStore>(
 
 struct Reviver<A, M> {
     api: Arc<A>,
+    /// Bounds the requests in flight to Kapacitor across tasks.
+    in_flight: Arc<tokio::sync::Semaphore>,
     marks: Arc<M>,
     arrivals: Arc<Arrivals>,
     settings: Settings,
@@ -502,7 +510,7 @@ impl<A: TaskApi, M: MarkStore> Reviver<A, M> {
                 )),
             }
         };
-        let look = match self.api.get_task(task).await {
+        let look = match self.request(self.api.get_task(task)).await {
             Ok(l) => l,
             Err(e) => return failed(e, backoff),
         };
@@ -544,14 +552,14 @@ impl<A: TaskApi, M: MarkStore> Reviver<A, M> {
                 if enabled {
                     tracing::info!(task = %task, kapacitor_error = %error,
                         "revival: the task is enabled but not executing: disabling it");
-                    match self.api.set_status(task, false).await {
+                    match self.request(self.api.set_status(task, false)).await {
                         Ok(Lookup::NotFound) => return self.deleted(task),
                         Ok(Lookup::Found { .. }) => *we_disabled = true,
                         Err(e) => return failed(e, backoff),
                     }
                 }
                 tracing::info!(task = %task, "revival: the task is disabled: enabling it");
-                match self.api.set_status(task, true).await {
+                match self.request(self.api.set_status(task, true)).await {
                     Ok(Lookup::NotFound) => return self.deleted(task),
                     Ok(Lookup::Found { .. }) => {}
                     Err(e) => return failed(e, backoff),
@@ -566,6 +574,13 @@ impl<A: TaskApi, M: MarkStore> Reviver<A, M> {
                 Next::Done(Outcome::Revived)
             }
         }
+    }
+
+    /// One request to Kapacitor, waiting its turn among all tasks'.
+    async fn request<T>(&self, call: impl Future<Output = T>) -> T {
+        // Never closed; if it were, the call simply goes unbounded.
+        let _permit = self.in_flight.acquire().await.ok();
+        call.await
     }
 
     fn reconnected(&self, task: &str) -> Next {
@@ -697,6 +712,9 @@ mod tests {
         refuse: Mutex<bool>,
         failing_enables: Mutex<u32>,
         arrivals: Mutex<Option<Arc<Arrivals>>>,
+        /// Each GET takes this long; the most GETs in flight at once.
+        get_delay: Mutex<Duration>,
+        in_flight: Mutex<(usize, usize)>,
     }
 
     impl FakeApi {
@@ -734,6 +752,16 @@ mod tests {
     impl TaskApi for FakeApi {
         async fn get_task(&self, id: &str) -> Result<Lookup, ApiFailure> {
             self.calls.lock().unwrap().push(format!("GET {id}"));
+            let delay = *self.get_delay.lock().unwrap();
+            if !delay.is_zero() {
+                {
+                    let mut f = self.in_flight.lock().unwrap();
+                    f.0 += 1;
+                    f.1 = f.1.max(f.0);
+                }
+                tokio::time::sleep(delay).await;
+                self.in_flight.lock().unwrap().0 -= 1;
+            }
             if self.down() {
                 return Err(ApiFailure::Unreachable("connection refused".into()));
             }
@@ -1144,6 +1172,22 @@ mod tests {
                 "PATCH broken enabled"
             ]
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn many_tasks_never_flood_kapacitor() {
+        let mut api = FakeApi::default();
+        let names: Vec<String> = (0..30).map(|i| format!("t{i:02}")).collect();
+        for n in &names {
+            api = api.with_task(n, true, None);
+        }
+        *api.get_delay.lock().unwrap() = Duration::from_millis(100);
+        let marks: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "n")).collect();
+        let (run, plans) = setup(api, &marks);
+        let got = run.go(plans, settings()).await;
+        assert_eq!(got.len(), 30);
+        assert!(got.iter().all(|(_, o)| *o == Outcome::Revived), "{got:?}");
+        assert_eq!(run.api.in_flight.lock().unwrap().1, MAX_IN_FLIGHT);
     }
 
     #[tokio::test(start_paused = true)]
