@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use kapacitor_pagertree::ops::config::{Config, ConfigErrors, Loaded, LogFormat, Overrides};
+use kapacitor_pagertree::ops::config::{Config, ConfigErrors, Loaded, Overrides};
 use kapacitor_pagertree::ops::logging;
 
 /// mimalloc: the hot path's remaining allocations (decoded points, events)
@@ -338,11 +338,16 @@ fn check(global: &Global, connect: bool) -> Exit {
     }
     let rt = current_thread("check")?;
     let failed = rt.block_on(check::connect(&loaded.config, |line| println!("{line}")));
-    Ok(if failed > 0 {
-        ExitCode::FAILURE
-    } else {
+    Ok(success_if(failed == 0))
+}
+
+/// Exit 0 when `ok`, else 1.
+fn success_if(ok: bool) -> ExitCode {
+    if ok {
         ExitCode::SUCCESS
-    })
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 fn simulate(global: &Global, args: &SimulateArgs) -> Exit {
@@ -360,14 +365,8 @@ fn simulate(global: &Global, args: &SimulateArgs) -> Exit {
     let factory = kapacitor_pagertree::app::offline_factory(&loaded.config);
     let done = sim::run_files(&run, &factory, |note| eprintln!("{note}"))
         .map_err(|msg| fail("simulate", msg, 2))?;
-    match args.format {
-        OutputFormat::Table => print!("{}", sim::events_table(&done.outcome.events)),
-        OutputFormat::Json => {
-            for e in &done.outcome.events {
-                println!("{}", sim::event_json(e));
-            }
-        }
-    }
+    let json = args.format == OutputFormat::Json;
+    print!("{}", sim::events_output(&done.outcome.events, json));
     eprintln!("{}", done.summary());
     Ok(ExitCode::SUCCESS)
 }
@@ -418,8 +417,7 @@ fn stdio(global: &Global, batch: bool, socket: Option<PathBuf>) -> Exit {
     use kapacitor_pagertree::proto::EdgeType;
     let loaded = global.load()?;
     // stdout is the protocol: logs go to stderr, which Kapacitor copies to its log.
-    let level = global.log_level.as_deref().unwrap_or("warn");
-    if let Err(e) = logging::init(LogFormat::Text, level) {
+    if let Err(e) = logging::init_for_relay(global.log_level.as_deref()) {
         eprintln!("kapacitor-pagertree: {e}");
     }
     let edge = if batch {
@@ -482,11 +480,7 @@ fn send_test(
         e => fail("send-test", e, 1),
     })?;
     print!("{report}");
-    Ok(if report.ok() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(success_if(report.ok()))
 }
 
 /// The exit code of an outbox command's error: 2 for what the user typed or
