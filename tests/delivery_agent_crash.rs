@@ -40,8 +40,10 @@ async fn start(config: String, dir: Option<tempfile::TempDir>) -> Agent {
 async fn kill_9_of_the_agent_mid_delivery_then_restart_loses_nothing() {
     let fake = FakePagerTree::start().await;
     let url = fake.integration("int_agentKILL", Fmt::Kapacitor, None);
-    // Every answer takes 200 ms: requests are on the wire most of the time.
-    fake.set_outage(Some(Fault::Delay(Duration::from_millis(200))));
+    // Every answer takes 0–400 ms, each a different time: requests are on
+    // the wire most of the time and complete out of order, so per-id order
+    // holds only if the agent never sends two events of one id at once.
+    fake.set_outage(Some(Fault::Jitter(Duration::from_millis(400))));
     let config = format!(
         "[delivery]\ndefault_endpoint = \"pt\"\nretry_initial = \"50ms\"\nretry_max = \"200ms\"\nconcurrency = 4\n\
          [endpoints.pt]\nurl = \"{url}\"\n"
@@ -91,7 +93,7 @@ async fn kill_9_of_the_agent_mid_delivery_then_restart_loses_nothing() {
         .await
         .unwrap();
     drop(k);
-    tokio::time::sleep(Duration::from_millis(300)).await; // the requests on the wire land
+    wait_quiet(&fake).await; // the requests on the wire land
     let before = fake.accepted_count();
     fake.set_outage(None);
 
@@ -111,7 +113,7 @@ async fn kill_9_of_the_agent_mid_delivery_then_restart_loses_nothing() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_quiet(&fake).await;
     let accepted = fake.accepted();
     let per_id = fake.per_id();
     for i in 0..IDS {
@@ -129,4 +131,13 @@ async fn kill_9_of_the_agent_mid_delivery_then_restart_loses_nothing() {
         "{dups} repeats but {in_flight} were on the wire"
     );
     assert_eq!(fake.violations(), Vec::<String>::new());
+}
+
+/// Waits until no request is on the wire (generous deadline).
+async fn wait_quiet(fake: &FakePagerTree) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while fake.in_flight() > 0 {
+        assert!(Instant::now() < deadline, "requests still on the wire");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
