@@ -759,6 +759,39 @@ pub fn first_occurrences<T: PartialEq + Clone>(v: &[T]) -> Vec<T> {
 }
 
 /// Collapses consecutive repeats: what at-least-once delivery may add.
+/// Per-id order across a kill and restart, at least once: the markers
+/// PagerTree accepted for one id before the restart (`before`, in-flight
+/// requests of the killed process included) are, repeats collapsed, a
+/// prefix of `want`; those accepted after it are, repeats collapsed, one
+/// contiguous run of `want` that starts no later than where `before`
+/// stopped (a re-send of what was not yet recorded as delivered, nothing
+/// skipped). Any two events of one id that travelled out of order fail.
+pub fn assert_order_across_restart(id: &str, before: &[String], after: &[String], want: &[String]) {
+    let pre = collapse(before);
+    assert!(
+        pre.len() <= want.len() && pre[..] == want[..pre.len()],
+        "{id}: before the restart {before:?} is not in order"
+    );
+    let post = collapse(after);
+    if post.is_empty() {
+        return;
+    }
+    let start = want
+        .iter()
+        .position(|m| *m == post[0])
+        .unwrap_or_else(|| panic!("{id}: {} was never submitted", post[0]));
+    assert!(
+        start <= pre.len(),
+        "{id}: after the restart it resumed at {} and skipped {:?}",
+        post[0],
+        &want[pre.len()..start]
+    );
+    assert!(
+        start + post.len() <= want.len() && post[..] == want[start..start + post.len()],
+        "{id}: after the restart {after:?} is not in order"
+    );
+}
+
 pub fn collapse<T: PartialEq + Clone>(v: &[T]) -> Vec<T> {
     let mut out: Vec<T> = Vec::with_capacity(v.len());
     for x in v {
