@@ -198,10 +198,7 @@ async fn disabled_integration_parks_retries_slowly_and_drop_releases_the_id() {
     assert!(seen.iter().all(|s| s.status == Some(405)));
     // 402 is parked the same way (poll: the next parked retry answers 402).
     fake.force_status("int_disabled01", Some(402));
-    let held = poll_held(&h, |held| {
-        held.len() == 1 && held[0].reason.contains("402")
-    })
-    .await;
+    let held = poll_held(&h, |held| held.len() == 1 && held[0].reason.contains("402")).await;
     assert_eq!(held.len(), 1, "only the head is attempted: {held:?}");
     assert!(held[0].reason.contains("402"), "{held:?}");
     // The operator drops the create: the resolve goes out (the integration is back).
@@ -627,7 +624,10 @@ async fn poll_held(
         if done(&held) {
             return held;
         }
-        assert!(Instant::now() < deadline, "held rows never became right: {held:?}");
+        assert!(
+            Instant::now() < deadline,
+            "held rows never became right: {held:?}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

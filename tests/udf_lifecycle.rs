@@ -63,7 +63,10 @@ fn starts_usefully_with_no_flags_and_no_config_file() {
     // The HTTP listener came up on the port the kernel chose, recorded for `alerts`.
     let addr = std::fs::read_to_string(data.join("http.addr")).unwrap();
     assert!(addr.trim().starts_with("127.0.0.1:"), "{addr}");
-    assert!(!addr.trim().ends_with(":9096") && !addr.trim().ends_with(":0"), "{addr}");
+    assert!(
+        !addr.trim().ends_with(":9096") && !addr.trim().ends_with(":0"),
+        "{addr}"
+    );
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let start = Instant::now();
     let status = loop {
