@@ -25,14 +25,25 @@ fn unit_has_the_promised_settings() {
     }
 }
 
+/// Runs only where `systemd-analyze` works (CI's image has none); elsewhere
+/// it says so on the real stderr, which `cargo test` does not capture, so a
+/// skip never passes silently. Not `#[ignore]`: whether the tool exists is
+/// known only at run time, and where it exists the check must run.
 #[test]
-fn unit_passes_systemd_analyze_verify() {
+fn unit_passes_systemd_analyze_verify_where_installed() {
+    let skipped = |why: &str| {
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr().lock(),
+            "SKIPPED unit_passes_systemd_analyze_verify_where_installed: {why}"
+        );
+    };
     let Ok(o) = Command::new("systemd-analyze").arg("--version").output() else {
-        eprintln!("systemd-analyze is not installed; skipping the verification");
+        skipped("systemd-analyze is not installed");
         return;
     };
     if !o.status.success() {
-        eprintln!("systemd-analyze does not run here; skipping the verification");
+        skipped("systemd-analyze does not run here");
         return;
     }
     // verify insists that ExecStart exists: point it at the binary under test.
