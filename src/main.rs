@@ -86,8 +86,8 @@ struct Global {
     /// config: server.batch_socket].
     #[arg(long, global = true, value_name = "PATH")]
     batch_socket: Option<PathBuf>,
-    /// Address of /metrics, /healthz, /readyz and the alerts API, or "off"
-    /// [default: 127.0.0.1:9096; config: server.http_addr].
+    /// host:port of /metrics, /healthz, /readyz and the alerts API (a host name
+    /// is resolved at start), or "off" [default: 127.0.0.1:9096; config: server.http_addr].
     #[arg(long, global = true, value_name = "ADDR")]
     http_addr: Option<String>,
     /// auto (text on a terminal, JSON lines otherwise), text or json
@@ -182,8 +182,10 @@ enum Command {
     /// Asks the running agent over its local HTTP API (GET /api/v1/alerts on http_addr; an
     /// agent started with port 0 is found through <data_dir>/http.addr). Shows each alert's
     /// level, since when it is non-OK, and what became of its latest event: pending,
-    /// delivered, retrying, parked (refused by PagerTree; a human must act), dead_letter or
-    /// dry_run. Exit code 1 when the agent cannot be reached.
+    /// delivered, retrying (failed with a 5xx, timeout, connection error or 429; retried with
+    /// backoff), parked (refused by PagerTree; a human must act), dead_letter or dry_run.
+    /// Exit code 1 when the agent cannot be reached (also: no <data_dir>/http.addr for port 0),
+    /// 2 when http_addr is "off" and no --url is given.
     Alerts {
         /// table, or json (the API's answer as is).
         #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
@@ -649,7 +651,8 @@ async fn run_agent(config: Config) -> anyhow::Result<()> {
     let http_stop = CancellationToken::new();
     let addr_file = http::addr_file(&config.server.data_dir);
     let mut http_task = None;
-    match config.server.http_listen() {
+    // A host name is resolved (blocking, once, at start).
+    match kapacitor_pagertree::ops::run_blocking(|| config.server.http_listen()) {
         Ok(HttpAddr::Listen(addr)) => {
             let listener = http::bind(addr).await?;
             let bound = listener
@@ -750,22 +753,30 @@ async fn watch_outbox(outbox: Outbox, stop: tokio_util::sync::CancellationToken)
         let read = tokio::task::spawn_blocking(move || {
             Ok::<_, String>((
                 ob.held().map_err(|e| e.to_string())?,
+                ob.retrying().map_err(|e| e.to_string())?,
                 ob.pending().map_err(|e| e.to_string())?,
             ))
         })
         .await;
         match read {
-            Ok(Ok((held, (pending, _)))) => {
-                let held: Vec<_> = held
+            Ok(Ok((held, retrying, (pending, _)))) => {
+                let mut held: Vec<_> = held
                     .into_iter()
                     .map(|h| {
                         let state = match h.kind {
                             HeldKind::Parked => DeliveryState::Parked,
                             _ => DeliveryState::DeadLetter,
                         };
-                        (h.task, h.node, h.alert_id, state, h.reason)
+                        (h.seq, (h.task, h.node, h.alert_id, state, h.reason))
                     })
+                    .chain(retrying.into_iter().map(|r| {
+                        let state = DeliveryState::Retrying;
+                        (r.seq, (r.task, r.node, r.alert_id, state, r.last_error))
+                    }))
                     .collect();
+                // In outbox order: an alert's newest held or retrying event wins.
+                held.sort_by_key(|(seq, _)| *seq);
+                let held: Vec<_> = held.into_iter().map(|(_, h)| h).collect();
                 alerts_view().sync_delivery(&held, pending == 0 && outbox.is_ready());
             }
             Ok(Err(e)) => tracing::debug!(error = %e, "cannot read the outbox for the alerts view"),
@@ -799,8 +810,15 @@ fn stdio(global: &Global, batch: bool, socket: Option<PathBuf>) -> ExitCode {
     }
 }
 
+/// Why `alerts` has no URL to ask: the configuration gives none (exit 2), or
+/// the agent's recorded address cannot be read, i.e. it is not running (exit 1).
+enum NoAgentUrl {
+    Config(String),
+    Unreachable(String),
+}
+
 /// The base URL of the running agent's HTTP API.
-fn agent_url(config: &Config, explicit: Option<String>) -> Result<String, String> {
+fn agent_url(config: &Config, explicit: Option<String>) -> Result<String, NoAgentUrl> {
     use kapacitor_pagertree::ops::config::HttpAddr;
     if let Some(u) = explicit {
         let u = u.trim_end_matches('/').to_string();
@@ -810,24 +828,24 @@ fn agent_url(config: &Config, explicit: Option<String>) -> Result<String, String
             format!("http://{u}")
         });
     }
-    let addr = match config.server.http_listen()? {
+    let addr = match config.server.http_listen().map_err(NoAgentUrl::Config)? {
         HttpAddr::Off => {
-            return Err(
+            return Err(NoAgentUrl::Config(
                 "http_addr is \"off\": the agent has no local API (set it, or give --url)".into(),
-            );
+            ));
         }
         HttpAddr::Listen(a) if a.port() == 0 => {
             let file = kapacitor_pagertree::ops::http::addr_file(&config.server.data_dir);
             let text = std::fs::read_to_string(&file).map_err(|e| {
-                format!(
+                NoAgentUrl::Unreachable(format!(
                     "http_addr has port 0 and {} cannot be read ({e}): is the agent running with --data-dir {}?",
                     file.display(),
                     config.server.data_dir.display()
-                )
+                ))
             })?;
-            text.trim()
-                .parse()
-                .map_err(|_| format!("{} does not hold an address", file.display()))?
+            text.trim().parse().map_err(|_| {
+                NoAgentUrl::Unreachable(format!("{} does not hold an address", file.display()))
+            })?
         }
         HttpAddr::Listen(a) => a,
     };
@@ -849,9 +867,13 @@ fn alerts(global: &Global, format: OutputFormat, url: Option<String>) -> ExitCod
     init_tool_logging(&loaded, global);
     let base = match agent_url(&loaded.config, url) {
         Ok(b) => b,
-        Err(e) => {
+        Err(NoAgentUrl::Config(e)) => {
             eprintln!("kapacitor-pagertree alerts: {e}");
             return ExitCode::from(2);
+        }
+        Err(NoAgentUrl::Unreachable(e)) => {
+            eprintln!("kapacitor-pagertree alerts: {e}");
+            return ExitCode::FAILURE;
         }
     };
     let url = format!("{base}{ALERTS_PATH}");

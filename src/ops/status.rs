@@ -197,10 +197,12 @@ impl AlertsView {
     }
 
     /// Brings the delivery states up to date from the outbox: `held` are the
-    /// (task, node, id, state, reason) of its parked and dead-lettered events;
-    /// `outbox_empty` says nothing else waits. An open alert whose latest
-    /// event is held shows that; one no longer held (retried) is pending
-    /// again; and when nothing waits, every pending alert was delivered.
+    /// (task, node, id, state, reason) of its parked, dead-lettered and
+    /// retrying (failed transiently, waiting for the next try) events, in
+    /// outbox order; `outbox_empty` says nothing else waits. An open alert
+    /// whose latest event is held shows that; one no longer held (retried,
+    /// or sent after its failures) is pending again; and when nothing waits,
+    /// every pending alert was delivered.
     pub fn sync_delivery(
         &self,
         held: &[(String, String, String, DeliveryState, String)],
@@ -223,7 +225,7 @@ impl AlertsView {
                 }
                 None if matches!(
                     a.delivery,
-                    DeliveryState::Parked | DeliveryState::DeadLetter
+                    DeliveryState::Parked | DeliveryState::DeadLetter | DeliveryState::Retrying
                 ) =>
                 {
                     a.delivery = if outbox_empty {
