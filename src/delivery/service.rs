@@ -17,7 +17,7 @@ use crate::alert::store::AlertStateStore;
 use crate::delivery::dispatch::{DispatchConfig, DispatchError, Dispatcher};
 use crate::delivery::outbox::{Outbox, OutboxError};
 use crate::delivery::pagertree::Endpoints;
-use crate::delivery::{Committer, Sink, spawn_sink};
+use crate::delivery::{Committer, Sink, spawn_sink_with_window};
 use crate::ops::config::Config;
 
 /// Why delivery could not start.
@@ -63,7 +63,11 @@ impl Delivery {
             Endpoints::from_config(config),
             config.delivery.memory_queue,
         )?;
-        let (sink, committer) = spawn_sink(wrap(outbox.clone()), SINK_CAPACITY);
+        let (sink, committer) = spawn_sink_with_window(
+            wrap(outbox.clone()),
+            SINK_CAPACITY,
+            config.delivery.commit_window,
+        );
         let stop = shutdown.child_token();
         let dispatcher = Dispatcher::spawn(
             outbox.clone(),
