@@ -81,8 +81,8 @@ struct Global {
     /// config: server.batch_socket].
     #[arg(long, global = true, value_name = "PATH")]
     batch_socket: Option<PathBuf>,
-    /// Address of /metrics, /healthz, /readyz and the alerts API, or "off"
-    /// [default: 127.0.0.1:9096; config: server.http_addr].
+    /// host:port of /metrics, /healthz, /readyz and the alerts API (a host name
+    /// is resolved at start), or "off" [default: 127.0.0.1:9096; config: server.http_addr].
     #[arg(long, global = true, value_name = "ADDR")]
     http_addr: Option<String>,
     /// auto (text on a terminal, JSON lines otherwise), text or json
@@ -177,8 +177,10 @@ enum Command {
     /// Asks the running agent over its local HTTP API (GET /api/v1/alerts on http_addr; an
     /// agent started with port 0 is found through <data_dir>/http.addr). Shows each alert's
     /// level, since when it is non-OK, and what became of its latest event: pending,
-    /// delivered, retrying, parked (refused by PagerTree; a human must act), dead_letter or
-    /// dry_run. Exit code 1 when the agent cannot be reached.
+    /// delivered, retrying (failed with a 5xx, timeout, connection error or 429; retried with
+    /// backoff), parked (refused by PagerTree; a human must act), dead_letter or dry_run.
+    /// Exit code 1 when the agent cannot be reached (also: no <data_dir>/http.addr for port 0),
+    /// 2 when http_addr is "off" and no --url is given.
     Alerts {
         /// table, or json (the API's answer as is).
         #[arg(long, value_enum, default_value_t = OutputFormat::Table)]

@@ -112,18 +112,30 @@ pub fn bind(
             source,
         }
     })?;
+    let stat = || {
+        std::fs::symlink_metadata(path).map_err(|source| ServerError::Bind {
+            path: path.to_path_buf(),
+            source,
+        })
+    };
+    let mut m = stat()?;
+    // chown only when the group is not already right. Under the shipped unit
+    // (Group=kapacitor) the socket is created in that group, and the unit's
+    // SystemCallFilter=~@privileged forbids chown: calling it anyway would
+    // fail (or, without SystemCallErrorNumber=, kill the agent at start).
     if !group.is_empty() {
         let gid = lookup_group(group)?;
-        std::os::unix::fs::chown(path, None, Some(gid)).map_err(|source| ServerError::Chown {
-            path: path.to_path_buf(),
-            group: group.to_string(),
-            source,
-        })?;
+        if m.gid() != gid {
+            std::os::unix::fs::chown(path, None, Some(gid)).map_err(|source| {
+                ServerError::Chown {
+                    path: path.to_path_buf(),
+                    group: group.to_string(),
+                    source,
+                }
+            })?;
+            m = stat()?;
+        }
     }
-    let m = std::fs::symlink_metadata(path).map_err(|source| ServerError::Bind {
-        path: path.to_path_buf(),
-        source,
-    })?;
     Ok(BoundSocket {
         listener,
         path: path.to_path_buf(),
@@ -177,7 +189,7 @@ fn remove_stale(path: &Path) -> Result<(), ServerError> {
 }
 
 /// A group name (or a numeric gid) to a gid.
-fn lookup_group(group: &str) -> Result<u32, ServerError> {
+pub fn lookup_group(group: &str) -> Result<u32, ServerError> {
     if let Ok(gid) = group.parse::<u32>() {
         return Ok(gid);
     }
