@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use kapacitor_pagertree::delivery::outbox::Outbox;
 use kapacitor_pagertree::delivery::service::Delivery;
 use kapacitor_pagertree::ops::config::{
@@ -226,6 +226,12 @@ enum Command {
     Tasks,
     /// Print the version.
     Version,
+    /// Write the man pages and shell completions into DIR (for packaging; see ops::generate).
+    #[command(hide = true)]
+    Generate {
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -300,6 +306,16 @@ fn main() -> ExitCode {
         Some(Command::Tasks) => tasks(&cli.global),
         Some(Command::Version) => {
             println!("kapacitor-pagertree {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Some(Command::Generate { out }) => {
+            match kapacitor_pagertree::ops::generate::write_all(Cli::command(), &out) {
+                Ok(files) => files.iter().for_each(|f| println!("{}", f.display())),
+                Err(e) => {
+                    eprintln!("kapacitor-pagertree: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
             ExitCode::SUCCESS
         }
     }

@@ -6,8 +6,10 @@
 //! - [`status`]: readiness and the open alerts, set by the layers that know.
 //! - [`http`]: `/metrics`, `/healthz`, `/readyz`, `/api/v1/alerts`.
 //! - [`logging`]: `tracing` to stderr, text or JSON lines.
+//! - [`generate`]: the man pages and shell completions the packages ship.
 
 pub mod config;
+pub mod generate;
 pub mod http;
 pub mod lineproto;
 pub mod logging;
