@@ -7,7 +7,8 @@
 #
 # Run as root on a throwaway machine or container: it installs and purges
 # kapacitor-pagertree, and may apt-get install rpm. Accounts it had to create
-# it deletes at the end. Usage: contrib/packaging/check.sh [2>&1 | tee LOG]
+# it deletes at the end. Usage: contrib/packaging/check.sh [--no-build] [2>&1 | tee LOG]
+# (--no-build: check the newest packages in target/debian and target/generate-rpm.)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -33,6 +34,13 @@ fi
 had_group=$(getent group kapacitor >/dev/null && echo yes || echo no)
 had_kapacitor=$(id kapacitor >/dev/null 2>&1 && echo yes || echo no)
 had_agent_user=$(id kapacitor-pagertree >/dev/null 2>&1 && echo yes || echo no)
+# On any exit: the accounts this check made go again (they outlive a purge).
+cleanup_accounts() {
+    if [ "$had_agent_user" = no ] && id kapacitor-pagertree >/dev/null 2>&1; then userdel kapacitor-pagertree; fi
+    if [ "$had_kapacitor" = no ] && id kapacitor >/dev/null 2>&1; then userdel kapacitor; fi
+    if [ "$had_group" = no ] && getent group kapacitor >/dev/null; then groupdel kapacitor; fi
+}
+trap cleanup_accounts EXIT
 
 section "tools"
 for tool in deb generate-rpm; do
@@ -43,8 +51,12 @@ for tool in deb generate-rpm; do
     cargo "$tool" --version
 done
 
-section "build (contrib/packaging/build.sh)"
-contrib/packaging/build.sh
+if [ "${1:-}" = --no-build ]; then
+    section "build: skipped (--no-build), checking the packages already built"
+else
+    section "build (contrib/packaging/build.sh)"
+    contrib/packaging/build.sh
+fi
 deb=$(ls -t target/debian/kapacitor-pagertree_*.deb | head -1)
 rpm=$(ls -t target/generate-rpm/kapacitor-pagertree-*.rpm | head -1)
 # One page per command and subcommand (kapacitor-pagertree-outbox-list.1…).
@@ -56,7 +68,7 @@ contents=$(dpkg-deb -c "$deb")
 echo "$contents"
 has() {
     # has MODE PATH-REGEX: one entry of the .deb with that mode string.
-    echo "$contents" | grep -Eq "^$1 root/root .* \./$2\$" || fail "the .deb lacks $1 ./$2"
+    echo "$contents" | grep -Eq "^$1 (root/root|0/0) .* \./$2\$" || fail "the .deb lacks $1 ./$2"
     ok "$1 ./$2"
 }
 has '-rwxr-xr-x' 'usr/bin/kapacitor-pagertree'
@@ -92,8 +104,17 @@ dpkg-deb -I "$deb" prerm | grep -q 'outbox list' || fail "prerm does not list th
 dpkg-deb -I "$deb" postrm | grep -q 'rm -rf /var/lib/kapacitor-pagertree' || fail "postrm purge"
 ok "prerm lists the outbox; postrm purges the data directory"
 
+# A maintainer script that runs but breaks (a word run as a command, a
+# missing tool) shows as "not found" in dpkg's output, not as a failure.
+no_script_errors() {
+    if grep -E 'not found|command not found|syntax error|Permission denied' "$1"; then
+        fail "a maintainer script went wrong ($1)"
+    fi
+}
+
 section "install: dpkg -i"
-dpkg -i "$deb"
+dpkg -i "$deb" 2>&1 | tee /tmp/kapacitor-pagertree-install.log
+no_script_errors /tmp/kapacitor-pagertree-install.log
 getent group kapacitor || fail "no group kapacitor"
 id kapacitor || fail "no user kapacitor (made with the group when Kapacitor's package is absent)"
 entry=$(getent passwd kapacitor-pagertree) || fail "no user kapacitor-pagertree"
@@ -196,13 +217,15 @@ ok "the agent served as kapacitor-pagertree and stopped cleanly"
 
 section "upgrade over an edited config: dpkg -i again"
 echo '# edited by check.sh' >>/etc/kapacitor-pagertree.toml
-dpkg -i "$deb"
+dpkg -i "$deb" 2>&1 | tee /tmp/kapacitor-pagertree-upgrade.log
+no_script_errors /tmp/kapacitor-pagertree-upgrade.log
 tail -1 /etc/kapacitor-pagertree.toml | grep -q 'edited by check.sh' || fail "the upgrade overwrote the edited config"
 expect_stat /etc/kapacitor-pagertree.toml "640 root:kapacitor"
 ok "the edited config survived the upgrade"
 
 section "remove: dpkg -r (the outbox is kept and listed)"
 dpkg -r kapacitor-pagertree 2>&1 | tee /tmp/kapacitor-pagertree-remove.log
+no_script_errors /tmp/kapacitor-pagertree-remove.log
 grep -q 'undelivered pages live in /var/lib/kapacitor-pagertree' /tmp/kapacitor-pagertree-remove.log ||
     fail "remove did not show the outbox"
 [ ! -e /usr/bin/kapacitor-pagertree ] || fail "the binary is still there"
@@ -212,6 +235,7 @@ ok "binary gone; data directory and config kept"
 
 section "purge: dpkg -P"
 dpkg -P kapacitor-pagertree 2>&1 | tee /tmp/kapacitor-pagertree-purge.log
+no_script_errors /tmp/kapacitor-pagertree-purge.log
 grep -q 'WARNING: deleting /var/lib/kapacitor-pagertree' /tmp/kapacitor-pagertree-purge.log ||
     fail "purge did not warn"
 left=
@@ -239,7 +263,8 @@ if command -v rpm >/dev/null; then
     rpm -qp --scripts "$rpm"
     echo "-- rpm -qp --requires"
     rpm -qp --requires "$rpm"
-    rpm -qlvp "$rpm" | grep -Eq '^-rw-r----- .* root +kapacitor .* /etc/kapacitor-pagertree\.toml$' ||
+    rpm -qp --queryformat '[%{FILEMODES:perms} %{FILEUSERNAME}:%{FILEGROUPNAME} %{FILENAMES}\n]' "$rpm" |
+        grep -qx -- '-rw-r----- root:kapacitor /etc/kapacitor-pagertree.toml' ||
         fail "the rpm's config is not 0640 root:kapacitor"
     rpm -qcp "$rpm" | grep -qx /etc/kapacitor-pagertree.toml || fail "the rpm's config is not %config"
     for f in /usr/bin/kapacitor-pagertree /usr/lib/systemd/system/kapacitor-pagertree.service \
@@ -262,9 +287,8 @@ else
 fi
 
 section "clean up the accounts this check created"
-[ "$had_agent_user" = yes ] || userdel kapacitor-pagertree
-[ "$had_kapacitor" = yes ] || userdel kapacitor 2>/dev/null || true
-[ "$had_group" = yes ] || ! getent group kapacitor >/dev/null || groupdel kapacitor
+cleanup_accounts
+trap - EXIT
 ok "accounts as before"
 
 printf '\nALL PACKAGING CHECKS PASSED\n'
