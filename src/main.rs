@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use kapacitor_pagertree::ops::config::{Config, ConfigErrors, Loaded, Overrides};
 use kapacitor_pagertree::ops::logging;
 
@@ -223,6 +223,12 @@ enum Command {
     Tasks,
     /// Print the version.
     Version,
+    /// Write the man pages and shell completions into DIR (for packaging; see tools::generate).
+    #[command(hide = true)]
+    Generate {
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -299,6 +305,15 @@ fn main() -> ExitCode {
         Some(Command::Version) => {
             println!("kapacitor-pagertree {}", env!("CARGO_PKG_VERSION"));
             Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Generate { out }) => {
+            match kapacitor_pagertree::tools::generate::write_all(Cli::command(), &out) {
+                Ok(files) => {
+                    files.iter().for_each(|f| println!("{}", f.display()));
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => Err(fail("generate", e, 1)),
+            }
         }
     };
     result.unwrap_or_else(|code| code)

@@ -20,6 +20,9 @@ fn unit_has_the_promised_settings() {
         "ProtectSystem=strict",
         "ProtectHome=yes",
         "PrivateTmp=yes",
+        // Where the .deb and .rpm install the binary, and the page they ship.
+        "ExecStart=/usr/bin/kapacitor-pagertree serve --config /etc/kapacitor-pagertree.toml",
+        "Documentation=man:kapacitor-pagertree(1)",
     ] {
         assert!(UNIT.lines().any(|l| l.trim() == line), "unit lacks {line}");
     }
@@ -49,9 +52,10 @@ fn unit_passes_systemd_analyze_verify_where_installed() {
     // verify insists that ExecStart exists: point it at the binary under test.
     let dir = tempfile::tempdir().unwrap();
     let unit = UNIT.replace(
-        "/usr/local/bin/kapacitor-pagertree",
+        "/usr/bin/kapacitor-pagertree",
         env!("CARGO_BIN_EXE_kapacitor-pagertree"),
     );
+    assert_ne!(unit, UNIT, "ExecStart is not /usr/bin/kapacitor-pagertree");
     let path = dir.path().join("kapacitor-pagertree.service");
     std::fs::write(&path, unit).unwrap();
     let o = Command::new("systemd-analyze")
