@@ -16,7 +16,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use kapacitor_pagertree::alert::sink::{CommitError, Committer, spawn_sink, spawn_sink_with_window};
+use kapacitor_pagertree::alert::sink::{
+    CommitError, Committer, spawn_sink, spawn_sink_with_window,
+};
 use kapacitor_pagertree::alert::{Event, FieldValue, Level, Route, Series, SeriesValue};
 use kapacitor_pagertree::delivery::dispatch::{DispatchConfig, Dispatcher};
 use kapacitor_pagertree::delivery::outbox::Outbox;
