@@ -869,8 +869,7 @@ impl Config {
             }
         }
         // serve would refuse it at bind: refuse it here already.
-        if !s.socket_group.is_empty() && crate::udf::server::lookup_group(&s.socket_group).is_err()
-        {
+        if !s.socket_group.is_empty() && crate::ops::group_id(&s.socket_group).is_none() {
             err!(
                 "server.socket_group",
                 format!(
