@@ -240,7 +240,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), AppE
     let http_stop = CancellationToken::new();
     let addr_file = http::addr_file(&config.server.data_dir);
     let mut http_task = None;
-    match config.server.http_listen() {
+    // A host name is resolved (blocking, once, at start).
+    match crate::ops::run_blocking(|| config.server.http_listen()) {
         Ok(HttpAddr::Listen(addr)) => {
             let listener = http::bind(addr).await?;
             let bound = listener.local_addr().map_err(AppError::HttpLocalAddr)?;

@@ -8,8 +8,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
-use kapacitor_pagertree::ops::config::{Config, ConfigErrors, Loaded, LogFormat, Overrides};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+use kapacitor_pagertree::ops::config::{Config, ConfigErrors, Loaded, Overrides};
 use kapacitor_pagertree::ops::logging;
 
 /// mimalloc: the hot path's remaining allocations (decoded points, events)
@@ -81,8 +81,8 @@ struct Global {
     /// config: server.batch_socket].
     #[arg(long, global = true, value_name = "PATH")]
     batch_socket: Option<PathBuf>,
-    /// Address of /metrics, /healthz, /readyz and the alerts API, or "off"
-    /// [default: 127.0.0.1:9096; config: server.http_addr].
+    /// host:port of /metrics, /healthz, /readyz and the alerts API (a host name
+    /// is resolved at start), or "off" [default: 127.0.0.1:9096; config: server.http_addr].
     #[arg(long, global = true, value_name = "ADDR")]
     http_addr: Option<String>,
     /// auto (text on a terminal, JSON lines otherwise), text or json
@@ -177,8 +177,10 @@ enum Command {
     /// Asks the running agent over its local HTTP API (GET /api/v1/alerts on http_addr; an
     /// agent started with port 0 is found through <data_dir>/http.addr). Shows each alert's
     /// level, since when it is non-OK, and what became of its latest event: pending,
-    /// delivered, retrying, parked (refused by PagerTree; a human must act), dead_letter or
-    /// dry_run. Exit code 1 when the agent cannot be reached.
+    /// delivered, retrying (failed with a 5xx, timeout, connection error or 429; retried with
+    /// backoff), parked (refused by PagerTree; a human must act), dead_letter or dry_run.
+    /// Exit code 1 when the agent cannot be reached (also: no <data_dir>/http.addr for port 0),
+    /// 2 when http_addr is "off" and no --url is given.
     Alerts {
         /// table, or json (the API's answer as is).
         #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
@@ -225,6 +227,12 @@ enum Command {
     Tasks,
     /// Print the version.
     Version,
+    /// Write the man pages and shell completions into DIR (for packaging; see tools::generate).
+    #[command(hide = true)]
+    Generate {
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -302,6 +310,15 @@ fn main() -> ExitCode {
             println!("kapacitor-pagertree {}", env!("CARGO_PKG_VERSION"));
             Ok(ExitCode::SUCCESS)
         }
+        Some(Command::Generate { out }) => {
+            match kapacitor_pagertree::tools::generate::write_all(Cli::command(), &out) {
+                Ok(files) => {
+                    files.iter().for_each(|f| println!("{}", f.display()));
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => Err(fail("generate", e, 1)),
+            }
+        }
     };
     result.unwrap_or_else(|code| code)
 }
@@ -342,11 +359,16 @@ fn check(global: &Global, connect: bool) -> Exit {
     }
     let rt = current_thread("check")?;
     let failed = rt.block_on(check::connect(&loaded.config, |line| println!("{line}")));
-    Ok(if failed > 0 {
-        ExitCode::FAILURE
-    } else {
+    Ok(success_if(failed == 0))
+}
+
+/// Exit 0 when `ok`, else 1.
+fn success_if(ok: bool) -> ExitCode {
+    if ok {
         ExitCode::SUCCESS
-    })
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 fn simulate(global: &Global, args: &SimulateArgs) -> Exit {
@@ -364,14 +386,8 @@ fn simulate(global: &Global, args: &SimulateArgs) -> Exit {
     let factory = kapacitor_pagertree::app::offline_factory(&loaded.config);
     let done = sim::run_files(&run, &factory, |note| eprintln!("{note}"))
         .map_err(|msg| fail("simulate", msg, 2))?;
-    match args.format {
-        OutputFormat::Table => print!("{}", sim::events_table(&done.outcome.events)),
-        OutputFormat::Json => {
-            for e in &done.outcome.events {
-                println!("{}", sim::event_json(e));
-            }
-        }
-    }
+    let json = args.format == OutputFormat::Json;
+    print!("{}", sim::events_output(&done.outcome.events, json));
     eprintln!("{}", done.summary());
     Ok(ExitCode::SUCCESS)
 }
@@ -422,8 +438,7 @@ fn stdio(global: &Global, batch: bool, socket: Option<PathBuf>) -> Exit {
     use kapacitor_pagertree::proto::EdgeType;
     let loaded = global.load()?;
     // stdout is the protocol: logs go to stderr, which Kapacitor copies to its log.
-    let level = global.log_level.as_deref().unwrap_or("warn");
-    if let Err(e) = logging::init(LogFormat::Text, level) {
+    if let Err(e) = logging::init_for_relay(global.log_level.as_deref()) {
         eprintln!("kapacitor-pagertree: {e}");
     }
     let edge = if batch {
@@ -486,11 +501,7 @@ fn send_test(
         e => fail("send-test", e, 1),
     })?;
     print!("{report}");
-    Ok(if report.ok() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(success_if(report.ok()))
 }
 
 /// The exit code of an outbox command's error: 2 for what the user typed or

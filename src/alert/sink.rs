@@ -200,9 +200,21 @@ const GROUP_MAX: usize = 4096;
 /// most `capacity` events (and `capacity` messages); as many committed events
 /// again may wait to be freed by a session ([`Sink::reclaim`]). The thread
 /// ends when every `Sink` is dropped, after committing what was queued.
-pub fn spawn_sink<C: Committer>(
+/// No commit window: each group is what is queued when the committer wakes.
+pub fn spawn_sink<C: Committer>(committer: C, capacity: usize) -> (Sink, thread::JoinHandle<()>) {
+    spawn_sink_with_window(committer, capacity, std::time::Duration::ZERO)
+}
+
+/// [`spawn_sink`] with a group-commit window (`[delivery] commit_window`):
+/// after the first event of a group arrives, the committer gathers what
+/// arrives for up to `window` more (or until [`GROUP_MAX`] events, or the
+/// last `Sink` is dropped) before the one transaction. Fewer, larger
+/// transactions (fsyncs) under a trickle of events, for up to `window` more
+/// latency per event (BENCHMARKS.md). Zero: no wait.
+pub fn spawn_sink_with_window<C: Committer>(
     mut committer: C,
     capacity: usize,
+    window: std::time::Duration,
 ) -> (Sink, thread::JoinHandle<()>) {
     // Permits are u32; a larger queue would not fit in memory anyway.
     let capacity = capacity.clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize));
@@ -220,17 +232,46 @@ pub fn spawn_sink<C: Committer>(
             let mut events: Vec<Event> = Vec::new();
             let mut barriers: Vec<oneshot::Sender<()>> = Vec::new();
             let mut open = true;
+            // The timer of the window: a runtime of this thread alone.
+            let timer = match window.is_zero() {
+                true => None,
+                false => tokio::runtime::Builder::new_current_thread()
+                    .enable_time()
+                    .build()
+                    .inspect_err(|e| {
+                        tracing::error!(error = %e, "cannot start the commit window's timer; committing without a window")
+                    })
+                    .ok(),
+            };
             while open {
-                // Block for the first message, then take whatever else is queued:
-                // that is the group of one commit.
+                // Block for the first message, then take whatever else is queued
+                // (and, with a window, arrives within it): the group of one commit.
                 match rx.blocking_recv() {
                     Some(msg) => take(msg, &mut events, &mut barriers),
                     None => open = false,
                 }
+                let deadline = std::time::Instant::now() + window;
                 while events.len() < GROUP_MAX {
                     match rx.try_recv() {
                         Ok(msg) => take(msg, &mut events, &mut barriers),
-                        Err(mpsc::error::TryRecvError::Empty) => break,
+                        Err(mpsc::error::TryRecvError::Empty) => {
+                            let Some(rt) = timer.as_ref().filter(|_| !events.is_empty()) else {
+                                break;
+                            };
+                            let left = deadline.saturating_duration_since(std::time::Instant::now());
+                            if left.is_zero() {
+                                break;
+                            }
+                            // Built inside block_on: the timer needs the runtime's context.
+                            match rt.block_on(async { tokio::time::timeout(left, rx.recv()).await }) {
+                                Ok(Some(msg)) => take(msg, &mut events, &mut barriers),
+                                Ok(None) => {
+                                    open = false;
+                                    break;
+                                }
+                                Err(_) => break,
+                            }
+                        }
                         Err(mpsc::error::TryRecvError::Disconnected) => {
                             open = false;
                             break;
@@ -374,6 +415,24 @@ mod tests {
         assert_eq!(rec.all(), (0..30).collect::<Vec<_>>());
         drop(sink);
         handle.join().unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_commit_window_gathers_events_that_arrive_within_it() {
+        // The second event comes well inside the window (the pause is the
+        // stimulus, not a wait for a result): one transaction for both.
+        let rec = Record::default();
+        let (sink, handle) = spawn_sink_with_window(rec.clone(), 8, Duration::from_secs(3));
+        sink.submit(Box::new(event(0))).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        sink.submit(Box::new(event(1))).await.unwrap();
+        sink.barrier().await.unwrap();
+        assert_eq!(*rec.groups.lock().unwrap(), vec![vec![0, 1]]);
+        // Dropping the last Sink ends the window: what is queued is committed.
+        sink.submit(Box::new(event(2))).await.unwrap();
+        drop(sink);
+        handle.join().unwrap();
+        assert_eq!(rec.all(), vec![0, 1, 2]);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

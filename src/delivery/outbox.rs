@@ -248,6 +248,17 @@ impl HeldKind {
     }
 }
 
+/// A pending event that failed transiently and waits for its next try
+/// (`alerts` shows its alert as `retrying`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryingEvent {
+    pub seq: i64,
+    pub task: String,
+    pub node: String,
+    pub alert_id: String,
+    pub last_error: String,
+}
+
 /// A parked or dead-lettered event, as `outbox list` shows it. The URL is
 /// already redacted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -891,6 +902,32 @@ impl Outbox {
             Ok((r.get::<_, i64>(0)? as u64, r.get(1)?))
         })
         .map_err(sql("counting pending rows"))
+    }
+
+    /// Events waiting for another try after a transient failure (5xx,
+    /// timeout, connection error, 429): pending with at least one attempt,
+    /// oldest first, each with its last error.
+    pub fn retrying(&self) -> Result<Vec<RetryingEvent>, OutboxError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare(
+                "SELECT seq, task, node, alert_id, coalesce(last_error, '') FROM outbox \
+                 WHERE state = 'pending' AND attempts > 0 ORDER BY seq",
+            )
+            .map_err(sql("listing retrying events"))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(RetryingEvent {
+                    seq: r.get(0)?,
+                    task: r.get(1)?,
+                    node: r.get(2)?,
+                    alert_id: r.get(3)?,
+                    last_error: r.get(4)?,
+                })
+            })
+            .map_err(sql("listing retrying events"))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(sql("listing retrying events"))
     }
 
     /// Parked and dead-lettered events, oldest first.

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::alert::sink::{Committer, Sink, spawn_sink};
+use crate::alert::sink::{Committer, Sink, spawn_sink_with_window};
 use crate::alert::store::AlertStateStore;
 use crate::delivery::dispatch::{DispatchConfig, DispatchError, Dispatcher};
 use crate::delivery::outbox::{Outbox, OutboxError};
@@ -63,7 +63,11 @@ impl Delivery {
             Endpoints::from_config(config),
             config.delivery.memory_queue,
         )?;
-        let (sink, committer) = spawn_sink(wrap(outbox.clone()), SINK_CAPACITY);
+        let (sink, committer) = spawn_sink_with_window(
+            wrap(outbox.clone()),
+            SINK_CAPACITY,
+            config.delivery.commit_window,
+        );
         let stop = shutdown.child_token();
         let dispatcher = Dispatcher::spawn(
             outbox.clone(),

@@ -69,6 +69,12 @@ pub fn init_for_tool(
     init(format, level)
 }
 
+/// Logging for the `stdio` relay, whose stdout is the protocol: text to
+/// stderr (which Kapacitor copies to its log), warnings unless `level_flag`.
+pub fn init_for_relay(level_flag: Option<&str>) -> Result<(), LoggingError> {
+    init(LogFormat::Text, level_flag.unwrap_or("warn"))
+}
+
 /// The daemon's logger, from the configuration; the configuration's
 /// warnings are then logged.
 pub fn init_for_daemon(loaded: &crate::ops::config::Loaded) -> Result<(), LoggingError> {

@@ -5,6 +5,7 @@
 //! - [`logging`]: `tracing` to stderr, text or JSON lines.
 //! - [`systemd`]: readiness and stopping notifications (`Type=notify`).
 //! - [`run_blocking`]: short blocking work from async code.
+//! - [`group_id`]: a group name to its gid (sockets, `check`).
 
 pub mod config;
 pub mod logging;
@@ -20,5 +21,39 @@ pub fn run_blocking<T>(f: impl FnOnce() -> T) -> T {
     match Handle::try_current() {
         Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
         _ => f(),
+    }
+}
+
+/// A group name (or a numeric gid) to its gid, from the system's group
+/// database; `None` when no such group exists. Used by `check` (which must
+/// refuse what `serve` would) and by the socket setup.
+pub fn group_id(group: &str) -> Option<u32> {
+    if let Ok(gid) = group.parse::<u32>() {
+        return Some(gid);
+    }
+    let name = std::ffi::CString::new(group).ok()?;
+    let mut buf = vec![0u8; 4096];
+    loop {
+        // SAFETY: getgrnam_r writes only into `grp` and `buf` (whose length we
+        // pass) and stores in `result` either null or a pointer to `grp`.
+        let mut grp: libc::group = unsafe { std::mem::zeroed() };
+        let mut result: *mut libc::group = std::ptr::null_mut();
+        let rc = unsafe {
+            libc::getgrnam_r(
+                name.as_ptr(),
+                &mut grp,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                &mut result,
+            )
+        };
+        if rc == libc::ERANGE && buf.len() < 1 << 20 {
+            buf.resize(buf.len() * 2, 0);
+            continue;
+        }
+        if rc != 0 || result.is_null() {
+            return None;
+        }
+        return Some(grp.gr_gid);
     }
 }

@@ -17,8 +17,11 @@ pub enum AlertsError {
     Fetch(String),
 }
 
-/// The base URL of the running agent's HTTP API.
-pub fn agent_url(config: &Config, explicit: Option<String>) -> Result<String, String> {
+/// The base URL of the running agent's HTTP API. The configuration giving
+/// no address is [`AlertsError::Address`] (exit 2); the agent's recorded
+/// address being unreadable — it is not running — is [`AlertsError::Fetch`]
+/// (exit 1).
+pub fn agent_url(config: &Config, explicit: Option<String>) -> Result<String, AlertsError> {
     if let Some(u) = explicit {
         let u = u.trim_end_matches('/').to_string();
         return Ok(if u.contains("://") {
@@ -27,24 +30,24 @@ pub fn agent_url(config: &Config, explicit: Option<String>) -> Result<String, St
             format!("http://{u}")
         });
     }
-    let addr = match config.server.http_listen()? {
+    let addr = match config.server.http_listen().map_err(AlertsError::Address)? {
         HttpAddr::Off => {
-            return Err(
+            return Err(AlertsError::Address(
                 "http_addr is \"off\": the agent has no local API (set it, or give --url)".into(),
-            );
+            ));
         }
         HttpAddr::Listen(a) if a.port() == 0 => {
             let file = crate::tools::http::addr_file(&config.server.data_dir);
             let text = std::fs::read_to_string(&file).map_err(|e| {
-                format!(
+                AlertsError::Fetch(format!(
                     "http_addr has port 0 and {} cannot be read ({e}): is the agent running with --data-dir {}?",
                     file.display(),
                     config.server.data_dir.display()
-                )
+                ))
             })?;
-            text.trim()
-                .parse()
-                .map_err(|_| format!("{} does not hold an address", file.display()))?
+            text.trim().parse().map_err(|_| {
+                AlertsError::Fetch(format!("{} does not hold an address", file.display()))
+            })?
         }
         HttpAddr::Listen(a) => a,
     };
@@ -59,7 +62,7 @@ pub fn agent_url(config: &Config, explicit: Option<String>) -> Result<String, St
 
 /// `GET {base}/api/v1/alerts`: the answer's body, as the agent sent it.
 pub fn fetch(config: &Config, explicit: Option<String>) -> Result<String, AlertsError> {
-    let base = agent_url(config, explicit).map_err(AlertsError::Address)?;
+    let base = agent_url(config, explicit)?;
     let url = format!("{base}{ALERTS_PATH}");
     tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -7,9 +7,11 @@
 //! - [`probe`]: `check --connect`'s reachability GET.
 //! - [`simulate`]: replays recorded points through a TICKscript's node
 //!   ([`tick`] reads the script, [`lineproto`] the points).
+//! - [`generate`]: the man pages and shell completions the packages ship.
 
 pub mod alerts;
 pub mod check;
+pub mod generate;
 pub mod http;
 pub mod lineproto;
 pub mod probe;

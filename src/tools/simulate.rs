@@ -585,6 +585,20 @@ pub fn events_table(events: &[Event]) -> String {
     out
 }
 
+/// The events as `simulate` prints them: the table, or one JSON object per
+/// event and line.
+pub fn events_output(events: &[Event], json: bool) -> String {
+    if !json {
+        return events_table(events);
+    }
+    let mut out = String::new();
+    for e in events {
+        out.push_str(&event_json(e));
+        out.push('\n');
+    }
+    out
+}
+
 /// `simulate`'s inputs as the command line gives them: files, and the
 /// schedule and names as text.
 #[derive(Debug, Clone, Default)]

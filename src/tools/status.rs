@@ -199,10 +199,12 @@ impl AlertsView {
     }
 
     /// Brings the delivery states up to date from the outbox: `held` are the
-    /// (task, node, id, state, reason) of its parked and dead-lettered events;
-    /// `outbox_empty` says nothing else waits. An open alert whose latest
-    /// event is held shows that; one no longer held (retried) is pending
-    /// again; and when nothing waits, every pending alert was delivered.
+    /// (task, node, id, state, reason) of its parked, dead-lettered and
+    /// retrying (failed transiently, waiting for the next try) events, in
+    /// outbox order; `outbox_empty` says nothing else waits. An open alert
+    /// whose latest event is held shows that; one no longer held (retried,
+    /// or sent after its failures) is pending again; and when nothing waits,
+    /// every pending alert was delivered.
     pub fn sync_delivery(
         &self,
         held: &[(String, String, String, DeliveryState, String)],
@@ -225,7 +227,7 @@ impl AlertsView {
                 }
                 None if matches!(
                     a.delivery,
-                    DeliveryState::Parked | DeliveryState::DeadLetter
+                    DeliveryState::Parked | DeliveryState::DeadLetter | DeliveryState::Retrying
                 ) =>
                 {
                     a.delivery = if outbox_empty {
@@ -354,22 +356,30 @@ pub async fn watch_outbox(outbox: Outbox, stop: CancellationToken) {
         let read = tokio::task::spawn_blocking(move || {
             Ok::<_, String>((
                 ob.held().map_err(|e| e.to_string())?,
+                ob.retrying().map_err(|e| e.to_string())?,
                 ob.pending().map_err(|e| e.to_string())?,
             ))
         })
         .await;
         match read {
-            Ok(Ok((held, (pending, _)))) => {
-                let held: Vec<_> = held
+            Ok(Ok((held, retrying, (pending, _)))) => {
+                let mut held: Vec<_> = held
                     .into_iter()
                     .map(|h| {
                         let state = match h.kind {
                             HeldKind::Parked => DeliveryState::Parked,
                             _ => DeliveryState::DeadLetter,
                         };
-                        (h.task, h.node, h.alert_id, state, h.reason)
+                        (h.seq, (h.task, h.node, h.alert_id, state, h.reason))
                     })
+                    .chain(retrying.into_iter().map(|r| {
+                        let state = DeliveryState::Retrying;
+                        (r.seq, (r.task, r.node, r.alert_id, state, r.last_error))
+                    }))
                     .collect();
+                // In outbox order: an alert's newest held or retrying event wins.
+                held.sort_by_key(|(seq, _)| *seq);
+                let held: Vec<_> = held.into_iter().map(|(_, h)| h).collect();
                 alerts_view().sync_delivery(&held, pending == 0 && outbox.is_ready());
             }
             Ok(Err(e)) => tracing::debug!(error = %e, "cannot read the outbox for the alerts view"),
