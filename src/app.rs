@@ -3,8 +3,9 @@
 //! HTTP API, delivery (outbox, committer, dispatcher), node factory, the
 //! stream and batch sockets, then task revival (once they listen); then,
 //! once the caller cancels the token (main does at SIGTERM/SIGINT):
-//! revival and sessions, sink, committer, dispatcher grace, HTTP. Each piece lives in its own module; this one only puts them
-//! together, in order. It also builds the engine's values from the config
+//! revival and sessions, sink, committer, dispatcher grace, HTTP. Each
+//! piece lives in its own module; this one only puts them together, in
+//! order. It also builds the engine's values from the config
 //! ([`destinations`], [`node_counters`], [`node_env`]).
 
 use std::path::{Path, PathBuf};
@@ -222,10 +223,12 @@ pub fn daemon_factory(config: &Config, store: Arc<dyn AlertStateStore>) -> Alert
 /// Start: the data dir, the local HTTP API (when `http_addr` is not off),
 /// delivery (outbox, committer, dispatcher; for benchmarks only, a sink that
 /// discards), the node factory, the two sockets; then readiness (`/readyz`,
-/// systemd `READY=1`). The caller installs its signal handlers before
-/// calling, so a SIGTERM right after READY is a graceful stop.
+/// systemd `READY=1`) and task revival (the previous process's marked
+/// tasks, through Kapacitor's API). The caller installs its signal handlers
+/// before calling, so a SIGTERM right after READY is a graceful stop.
 ///
-/// Stop, once `shutdown` fires: the sessions (stop accepting, finish what
+/// Stop, once `shutdown` fires: revival stops where it is (marks kept); the
+/// sessions (stop accepting, finish what
 /// they read, drop their sinks), then the sink and its committer (commits
 /// what is queued), then the dispatcher (its `shutdown_grace` for requests
 /// on the wire), then the HTTP API and the outbox watcher. Each stage has its
