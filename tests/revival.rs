@@ -40,7 +40,10 @@ fn config(api_url: &str, endpoint: &str, kapacitor: &str) -> String {
 async fn start(config: &str, dir: Option<tempfile::TempDir>) -> Agent {
     let config = config.to_string();
     tokio::task::spawn_blocking(move || {
-        let b = Agent::builder().config(&config);
+        let b = Agent::builder()
+            .config(&config)
+            .arg("--http-addr")
+            .arg("127.0.0.1:0");
         match dir {
             Some(d) => b.dir(d).start(),
             None => b.start(),
@@ -124,6 +127,25 @@ async fn wait_log(agent: &Agent, needle: &str) -> String {
         assert!(start.elapsed() < WAIT, "no {needle:?} in the log:\n{log}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// The agent's `/metrics` text.
+async fn metrics(agent: &Agent) -> String {
+    let addr = std::fs::read_to_string(agent.data_dir().join("http.addr")).unwrap();
+    let url = format!("http://{}/metrics", addr.trim());
+    reqwest::get(&url).await.unwrap().text().await.unwrap()
+}
+
+/// `kapacitor_pagertree_revivals_total{outcome, reason}` (0 when absent).
+async fn revivals(agent: &Agent, outcome: &str, reason: &str) -> u64 {
+    let want =
+        format!("kapacitor_pagertree_revivals_total{{outcome=\"{outcome}\",reason=\"{reason}\"}} ");
+    metrics(agent)
+        .await
+        .lines()
+        .find_map(|l| l.strip_prefix(&want))
+        .map(|v| v.trim().parse().unwrap())
+        .unwrap_or(0)
 }
 
 /// Mode 2 with stateChangesOnly: the level, alert id and message come
@@ -306,6 +328,11 @@ async fn restart_revives_exactly_the_broken_tasks(how: Stop) {
         );
     }
 
+    assert_eq!(revivals(&agent, "revived", "").await, 3);
+    assert_eq!(revivals(&agent, "skipped", "disabled").await, 1);
+    assert_eq!(revivals(&agent, "skipped", "deleted").await, 1);
+    assert_eq!(revivals(&agent, "failed", "deadline").await, 0);
+
     // The revived tasks page again.
     assert!(api.point("cpu", alert("after", "CRITICAL", "cpu after revival", 1)));
     assert!(feed_batch(
@@ -381,6 +408,8 @@ async fn a_task_that_reconnects_by_itself_is_not_touched() {
         "{log}"
     );
     assert_eq!(api.patches("selfish"), Vec::<String>::new());
+    assert_eq!(revivals(&agent, "skipped", "reconnected").await, 1);
+    assert_eq!(revivals(&agent, "revived", "").await, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -451,6 +480,7 @@ async fn kapacitor_api_down_past_revive_for_gives_up_loudly_and_keeps_the_mark()
         line.contains("kapacitor disable stranded && kapacitor enable stranded"),
         "{line}"
     );
+    assert_eq!(revivals(&agent, "failed", "deadline").await, 1);
     let out = cli(&agent.data_dir(), &["tasks"]);
     assert!(
         out.starts_with("1 UDF session(s)"),

@@ -308,10 +308,10 @@ pub async fn run(
         Ok(a) => Arc::new(a),
         Err(e) => {
             for p in &plans {
+                count("failed", "refused");
                 tracing::error!(task = %p.task, error = %e,
                     "revival: gave up on task {}: {e}. Its mark is kept. Revive it by hand: {}",
                     p.task, by_hand(&p.task));
-                count("failed", "refused");
                 outbox.record(
                     &p.task,
                     &Revival::GaveUp {
@@ -519,11 +519,11 @@ impl<A: TaskApi, M: MarkStore> Reviver<A, M> {
             Lookup::NotFound => self.deleted(task),
             Lookup::Found { enabled: false, .. } if !*we_disabled => {
                 self.marks.drop_marks(task, self.started_ns);
+                count("skipped", "disabled");
                 tracing::info!(
                     task = %task,
                     "revival: the task is disabled in Kapacitor (a human disabled it): not touched; its mark is dropped"
                 );
-                count("skipped", "disabled");
                 self.record(
                     task,
                     Revival::Skipped {
@@ -564,11 +564,11 @@ impl<A: TaskApi, M: MarkStore> Reviver<A, M> {
                     Ok(Lookup::Found { .. }) => {}
                     Err(e) => return failed(e, backoff),
                 }
+                count("revived", "");
                 tracing::info!(
                     task = %task,
                     "revival: task revived: disabled and enabled again; Kapacitor opens its UDF sessions anew"
                 );
-                count("revived", "");
                 self.record(task, Revival::Revived);
                 self.confirm(task).await;
                 Next::Done(Outcome::Revived)
@@ -584,22 +584,22 @@ impl<A: TaskApi, M: MarkStore> Reviver<A, M> {
     }
 
     fn reconnected(&self, task: &str) -> Next {
+        count("skipped", "reconnected");
         tracing::info!(
             task = %task,
             "revival: the task reconnected by itself (its Init arrived): not touched"
         );
-        count("skipped", "reconnected");
         self.record(task, Revival::Reconnected);
         Next::Done(Outcome::Reconnected)
     }
 
     fn deleted(&self, task: &str) -> Next {
         self.marks.drop_marks(task, self.started_ns);
+        count("skipped", "deleted");
         tracing::warn!(
             task = %task,
             "revival: the task no longer exists in Kapacitor (404): its mark is dropped"
         );
-        count("skipped", "deleted");
         self.record(
             task,
             Revival::Skipped {
@@ -618,13 +618,13 @@ impl<A: TaskApi, M: MarkStore> Reviver<A, M> {
         } else {
             why.to_string()
         };
+        count("failed", reason);
         tracing::error!(
             task = %task,
             "revival: gave up on task {task}: {why}. Its mark is kept (the next agent start tries again). \
              The task stays stopped until revived by hand: {}",
             by_hand(task)
         );
-        count("failed", reason);
         self.record(
             task,
             Revival::GaveUp {
