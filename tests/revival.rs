@@ -217,6 +217,51 @@ fn via_socket(agent: &Agent) -> (Via, Via) {
     )
 }
 
+/// The common opening: a first agent serves one stream task `task` (nodes
+/// `pagertree2`), its session is marked, and the agent is killed (-9).
+/// The fake PagerTree and Kapacitor's API live on in the returned scene.
+struct Marked {
+    _fake: FakePagerTree,
+    api: KapacitorApi,
+    cfg: String,
+    dir: tempfile::TempDir,
+}
+
+async fn marked_then_killed(
+    task: &str,
+    integration: &str,
+    auth: Auth,
+    kapacitor: &str,
+    udf_timeout: Option<Duration>,
+) -> Marked {
+    let fake = FakePagerTree::start().await;
+    let endpoint = fake.integration(integration, Fmt::Kapacitor, None);
+    let api = KapacitorApi::with_auth(auth);
+    let cfg = config(&api.url(), &endpoint, kapacitor);
+    let agent = start(&cfg, None).await;
+    let (stream, _) = via_socket(&agent);
+    let def = stream_task(task, &stream, &["pagertree2"]);
+    api.define(
+        match udf_timeout {
+            Some(t) => def.timeout(t),
+            None => def,
+        },
+        true,
+    );
+    wait_running(&api, task, 1).await;
+    wait_cli(&agent.data_dir(), &["tasks"], "the mark", |o| {
+        o.starts_with("1 ")
+    })
+    .await;
+    let dir = stop(agent, Stop::Kill9).await;
+    Marked {
+        _fake: fake,
+        api,
+        cfg,
+        dir,
+    }
+}
+
 async fn restart_revives_exactly_the_broken_tasks(how: Stop) {
     let fake = FakePagerTree::start().await;
     let endpoint = fake.integration("int_revive1", Fmt::Kapacitor, None);
@@ -369,25 +414,16 @@ async fn sigterm_revives_exactly_the_broken_tasks_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_that_reconnects_by_itself_is_not_touched() {
-    let fake = FakePagerTree::start().await;
-    let endpoint = fake.integration("int_revive2", Fmt::Kapacitor, None);
-    let api = KapacitorApi::with_auth(Auth::None);
-    let cfg = config(&api.url(), &endpoint, "");
-    let agent = start(&cfg, None).await;
-    let (stream, _) = via_socket(&agent);
     // A long UDF timeout: Kapacitor notices the broken session only at
     // its next keepalive, a minute later; before that it restarts the task
     // by itself (as when Kapacitor itself restarts).
-    api.define(
-        stream_task("selfish", &stream, &["pagertree2"]).timeout(Duration::from_secs(120)),
-        true,
-    );
-    wait_running(&api, "selfish", 1).await;
-    wait_cli(&agent.data_dir(), &["tasks"], "the mark", |o| {
-        o.starts_with("1 ")
-    })
-    .await;
-    let dir = stop(agent, Stop::Kill9).await;
+    let long = Some(Duration::from_secs(120));
+    let Marked {
+        _fake,
+        api,
+        cfg,
+        dir,
+    } = marked_then_killed("selfish", "int_revive2", Auth::None, "", long).await;
     let agent = start(&cfg, Some(dir)).await;
     // The agent looks, and sees the task still executing.
     let start_wait = Instant::now();
@@ -414,19 +450,12 @@ async fn a_task_that_reconnects_by_itself_is_not_touched() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kapacitor_api_down_for_a_while_then_up_still_revives() {
-    let fake = FakePagerTree::start().await;
-    let endpoint = fake.integration("int_revive3", Fmt::Kapacitor, None);
-    let api = KapacitorApi::with_auth(Auth::None);
-    let cfg = config(&api.url(), &endpoint, "");
-    let agent = start(&cfg, None).await;
-    let (stream, _) = via_socket(&agent);
-    api.define(stream_task("patient", &stream, &["pagertree2"]), true);
-    wait_running(&api, "patient", 1).await;
-    wait_cli(&agent.data_dir(), &["tasks"], "the mark", |o| {
-        o.starts_with("1 ")
-    })
-    .await;
-    let dir = stop(agent, Stop::Kill9).await;
+    let Marked {
+        _fake,
+        api,
+        cfg,
+        dir,
+    } = marked_then_killed("patient", "int_revive3", Auth::None, "", None).await;
     // Kapacitor's API refuses connections, then answers 503, then is back.
     api.set_down(Some(Down::Refuse));
     let agent = start(&cfg, Some(dir)).await;
@@ -454,19 +483,19 @@ async fn kapacitor_api_down_for_a_while_then_up_still_revives() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kapacitor_api_down_past_revive_for_gives_up_loudly_and_keeps_the_mark() {
-    let fake = FakePagerTree::start().await;
-    let endpoint = fake.integration("int_revive4", Fmt::Kapacitor, None);
-    let api = KapacitorApi::with_auth(Auth::None);
-    let cfg = config(&api.url(), &endpoint, "revive_for = \"3s\"");
-    let agent = start(&cfg, None).await;
-    let (stream, _) = via_socket(&agent);
-    api.define(stream_task("stranded", &stream, &["pagertree2"]), true);
-    wait_running(&api, "stranded", 1).await;
-    wait_cli(&agent.data_dir(), &["tasks"], "the mark", |o| {
-        o.starts_with("1 ")
-    })
+    let Marked {
+        _fake,
+        api,
+        cfg,
+        dir,
+    } = marked_then_killed(
+        "stranded",
+        "int_revive4",
+        Auth::None,
+        "revive_for = \"3s\"",
+        None,
+    )
     .await;
-    let dir = stop(agent, Stop::Kill9).await;
     api.set_down(Some(Down::Refuse));
     let agent = start(&cfg, Some(dir)).await;
     let log = wait_log(&agent, "revival: gave up on task stranded").await;
@@ -504,19 +533,12 @@ async fn kapacitor_api_down_past_revive_for_gives_up_loudly_and_keeps_the_mark()
 }
 
 async fn revives_with_credentials(auth: Auth, kapacitor: &str, prefix: &str) {
-    let fake = FakePagerTree::start().await;
-    let endpoint = fake.integration("int_revive5", Fmt::Kapacitor, None);
-    let api = KapacitorApi::with_auth(auth);
-    let cfg = config(&api.url(), &endpoint, kapacitor);
-    let agent = start(&cfg, None).await;
-    let (stream, _) = via_socket(&agent);
-    api.define(stream_task("secured", &stream, &["pagertree2"]), true);
-    wait_running(&api, "secured", 1).await;
-    wait_cli(&agent.data_dir(), &["tasks"], "the mark", |o| {
-        o.starts_with("1 ")
-    })
-    .await;
-    let dir = stop(agent, Stop::Kill9).await;
+    let Marked {
+        _fake,
+        api,
+        cfg,
+        dir,
+    } = marked_then_killed("secured", "int_revive5", auth, kapacitor, None).await;
     let agent = start(&cfg, Some(dir)).await;
     wait_running(&api, "secured", 2).await;
     assert_eq!(
@@ -565,26 +587,17 @@ async fn revival_sends_a_signed_bearer_token() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_credentials_give_up_at_once_and_say_why() {
-    let fake = FakePagerTree::start().await;
-    let endpoint = fake.integration("int_revive6", Fmt::Kapacitor, None);
-    let api = KapacitorApi::with_auth(Auth::Basic {
+    let right = Auth::Basic {
         user: "kuser".into(),
         password: "right".into(),
-    });
-    let cfg = config(
-        &api.url(),
-        &endpoint,
-        "username = \"kuser\"\npassword = \"wrong\"",
-    );
-    let agent = start(&cfg, None).await;
-    let (stream, _) = via_socket(&agent);
-    api.define(stream_task("locked", &stream, &["pagertree2"]), true);
-    wait_running(&api, "locked", 1).await;
-    wait_cli(&agent.data_dir(), &["tasks"], "the mark", |o| {
-        o.starts_with("1 ")
-    })
-    .await;
-    let dir = stop(agent, Stop::Kill9).await;
+    };
+    let wrong = "username = \"kuser\"\npassword = \"wrong\"";
+    let Marked {
+        _fake,
+        api,
+        cfg,
+        dir,
+    } = marked_then_killed("locked", "int_revive6", right, wrong, None).await;
     let agent = start(&cfg, Some(dir)).await;
     let log = wait_log(&agent, "revival: gave up on task locked").await;
     let line = log
@@ -601,19 +614,19 @@ async fn refused_credentials_give_up_at_once_and_say_why() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revive_tasks_false_touches_nothing_and_keeps_the_marks() {
-    let fake = FakePagerTree::start().await;
-    let endpoint = fake.integration("int_revive7", Fmt::Kapacitor, None);
-    let api = KapacitorApi::with_auth(Auth::None);
-    let cfg = config(&api.url(), &endpoint, "revive_tasks = false");
-    let agent = start(&cfg, None).await;
-    let (stream, _) = via_socket(&agent);
-    api.define(stream_task("manual", &stream, &["pagertree2"]), true);
-    wait_running(&api, "manual", 1).await;
-    wait_cli(&agent.data_dir(), &["tasks"], "the mark", |o| {
-        o.starts_with("1 ")
-    })
+    let Marked {
+        _fake,
+        api,
+        cfg,
+        dir,
+    } = marked_then_killed(
+        "manual",
+        "int_revive7",
+        Auth::None,
+        "revive_tasks = false",
+        None,
+    )
     .await;
-    let dir = stop(agent, Stop::Kill9).await;
     let agent = start(&cfg, Some(dir)).await;
     let log = wait_log(&agent, "revive_tasks = false").await;
     assert!(
