@@ -562,6 +562,8 @@ pub struct RigOptions {
     pub snapshot_interval: Option<String>,
     pub influxdb: Option<(String, bool)>,
     pub extra_udfs: Vec<(String, Udf)>,
+    /// The agent binary, when not the test build (`REALK_AGENT` in the bench).
+    pub agent_bin: Option<PathBuf>,
 }
 
 impl Rig {
@@ -586,6 +588,9 @@ impl Rig {
         let mut b = Agent::builder().config(&toml);
         for (k, v) in &o.agent_env {
             b = b.env(k, v);
+        }
+        if let Some(bin) = &o.agent_bin {
+            b = b.bin(bin);
         }
         let agent = b.start();
         if o.stdio {
