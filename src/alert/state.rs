@@ -48,12 +48,10 @@ pub const MAX_HISTORY: usize = 10_000;
 /// Histories up to this length are packed into one `u64`.
 const PACKED_MAX: usize = 32;
 
-/// The newest state change is weighted this many times more than the oldest
-/// (Kapacitor's `weightDiff`).
-const WEIGHT_DIFF: f64 = 1.5;
 /// The weight of the newest state change (Kapacitor's `maxWeight`).
 const MAX_WEIGHT: f64 = 1.2;
-/// The first weight, Kapacitor's `maxWeight / weightDiff`. Go evaluates that
+/// The first weight, Kapacitor's `maxWeight / weightDiff` (`weightDiff` = 1.5:
+/// the newest change weighs 1.5 times the oldest). Go evaluates that
 /// constant expression exactly (untyped constants) and rounds once, to the
 /// float64 0.8; dividing the rounded f64s gives 0.7999999999999999, which
 /// moves sums such as 0.2 across a flapping threshold (found by the
@@ -334,8 +332,9 @@ mod tests {
         // Go: const maxWeight = 1.2; const weightDiff = 1.5; maxWeight/weightDiff
         // is exact, then rounded: 0.8. The f64 division is one ulp below.
         assert_eq!(START_WEIGHT, 0.8);
-        assert_ne!(MAX_WEIGHT / WEIGHT_DIFF, START_WEIGHT);
-        assert!((MAX_WEIGHT / WEIGHT_DIFF - START_WEIGHT).abs() < 1e-15);
+        let weight_diff = 1.5;
+        assert_ne!(MAX_WEIGHT / weight_diff, START_WEIGHT);
+        assert!((MAX_WEIGHT / weight_diff - START_WEIGHT).abs() < 1e-15);
     }
 
     #[test]
