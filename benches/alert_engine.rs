@@ -22,15 +22,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
+use kapacitor_pagertree::alert::Destinations;
 use kapacitor_pagertree::alert::ServerInfo;
+use kapacitor_pagertree::alert::handler::Output;
 use kapacitor_pagertree::alert::node::{AlertFactory, AlertNode, NodeEnv};
 use kapacitor_pagertree::alert::store::MemoryStore;
-use kapacitor_pagertree::ops::config::Config;
 use kapacitor_pagertree::proto::option_value::Value;
 use kapacitor_pagertree::proto::{
     EdgeType, InitRequest, Option as Opt, OptionValue, Point, ValueType,
 };
-use kapacitor_pagertree::udf::handler::Output;
 
 struct Counting;
 
@@ -74,7 +74,7 @@ fn node() -> AlertNode {
 
 fn node_with(options: Vec<(&str, Option<&str>)>) -> AlertNode {
     let env = NodeEnv::new(
-        Arc::new(Config::default()),
+        Destinations::default(),
         Arc::new(MemoryStore::new()),
         ServerInfo::default(),
     );

@@ -1,7 +1,10 @@
 //! Outbox commit rate with group commit, against a raw SQLite insert of the
 //! same bytes with the same settings (WAL, synchronous=FULL) in the same run;
 //! then the latency from submitting an event to the start of its HTTP
-//! request when PagerTree answers at once (printed as percentiles).
+//! request when PagerTree answers at once (printed as percentiles); then the
+//! trade of `[delivery] commit_window`: a trickle of events through the Sink
+//! into the outbox with windows 0, 2 ms and 10 ms in the same run, printing
+//! transactions (fsyncs) per 1,000 events and the submit → committed latency.
 //!
 //! Run: `cargo bench --bench outbox` (about a minute).
 
@@ -13,11 +16,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use kapacitor_pagertree::alert::sink::{
+    CommitError, Committer, spawn_sink, spawn_sink_with_window,
+};
 use kapacitor_pagertree::alert::{Event, FieldValue, Level, Route, Series, SeriesValue};
 use kapacitor_pagertree::delivery::dispatch::{DispatchConfig, Dispatcher};
 use kapacitor_pagertree::delivery::outbox::Outbox;
 use kapacitor_pagertree::delivery::pagertree::Endpoints;
-use kapacitor_pagertree::delivery::{Committer, spawn_sink};
 
 /// A typical event (~300 bytes of JSON).
 fn event(i: usize, route: Arc<Route>) -> Event {
@@ -80,7 +85,7 @@ fn commit_rate(c: &mut Criterion) {
             .unwrap();
         let bodies: Vec<Vec<u8>> = evs
             .iter()
-            .map(kapacitor_pagertree::gofmt::alert_data_json)
+            .map(kapacitor_pagertree::alert::json::alert_data_json)
             .collect();
         let mut raw = raw;
         g.bench_function(format!("raw_sqlite_group_{group}"), |b| {
@@ -188,5 +193,88 @@ fn latency(_c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, commit_rate, latency);
+/// When a transaction ended, and the `time`s of its events.
+type Commits = Arc<std::sync::Mutex<Vec<(Instant, Vec<i64>)>>>;
+
+/// The outbox, recording when each group's transaction ended and its events.
+struct Timed {
+    outbox: Outbox,
+    done: Commits,
+}
+
+impl Committer for Timed {
+    fn commit(&mut self, events: &[Event]) -> Result<(), CommitError> {
+        self.outbox.commit(events)?;
+        let times = events.iter().map(|e| e.time).collect();
+        self.done.lock().unwrap().push((Instant::now(), times));
+        Ok(())
+    }
+}
+
+/// A trickle (one event every 200 µs, like many sessions each sending now
+/// and then) through the Sink into the outbox, per commit window: how many
+/// transactions, and how long from submit until the event's commit ended.
+fn commit_window(_c: &mut Criterion) {
+    const N: usize = 2000;
+    const GAP: Duration = Duration::from_micros(200);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for window in [
+        Duration::ZERO,
+        Duration::from_millis(2),
+        Duration::from_millis(10),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = Outbox::open(dir.path(), Endpoints::default(), 1000).unwrap();
+        let done: Commits = Arc::default();
+        let timed = Timed {
+            outbox,
+            done: done.clone(),
+        };
+        let (sink, thread) = spawn_sink_with_window(timed, 4096, window);
+        let evs = events(N);
+        let base = evs[0].time;
+        let mut submitted = Vec::with_capacity(N);
+        let start = Instant::now();
+        for (i, e) in evs.into_iter().enumerate() {
+            // Paced from the start, so a slow submit does not slow the trickle.
+            let due = start + GAP * i as u32;
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+            submitted.push(Instant::now());
+            rt.block_on(sink.submit(Box::new(e))).unwrap();
+        }
+        rt.block_on(sink.barrier()).unwrap();
+        let elapsed = start.elapsed();
+        drop(sink);
+        thread.join().unwrap();
+        let done = done.lock().unwrap();
+        let mut lat: Vec<Duration> = done
+            .iter()
+            .flat_map(|(at, times)| {
+                times
+                    .iter()
+                    .map(|t| at.duration_since(submitted[(t - base) as usize]))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        lat.sort();
+        let p = |q: f64| lat[((lat.len() as f64 * q) as usize).min(lat.len() - 1)];
+        println!(
+            "commit_window {window:?}: {N} events, one per {GAP:?}: {} transactions ({:.0} per 1000 events), \
+             {:.0} events/s; submit → committed p50 {:?}, p99 {:?}, max {:?}",
+            done.len(),
+            done.len() as f64 * 1000.0 / N as f64,
+            N as f64 / elapsed.as_secs_f64(),
+            p(0.5),
+            p(0.99),
+            lat[lat.len() - 1]
+        );
+    }
+}
+
+criterion_group!(benches, commit_rate, latency, commit_window);
 criterion_main!(benches);

@@ -1,7 +1,11 @@
-//! `serve`: the daemon's wiring, from a merged [`Config`] to a running agent
-//! and back to exit 0 — data dir → delivery sink → node factory → the stream
-//! and batch sockets → signals → graceful shutdown. Each piece lives in its
-//! own module; this one only puts them together, in order.
+//! The daemon assembled: [`run`] takes a merged [`Config`] and a root
+//! [`CancellationToken`] and owns the start and stop order — data dir, local
+//! HTTP API, delivery (outbox, committer, dispatcher), node factory, the
+//! stream and batch sockets; then, once the caller cancels the token (main
+//! does at SIGTERM/SIGINT): sessions, sink, committer, dispatcher grace,
+//! HTTP. Each piece lives in its own module; this one only puts them
+//! together, in order. It also builds the engine's values from the config
+//! ([`destinations`], [`node_counters`], [`node_env`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -10,14 +14,21 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::alert::node::{AlertFactory, NodeEnv};
-use crate::alert::store::MemoryStore;
-use crate::alert::{Event, ServerInfo};
+use crate::alert::handler::HandlerFactory;
+use crate::alert::node::{AlertFactory, NodeCounters, NodeEnv};
+use crate::alert::sink::{CommitError, Committer, Sink, spawn_sink};
+use crate::alert::store::{AlertStateStore, MemoryStore};
+use crate::alert::{Destinations, Event, Level, ServerInfo};
 use crate::delivery::log_sink::LogCommitter;
-use crate::delivery::{CommitError, Committer, Sink, spawn_sink};
-use crate::ops::config::{Config, ConfigError};
+use crate::delivery::service::{Delivery, DeliveryError};
+use crate::kapacitor::marks::OutboxSessionEvents;
+use crate::kapacitor::server_info::KapacitorServerInfo;
+use crate::ops::config::{Config, ConfigError, HttpAddr};
+use crate::ops::metrics::{LevelLabel, metrics};
+use crate::ops::systemd;
 use crate::proto::EdgeType;
-use crate::udf::handler::HandlerFactory;
+use crate::tools::http::{self, HttpError};
+use crate::tools::status::{ViewingCommitter, alerts_view, readiness, watch_outbox};
 use crate::udf::server::{self, ServerError};
 use crate::udf::session::{LogSessionEvents, SessionContext, SessionEvents, SessionSettings};
 
@@ -46,8 +57,14 @@ pub enum AppError {
     },
     #[error(transparent)]
     Server(#[from] ServerError),
-    #[error("cannot install the signal handlers: {0}")]
-    Signals(std::io::Error),
+    #[error(transparent)]
+    Http(#[from] HttpError),
+    #[error("server.http_addr: {0}")]
+    HttpAddr(String),
+    #[error("cannot read the HTTP listener's address: {0}")]
+    HttpLocalAddr(std::io::Error),
+    #[error(transparent)]
+    Delivery(#[from] DeliveryError),
     #[error("{name}={value:?} is not a number of milliseconds")]
     FaultHook { name: &'static str, value: String },
 }
@@ -111,42 +128,59 @@ fn absolute(p: &Path) -> PathBuf {
     std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
 }
 
-/// The delivery sink `serve` uses, with the alert store it feeds.
+/// The sink of the agent without delivery (benchmarks: discards; else the
+/// log committer), with the alert store it feeds.
 pub fn build_sink(hooks: &Hooks) -> (Sink, std::thread::JoinHandle<()>, MemoryStore) {
     let store = MemoryStore::new();
     let (sink, handle) = if hooks.discard_events {
         spawn_sink(DiscardCommitter, SINK_QUEUE)
     } else {
         spawn_sink(
-            crate::ops::status::ViewingCommitter::new(LogCommitter::new(store.clone())),
+            ViewingCommitter::new(LogCommitter::new(store.clone())),
             SINK_QUEUE,
         )
     };
     (sink, handle, store)
 }
 
-/// Runs the agent until SIGTERM or SIGINT (see [`serve_with`]): the alert
-/// node behind both sockets, events to the log committer. `Ok` means exit 0.
-pub async fn serve(config: Config) -> Result<(), AppError> {
-    let hooks = Hooks::from_env()?;
-    let (sink, committer, store) = build_sink(&hooks);
-    let env = NodeEnv::new(
-        Arc::new(config.clone()),
-        Arc::new(store),
-        server_info(&config),
-    );
-    let factory = Arc::new(AlertFactory::new(env));
-    let result = serve_with(&config, factory, sink, &hooks, CancellationToken::new()).await;
-    // Every Sink clone is gone once the sessions ended: the committer commits
-    // what is queued and stops.
-    let joined = tokio::task::spawn_blocking(move || committer.join());
-    if tokio::time::timeout(SESSION_DRAIN_LIMIT, joined)
-        .await
-        .is_err()
-    {
-        tracing::warn!("the delivery committer did not stop in time; exiting anyway");
+/// Where events may go, as the engine needs to know it at Init: the
+/// configured endpoints with their formats, and the default endpoint.
+pub fn destinations(config: &Config) -> Destinations {
+    Destinations {
+        endpoints: config
+            .endpoints
+            .iter()
+            .map(|(name, e)| (name.clone(), e.format.into()))
+            .collect(),
+        default_endpoint: config.delivery.default_endpoint.clone(),
     }
-    result
+}
+
+/// The engine's counters, as handles into the agent's metrics registry.
+pub fn node_counters() -> NodeCounters {
+    let m = metrics();
+    NodeCounters {
+        events: Level::ALL.map(|l| {
+            m.events_total
+                .get_or_create(&LevelLabel { level: l.as_str() })
+                .clone()
+        }),
+        events_inhibited: m.events_inhibited_total.clone(),
+        bad_levels: m.bad_levels_total.clone(),
+        expression_errors: m.expression_errors_total.clone(),
+    }
+}
+
+/// What the daemon's nodes share: destinations from `config`, the agent's
+/// counters, `store` and a fixed `server_info`.
+pub fn node_env(
+    config: &Config,
+    store: Arc<dyn AlertStateStore>,
+    server_info: ServerInfo,
+) -> NodeEnv {
+    let mut env = NodeEnv::new(destinations(config), store, server_info);
+    env.counters = node_counters();
+    env
 }
 
 /// `.ServerInfo` for templates: the `[kapacitor]` values, else Kapacitor's
@@ -161,30 +195,145 @@ pub fn server_info(config: &Config) -> ServerInfo {
     }
 }
 
-/// Runs the agent with `factory` until SIGTERM or SIGINT, then shuts down
-/// gracefully: stop accepting, let sessions finish what they read, remove the
-/// socket files, commit what was handed on. `Ok` means exit 0.
-pub async fn serve_with(
+/// The engine the agent runs, with in-memory state and ServerInfo from the
+/// config (else Kapacitor's defaults): for the offline tools (`simulate`).
+pub fn offline_factory(config: &Config) -> AlertFactory {
+    AlertFactory::new(node_env(
+        config,
+        Arc::new(MemoryStore::new()),
+        server_info(config),
+    ))
+}
+
+/// The daemon's node factory: ServerInfo from the config, else read once
+/// from Kapacitor's API at the first Init and kept in data_dir.
+pub fn daemon_factory(config: &Config, store: Arc<dyn AlertStateStore>) -> AlertFactory {
+    let mut env = node_env(config, store, ServerInfo::default());
+    env.server_info = Arc::new(KapacitorServerInfo::new(
+        &config.kapacitor,
+        &config.server.data_dir,
+    ));
+    AlertFactory::new(env)
+}
+
+/// Runs the agent until `shutdown` is cancelled, then stops it in order.
+///
+/// Start: the data dir, the local HTTP API (when `http_addr` is not off),
+/// delivery (outbox, committer, dispatcher; for benchmarks only, a sink that
+/// discards), the node factory, the two sockets; then readiness (`/readyz`,
+/// systemd `READY=1`). The caller installs its signal handlers before
+/// calling, so a SIGTERM right after READY is a graceful stop.
+///
+/// Stop, once `shutdown` fires: the sessions (stop accepting, finish what
+/// they read, drop their sinks), then the sink and its committer (commits
+/// what is queued), then the dispatcher (its `shutdown_grace` for requests
+/// on the wire), then the HTTP API and the outbox watcher. Each stage has its
+/// own token, cancelled here in that order: a child of `shutdown` would fire
+/// with it, all at once. `Ok` means exit 0.
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), AppError> {
+    let hooks = Hooks::from_env()?;
+    std::fs::create_dir_all(&config.server.data_dir).map_err(|source| AppError::DataDir {
+        path: config.server.data_dir.clone(),
+        source,
+    })?;
+    let http_stop = CancellationToken::new();
+    let addr_file = http::addr_file(&config.server.data_dir);
+    let mut http_task = None;
+    // A host name is resolved (blocking, once, at start).
+    match crate::ops::run_blocking(|| config.server.http_listen()) {
+        Ok(HttpAddr::Listen(addr)) => {
+            let listener = http::bind(addr).await?;
+            let bound = listener.local_addr().map_err(AppError::HttpLocalAddr)?;
+            // `alerts` finds the agent here when http_addr has port 0.
+            if let Err(e) = std::fs::write(&addr_file, format!("{bound}\n")) {
+                tracing::warn!(error = %e, path = %addr_file.display(), "cannot record the HTTP address");
+            }
+            tracing::info!(addr = %bound, "HTTP listening: /metrics /healthz /readyz /api/v1/alerts");
+            http_task = Some(tokio::spawn(http::serve_http(listener, http_stop.clone())));
+        }
+        Ok(HttpAddr::Off) => {
+            let _ = std::fs::remove_file(&addr_file);
+        }
+        // Validated at load; unreachable in practice, refused all the same.
+        Err(e) => return Err(AppError::HttpAddr(e)),
+    }
+
+    let result = if hooks.discard_events {
+        // Benchmarks only: no outbox, no delivery.
+        let (sink, committer, store) = build_sink(&hooks);
+        let factory = daemon_factory(&config, Arc::new(store));
+        let result = run_sessions(
+            &config,
+            Arc::new(factory),
+            sink,
+            Arc::new(LogSessionEvents),
+            &hooks,
+            shutdown,
+        )
+        .await;
+        let _ = tokio::task::spawn_blocking(move || committer.join()).await;
+        result
+    } else {
+        run_durable(&config, &hooks, shutdown, &http_stop).await
+    };
+    http_stop.cancel();
+    if let Some(t) = http_task {
+        let _ = t.await;
+    }
+    let _ = std::fs::remove_file(&addr_file);
+    result
+}
+
+/// The durable path: sessions → committer (group commit into the outbox,
+/// alert state in the same transaction) → dispatcher → PagerTree.
+async fn run_durable(
     config: &Config,
-    factory: Arc<dyn HandlerFactory>,
-    sink: Sink,
     hooks: &Hooks,
     shutdown: CancellationToken,
+    watch_stop: &CancellationToken,
 ) -> Result<(), AppError> {
-    serve_with_events(
+    let delivery = Delivery::start_with(config, &CancellationToken::new(), |outbox| {
+        ViewingCommitter::new(outbox).logging()
+    })?;
+    let outbox = delivery.outbox().clone();
+    tracing::info!(path = %outbox.path().display(), "outbox open");
+    // The alerts view starts from the kept alert state, not empty: an alert
+    // open before a restart is listed before its next event.
+    match outbox.open_alerts() {
+        Ok(open) => {
+            tracing::info!(open = open.len(), "open alerts restored from the outbox");
+            alerts_view().seed(open);
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the kept alert state; `alerts` shows only alerts with a new event")
+        }
+    }
+    let watcher = tokio::spawn(watch_outbox(outbox.clone(), watch_stop.clone()));
+    let factory = daemon_factory(config, delivery.store());
+    let events = Arc::new(OutboxSessionEvents::new(outbox));
+    let result = run_sessions(
         config,
-        factory,
-        sink,
-        Arc::new(LogSessionEvents),
+        Arc::new(factory),
+        delivery.sink(),
+        events,
         hooks,
         shutdown,
     )
-    .await
+    .await;
+    // Every Sink clone is gone with the sessions: the committer commits what
+    // is queued and ends; then the dispatcher gets shutdown_grace for
+    // requests on the wire. What is not delivered stays in the outbox.
+    delivery.shutdown().await;
+    watch_stop.cancel();
+    let _ = watcher.await;
+    result
 }
 
-/// [`serve_with`], with `events` receiving the life of every session (the
-/// durable agent keeps session marks for restart safety).
-pub async fn serve_with_events(
+/// Serves `factory` on the stream and batch sockets until `shutdown`, then
+/// stops gracefully: stop accepting, let sessions finish what they read,
+/// remove the socket files. `events` receives the life of every session
+/// (the durable agent keeps session marks for restart safety).
+pub async fn run_sessions(
     config: &Config,
     factory: Arc<dyn HandlerFactory>,
     sink: Sink,
@@ -243,7 +392,7 @@ pub async fn serve_with_events(
     .map(|(socket, settings)| {
         let (ctx, shutdown, tracker) = (ctx.clone(), shutdown.clone(), tracker.clone());
         tokio::spawn(async move {
-            server::serve(&socket, settings, ctx, shutdown, tracker).await;
+            server::accept_sessions(&socket, settings, ctx, shutdown, tracker).await;
             // Removed as soon as we stop accepting, so a new agent can start.
             socket.remove_file();
             drop(socket);
@@ -252,18 +401,15 @@ pub async fn serve_with_events(
     .collect();
     drop(ctx);
 
-    wait_for_signal(&shutdown, || {
-        // Both sockets listen and SIGTERM is handled: ready for /readyz and
-        // for systemd (Type=notify).
-        crate::ops::status::readiness().set_stream_listening(true);
-        crate::ops::status::readiness().set_batch_listening(true);
-        crate::ops::systemd::notify_ready(&stream_path, &batch_path);
-    })
-    .await?;
-    crate::ops::systemd::notify_stopping();
-    crate::ops::status::readiness().set_stream_listening(false);
-    crate::ops::status::readiness().set_batch_listening(false);
-    shutdown.cancel();
+    // Both sockets listen (and the caller handles SIGTERM): ready for
+    // /readyz and for systemd (Type=notify).
+    readiness().set_stream_listening(true);
+    readiness().set_batch_listening(true);
+    systemd::notify_ready(&stream_path, &batch_path);
+    shutdown.cancelled().await;
+    systemd::notify_stopping();
+    readiness().set_stream_listening(false);
+    readiness().set_batch_listening(false);
     for a in accept {
         let _ = a.await;
     }
@@ -278,25 +424,6 @@ pub async fn serve_with_events(
         );
     }
     tracing::info!("kapacitor-pagertree stopped");
-    Ok(())
-}
-
-/// Returns at SIGTERM or SIGINT, or when `shutdown` is cancelled by the caller.
-/// `ready` runs once the handlers are installed (a SIGTERM right after
-/// systemd's READY must be a graceful stop, not the default kill).
-async fn wait_for_signal(
-    shutdown: &CancellationToken,
-    ready: impl FnOnce(),
-) -> Result<(), AppError> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).map_err(AppError::Signals)?;
-    let mut int = signal(SignalKind::interrupt()).map_err(AppError::Signals)?;
-    ready();
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
-        _ = shutdown.cancelled() => {}
-    }
     Ok(())
 }
 
@@ -341,25 +468,22 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn serve_with_stops_on_cancel_and_removes_sockets() {
+    async fn run_sessions_stops_on_cancel_and_removes_sockets() {
         let dir = tempfile::tempdir().unwrap();
         let mut config = Config::default();
         config.server.data_dir = dir.path().join("data");
         let hooks = Hooks::default();
         let (sink, _committer, store) = build_sink(&hooks);
-        let env = NodeEnv::new(
-            Arc::new(config.clone()),
-            Arc::new(store),
-            ServerInfo::default(),
-        );
+        let env = node_env(&config, Arc::new(store), ServerInfo::default());
         let shutdown = CancellationToken::new();
         let task = {
             let (config, shutdown) = (config.clone(), shutdown.clone());
             tokio::spawn(async move {
-                serve_with(
+                run_sessions(
                     &config,
                     Arc::new(AlertFactory::new(env)),
                     sink,
+                    Arc::new(LogSessionEvents),
                     &Hooks::default(),
                     shutdown,
                 )

@@ -9,8 +9,6 @@
 
 use std::fmt::Write as _;
 
-use crate::alert::{Event, FieldValue, Series, SeriesValue};
-
 /// Formats nanoseconds since the epoch as Go's `time.RFC3339Nano` in UTC:
 /// trailing zeros of the fraction trimmed, no fraction when zero.
 pub fn rfc3339_nano(ns: i64) -> String {
@@ -759,18 +757,6 @@ pub(crate) fn write_json_escaped<const HTML: bool>(out: &mut String, s: &str) {
     out.push_str(quote);
 }
 
-/// Appends a field value as `encoding/json` encodes the `interface{}` holding it.
-pub fn write_json_field(out: &mut String, v: &FieldValue) {
-    match v {
-        FieldValue::Float(f) => write_float_json(out, *f),
-        FieldValue::Int(i) => {
-            let _ = write!(out, "{i}");
-        }
-        FieldValue::String(s) => write_json_string(out, s),
-        FieldValue::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-    }
-}
-
 /// Appends a `map[string]string` as `encoding/json` does: keys sorted.
 /// `tags` must iterate in key order (a `BTreeMap` does).
 pub fn write_json_string_map<'a>(
@@ -787,96 +773,6 @@ pub fn write_json_string_map<'a>(
         write_json_string(out, v);
     }
     out.push('}');
-}
-
-/// Appends Kapacitor's `models.Row` (`name`, `tags`, `columns`, `values`,
-/// each omitted when empty).
-fn write_json_row(out: &mut String, row: &Series) {
-    out.push('{');
-    let mut first = true;
-    let mut key = |out: &mut String, k: &str| {
-        if !first {
-            out.push(',');
-        }
-        first = false;
-        out.push('"');
-        out.push_str(k);
-        out.push_str("\":");
-    };
-    if !row.name.is_empty() {
-        key(out, "name");
-        write_json_string(out, &row.name);
-    }
-    if !row.tags.is_empty() {
-        key(out, "tags");
-        write_json_string_map(out, &row.tags);
-    }
-    if !row.columns.is_empty() {
-        key(out, "columns");
-        out.push('[');
-        for (i, c) in row.columns.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            write_json_string(out, c);
-        }
-        out.push(']');
-    }
-    if !row.values.is_empty() {
-        key(out, "values");
-        out.push('[');
-        for (i, vals) in row.values.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            out.push('[');
-            for (j, v) in vals.iter().enumerate() {
-                if j > 0 {
-                    out.push(',');
-                }
-                match v {
-                    SeriesValue::Time(ns) => {
-                        out.push('"');
-                        write_rfc3339_nano(out, *ns);
-                        out.push('"');
-                    }
-                    SeriesValue::Field(f) => write_json_field(out, f),
-                    SeriesValue::Null => out.push_str("null"),
-                }
-            }
-            out.push(']');
-        }
-        out.push(']');
-    }
-    out.push('}');
-}
-
-/// `json.NewEncoder(w).Encode(alert.Data)`: the exact body Kapacitor's
-/// `.post()`, `.tcp()`, `.log()` and `.exec()` write for an event, trailing
-/// newline included (conformance README §5).
-pub fn alert_data_json(e: &Event) -> Vec<u8> {
-    let mut out = String::with_capacity(
-        256 + e.id.len() + e.message.len() + e.details.len() * 2 + e.data.values.len() * 48,
-    );
-    out.push_str("{\"id\":");
-    write_json_string(&mut out, &e.id);
-    out.push_str(",\"message\":");
-    write_json_string(&mut out, &e.message);
-    out.push_str(",\"details\":");
-    write_json_string(&mut out, &e.details);
-    out.push_str(",\"time\":\"");
-    write_rfc3339_nano(&mut out, e.time);
-    let _ = write!(out, "\",\"duration\":{}", e.duration);
-    out.push_str(",\"level\":\"");
-    out.push_str(e.level.as_str());
-    out.push_str("\",\"data\":{\"series\":[");
-    write_json_row(&mut out, &e.data);
-    out.push_str("]},\"previousLevel\":\"");
-    out.push_str(e.previous_level.as_str());
-    out.push_str("\",\"recoverable\":");
-    out.push_str(if e.recoverable { "true" } else { "false" });
-    out.push_str("}\n");
-    out.into_bytes()
 }
 
 #[cfg(test)]

@@ -29,7 +29,26 @@ fn the_shipped_example_config_is_valid() {
         env!("CARGO_MANIFEST_DIR"),
         "/contrib/kapacitor-pagertree.toml"
     );
+    // socket_group = "kapacitor" must name a group: where Kapacitor is not
+    // installed (CI), the only error is that one.
     let o = bin().args(["check", "--config", path]).output().unwrap();
+    let (out, err) = text(&o);
+    if !o.status.success() {
+        let problems: Vec<&str> = err.lines().skip(1).collect();
+        assert_eq!(
+            problems,
+            [format!(
+                "  {path}: server.socket_group: no group named \"kapacitor\" on this machine (the group Kapacitor runs as, e.g. kapacitor)"
+            )],
+            "{out}{err}"
+        );
+    }
+    // With a group this machine has, it is valid.
+    let o = bin()
+        .args(["check", "--config", path])
+        .env("KAPACITOR_PAGERTREE_SERVER_SOCKET_GROUP", "0")
+        .output()
+        .unwrap();
     let (out, err) = text(&o);
     assert!(o.status.success(), "{out}{err}");
     assert!(out.contains("valid"), "{out}");
@@ -250,4 +269,95 @@ fn the_readme_config_reference_is_valid() {
     let (out, err) = text(&o);
     assert!(o.status.success(), "{out}{err}");
     assert!(!out.contains("warning"), "the reference is complete: {out}");
+}
+
+#[test]
+fn every_unknown_key_and_every_other_problem_is_reported_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("typos.toml");
+    std::fs::write(
+        &path,
+        "[server]\nlog_format = \"xml\"\nmax_frame_bytes = \"big\"\n\
+         [delivery]\nretry_maxx = \"5m\"\nconcurency = 4\n\
+         [servr]\nhttp_addr = \"off\"\n\
+         [endpoints.oncall]\nurl = \"https://example.com/i\"\ntimeoutt = \"1s\"\n",
+    )
+    .unwrap();
+    let o = bin()
+        .args(["check", "--config"])
+        .arg(&path)
+        .env("KAPACITOR_PAGERTREE_DELIVERY_CONCURRENCY", "many")
+        .output()
+        .unwrap();
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{out}{err}");
+    let file = path.display().to_string();
+    for expected in [
+        format!("{file}: delivery.retry_maxx: unknown key"),
+        format!("{file}: delivery.concurency: unknown key"),
+        format!("{file}: servr: unknown table"),
+        format!("{file}: endpoints.oncall.timeoutt: unknown key"),
+        format!("{file}: server.max_frame_bytes: "),
+        format!("{file}: server.log_format: \"xml\" is not one of auto, text, json"),
+        "environment KAPACITOR_PAGERTREE_DELIVERY_CONCURRENCY: delivery.concurrency:".to_string(),
+    ] {
+        assert!(err.contains(&expected), "missing {expected:?} in:\n{err}");
+    }
+}
+
+#[test]
+fn a_socket_group_naming_no_group_is_refused() {
+    let o = bin()
+        .args(["check"])
+        .env(
+            "KAPACITOR_PAGERTREE_SERVER_SOCKET_GROUP",
+            "no-such-group-kp-test",
+        )
+        .output()
+        .unwrap();
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{out}{err}");
+    assert!(
+        err.contains(
+            "environment KAPACITOR_PAGERTREE_SERVER_SOCKET_GROUP: server.socket_group: no group named \"no-such-group-kp-test\""
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_socket_path_too_long_through_the_data_dir_blames_the_data_dir() {
+    let long = format!("/tmp/{}", "d".repeat(110));
+    let o = bin().args(["check", "--data-dir", &long]).output().unwrap();
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{out}{err}");
+    assert!(
+        err.contains("flag --data-dir: server.stream_socket: ")
+            && err.contains("flag --data-dir: server.batch_socket: "),
+        "{err}"
+    );
+    assert!(!err.contains("defaults:"), "{err}");
+}
+
+#[test]
+fn http_addr_accepts_a_host_name() {
+    let o = bin()
+        .args(["check", "--http-addr", "localhost:9096"])
+        .output()
+        .unwrap();
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}{err}");
+    // A name without a port is still refused.
+    let o = bin()
+        .args(["check", "--http-addr", "localhost"])
+        .output()
+        .unwrap();
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{out}{err}");
+    assert!(
+        err.contains(
+            "flag --http-addr: server.http_addr: \"localhost\" is not \"off\" or host:port"
+        ),
+        "{err}"
+    );
 }

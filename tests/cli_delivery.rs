@@ -333,3 +333,79 @@ async fn the_url_variable_alone_delivers() {
     );
     k.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_sends_show_retrying_then_delivered() {
+    let fake = FakePagerTree::start().await;
+    let url = fake.integration("int_flaky1", Fmt::Kapacitor, None);
+    fake.set_outage(Some(pagertree::Fault::Status(503)));
+    let config = format!(
+        "[delivery]\ndefault_endpoint = \"oncall\"\nretry_initial = \"100ms\"\nretry_max = \"200ms\"\n[endpoints.oncall]\nurl = \"{url}\"\n"
+    );
+    let agent = Agent::builder()
+        .config(&config)
+        .arg("--http-addr")
+        .arg("127.0.0.1:0")
+        .start();
+    let base = format!(
+        "http://{}",
+        std::fs::read_to_string(agent.data_dir().join("http.addr"))
+            .unwrap()
+            .trim()
+    );
+    let mut k = Kapacitor::connect(agent.stream_socket()).await;
+    let init = k
+        .init(
+            "cpu_alert",
+            "pagertree2",
+            vec![
+                opt("levelFrom").string("level"),
+                opt("idFrom").string("alertID"),
+            ],
+        )
+        .await;
+    assert!(init.success, "{}", init.error);
+    k.point(
+        point("cpu")
+            .time(1_700_000_000_000_000_000)
+            .tag("alertID", "web01")
+            .tag("level", "CRITICAL")
+            .field("v", 99.0),
+    )
+    .await;
+    let _ = k.snapshot().await;
+    let delivery = async || {
+        let o = run(vec![
+            "alerts".into(),
+            "--url".into(),
+            base.clone(),
+            "--format".into(),
+            "json".into(),
+        ])
+        .await;
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+        v["alerts"][0].clone()
+    };
+    // 503s: the alert's event is retrying, with PagerTree's answer.
+    wait_for("alerts to show retrying", async || {
+        let a = delivery().await;
+        a["delivery"] == "retrying"
+            && a["delivery_detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("503"))
+    })
+    .await;
+    let o = run(vec!["alerts".into(), "--url".into(), base.clone()]).await;
+    let table = text(&o);
+    assert!(
+        table.contains("retrying (") && table.contains("503"),
+        "{table}"
+    );
+    // PagerTree is back: delivered.
+    fake.set_outage(None);
+    wait_for("alerts to show delivered", async || {
+        delivery().await["delivery"] == "delivered"
+    })
+    .await;
+    k.close().await;
+}

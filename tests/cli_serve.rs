@@ -227,6 +227,18 @@ fn alerts_without_an_agent_fails_clearly() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(err.contains("http_addr is \"off\""), "{err}");
+    // Port 0 and no agent has recorded its address there: not running, exit 1.
+    let empty = tempfile::tempdir().unwrap();
+    let o = bin()
+        .arg("alerts")
+        .arg("--data-dir")
+        .arg(empty.path())
+        .args(["--http-addr", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("is the agent running"), "{err}");
 }
 
 #[test]
@@ -318,5 +330,21 @@ fn a_busy_http_port_fails_the_start_with_the_reason() {
     assert!(
         log.contains(&format!("cannot listen for HTTP on {addr}")),
         "{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_addr_may_be_a_host_name() {
+    let agent = Agent::builder()
+        .arg("--http-addr")
+        .arg("localhost:0")
+        .start();
+    let text = std::fs::read_to_string(agent.data_dir().join("http.addr"))
+        .expect("serve records its HTTP address");
+    let addr: std::net::SocketAddr = text.trim().parse().unwrap();
+    assert!(addr.ip().is_loopback(), "{addr}");
+    assert_eq!(
+        get(&format!("http://{addr}/healthz")).await,
+        (200, "ok\n".to_string())
     );
 }

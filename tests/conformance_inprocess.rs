@@ -18,13 +18,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use conformance::{Case, EmittedRow, Input, Observed, RunResult};
+use kapacitor_pagertree::alert::Destinations;
 use kapacitor_pagertree::alert::ServerInfo;
+use kapacitor_pagertree::alert::handler::{Handler, HandlerFactory, Output};
+use kapacitor_pagertree::alert::json::alert_data_json;
 use kapacitor_pagertree::alert::node::{AlertFactory, NodeEnv};
 use kapacitor_pagertree::alert::store::MemoryStore;
-use kapacitor_pagertree::gofmt::alert_data_json;
-use kapacitor_pagertree::ops::config::Config;
 use kapacitor_pagertree::proto::{EdgeType, InitRequest, Point};
-use kapacitor_pagertree::udf::handler::{Handler, HandlerFactory, Output};
 
 const URL: &str = "http://127.0.0.1:9/integration/int_conformance";
 const NODE: &str = "pagertree2";
@@ -54,7 +54,7 @@ fn init_all(
 fn run(case: &Case) -> RunResult {
     let store = MemoryStore::new();
     let env = NodeEnv::new(
-        Arc::new(Config::default()),
+        Destinations::default(),
         Arc::new(store.clone()),
         case.server_info.clone().unwrap_or_default(),
     );

@@ -88,11 +88,18 @@ async fn outbox_list_retry_drop() {
     h.submit(event("y", Level::CRITICAL, 0, route_endpoint("ops")))
         .await;
     assert!(fake.wait_seen(2, Duration::from_secs(10)).await);
-    tokio::time::sleep(Duration::from_millis(200)).await;
 
-    // The CLI opens the same database (as a second process would).
+    // The CLI opens the same database (as a second process would). The
+    // parked state is written just after the answer: poll for it.
     let ob = cli::open_existing(dir.path(), &cfg).unwrap();
-    let listing = cli::list(&ob).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let listing = loop {
+        let listing = cli::list(&ob).unwrap();
+        if listing.held.len() == 2 || std::time::Instant::now() > deadline {
+            break listing;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert_eq!(listing.held.len(), 2);
     assert_eq!(listing.pending, 2);
     let text = listing.to_string();

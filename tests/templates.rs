@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use kapacitor_pagertree::alert::json::alert_data_json;
 use kapacitor_pagertree::alert::{Event, FieldValue, Level, Route, Series, SeriesValue};
 use kapacitor_pagertree::gofmt;
 
@@ -408,12 +409,12 @@ fn alert_data_json_matches_every_case_body() {
             let Some(body) = e.get("body").and_then(J::as_str) else {
                 continue;
             };
-            let got = gofmt::alert_data_json(&event_from_expected(e));
+            let got = alert_data_json(&event_from_expected(e));
             assert_eq!(String::from_utf8(got).unwrap(), body, "{name} event {i}");
             checked += 1;
         }
         if let Some(body) = case.get("expected_body").and_then(J::as_str) {
-            let got = gofmt::alert_data_json(&event_from_expected(&events[0]));
+            let got = alert_data_json(&event_from_expected(&events[0]));
             assert_eq!(
                 String::from_utf8(got).unwrap(),
                 body,

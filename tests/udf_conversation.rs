@@ -71,7 +71,7 @@ async fn full_stream_conversation() {
     let init = k.init("cpu_alert", "pagertree2", mode2()).await;
     assert!(init.success, "{}", init.error);
     let restore = k
-        .restore(kapacitor_pagertree::udf::session::snapshot_bytes())
+        .restore(kapacitor_pagertree::udf::snapshot::snapshot_bytes())
         .await;
     assert!(restore.success);
 

@@ -10,14 +10,20 @@ use std::time::{Duration, Instant};
 use support::kapacitor::{Kapacitor, error_text, opt};
 use support::{Agent, BIN};
 
+/// The default start: no flags, no config file. Only the HTTP listener is
+/// moved off its default 127.0.0.1:9096 (by the environment, port 0), so
+/// the test does not depend on that port being free: the README tells
+/// people to run the agent, and one may well be running on this machine.
+/// What a taken default port does is the next test.
 #[test]
-fn starts_usefully_with_no_flags_and_no_config() {
+fn starts_usefully_with_no_flags_and_no_config_file() {
     let cwd = tempfile::tempdir().unwrap();
     let log = cwd.path().join("out.log");
     let mut child = Command::new(BIN)
         .current_dir(cwd.path())
         .env_remove("KAPACITOR_PAGERTREE_CONFIG")
         .env_remove("KAPACITOR_PAGERTREE_SERVER_DATA_DIR")
+        .env("KAPACITOR_PAGERTREE_SERVER_HTTP_ADDR", "127.0.0.1:0")
         .stdin(Stdio::null())
         .stdout(Stdio::from(std::fs::File::create(&log).unwrap()))
         .stderr(Stdio::from(
@@ -54,6 +60,13 @@ fn starts_usefully_with_no_flags_and_no_config() {
         "{out}"
     );
     assert!(out.contains("timeout = \"10s\""), "{out}");
+    // The HTTP listener came up on the port the kernel chose, recorded for `alerts`.
+    let addr = std::fs::read_to_string(data.join("http.addr")).unwrap();
+    assert!(addr.trim().starts_with("127.0.0.1:"), "{addr}");
+    assert!(
+        !addr.trim().ends_with(":9096") && !addr.trim().ends_with(":0"),
+        "{addr}"
+    );
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let start = Instant::now();
     let status = loop {
@@ -65,6 +78,50 @@ fn starts_usefully_with_no_flags_and_no_config() {
     };
     assert!(status.success(), "{status}");
     assert!(!stream.exists(), "SIGINT removes the socket files");
+}
+
+/// With nothing set at all, the agent listens for HTTP on 127.0.0.1:9096;
+/// when that port is taken (by another agent, as the README's own setup
+/// does, or by this test), `serve` refuses to start, names the address and
+/// the remedy, exits 1 and leaves no socket behind. Decision: refusing is
+/// right — an agent that came up without /readyz and /metrics would look
+/// healthy to nobody and hide a configuration mistake. The test holds the
+/// port itself when it is free, so the outcome never depends on the machine.
+#[test]
+fn with_nothing_set_a_taken_default_http_port_is_refused_by_name() {
+    // Held (by us, or already by someone else) for the whole run.
+    let held = std::net::TcpListener::bind("127.0.0.1:9096");
+    if let Err(e) = &held {
+        assert_eq!(
+            e.kind(),
+            std::io::ErrorKind::AddrInUse,
+            "cannot bind 127.0.0.1:9096 for another reason: {e}"
+        );
+    }
+    let cwd = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .current_dir(cwd.path())
+        .env_remove("KAPACITOR_PAGERTREE_CONFIG")
+        .env_remove("KAPACITOR_PAGERTREE_SERVER_DATA_DIR")
+        .env_remove("KAPACITOR_PAGERTREE_SERVER_HTTP_ADDR")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(1), "{log}");
+    assert!(
+        log.contains("cannot listen for HTTP on 127.0.0.1:9096"),
+        "{log}"
+    );
+    assert!(log.contains("--http-addr"), "the remedy is named: {log}");
+    let data = cwd.path().join("kapacitor-pagertree-data");
+    assert!(!data.join("stream.sock").exists(), "{log}");
+    assert!(!data.join("batch.sock").exists(), "{log}");
+    drop(held);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

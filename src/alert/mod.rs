@@ -10,7 +10,10 @@
 //! - [`store`]: the last event per (task, node, id) a restarted node starts from.
 
 pub mod expr;
+pub mod handler;
+pub mod json;
 pub mod node;
+pub mod sink;
 pub mod state;
 pub mod store;
 pub mod template;
@@ -133,6 +136,16 @@ impl Format {
             Format::Webhook => "webhook",
         }
     }
+}
+
+/// Where a node's events may go, as far as its options need to know: the
+/// named endpoints of the agent's configuration with their payload format,
+/// and the default endpoint's name (empty: none). The daemon builds it from
+/// its configuration; the engine reads no configuration itself.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Destinations {
+    pub endpoints: BTreeMap<String, Format>,
+    pub default_endpoint: String,
 }
 
 /// Where and how a node's events go: the delivery options of one node,

@@ -1,6 +1,6 @@
 //! The `@pagertree()` node: Kapacitor's alert node behind the UDF seam.
 //!
-//! [`AlertFactory`] answers `Info` (every option of tickscript-interface.md
+//! [`AlertFactory`] answers `Info` (every option of docs/tickscript-interface.md
 //! with its types) and `Init` (validation in [`options`], then a compiled
 //! [`AlertNode`]). An [`AlertNode`] turns points and batches into
 //! [`Event`]s and emitted data exactly as `alert.go` does:
@@ -19,7 +19,7 @@
 //! (Kapacitor renders the id of every point; only events and a new group's
 //! restore ever use it, so rendering it then gives the same ids.)
 //!
-//! Mode 2 choices (tickscript-interface.md leaves them open):
+//! Mode 2 choices (docs/tickscript-interface.md leaves them open):
 //! - `levelFrom` reads a tag, else a *string* field; any other value is a bad level.
 //! - A batch reads each point's level (then the batch's tag); points with a
 //!   bad level are skipped (counted, logged); `idFrom`/`messageFrom`/
@@ -48,19 +48,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::alert::expr::{Expr, Scope, ValueRef};
+use crate::alert::handler::{Handler, HandlerFactory, Output};
 use crate::alert::state::{AlertState, Decision, StateRules};
 use crate::alert::store::{AlertStateStore, StoredAlert};
 use crate::alert::template::{
     DEFAULT_DETAILS, DEFAULT_ID, DEFAULT_MESSAGE, Engine, Fields, Scope as TemplateScope, Tags,
     Template, TemplateData, TemplateError,
 };
-use crate::alert::{Event, FieldValue, Level, ServerInfo};
-use crate::ops::config::Config;
-use crate::ops::metrics::{LevelLabel, metrics};
+use crate::alert::{Destinations, Event, FieldValue, Level, ServerInfo};
 use crate::proto::{
     BeginBatch, EdgeType, EndBatch, InfoResponse, InitRequest, Point, Response, response,
 };
-use crate::udf::handler::{Handler, HandlerFactory, Output};
 use prometheus_client::metrics::counter::Counter;
 
 use data::FieldRef;
@@ -70,7 +68,7 @@ pub use options::{InitError, NodeOptions};
 
 /// Where the `.ServerInfo` of templates comes from. A plain [`ServerInfo`]
 /// is one; the agent may pass a provider that resolves it from Kapacitor's
-/// API at the first Init (config.md, `[kapacitor]`).
+/// API at the first Init (docs/config.md, `[kapacitor]`).
 pub trait ServerInfoProvider: Send + Sync + fmt::Debug {
     fn server_info(&self) -> ServerInfo;
 }
@@ -81,27 +79,46 @@ impl ServerInfoProvider for ServerInfo {
     }
 }
 
+/// The counters a node counts into: handles the daemon takes from its
+/// metrics registry (the engine knows no registry). The default counts into
+/// counters nobody reads (tests, benches, offline tools).
+#[derive(Debug, Clone, Default)]
+pub struct NodeCounters {
+    /// `events_total` by level, in [`Level::ALL`] order.
+    pub events: [Counter; 4],
+    /// `events_inhibited_total`.
+    pub events_inhibited: Counter,
+    /// `bad_levels_total`: a level field that is missing or no level name.
+    pub bad_levels: Counter,
+    /// `expression_errors_total`.
+    pub expression_errors: Counter,
+}
+
 /// What every node of the agent shares.
 #[derive(Debug, Clone)]
 pub struct NodeEnv {
-    pub config: Arc<Config>,
+    /// Where events may go: checked at Init against the node's options.
+    pub destinations: Arc<Destinations>,
     pub store: Arc<dyn AlertStateStore>,
     pub server_info: Arc<dyn ServerInfoProvider>,
     pub inhibitors: Arc<Inhibitors>,
+    pub counters: NodeCounters,
 }
 
 impl NodeEnv {
-    /// An environment with a fixed `ServerInfo` and a fresh set of inhibitors.
+    /// An environment with a fixed `ServerInfo`, a fresh set of inhibitors
+    /// and counters nobody reads (the daemon sets [`NodeEnv::counters`]).
     pub fn new(
-        config: Arc<Config>,
+        destinations: Destinations,
         store: Arc<dyn AlertStateStore>,
         server_info: ServerInfo,
     ) -> Self {
         Self {
-            config,
+            destinations: Arc::new(destinations),
             store,
             server_info: Arc::new(server_info),
             inhibitors: Arc::new(Inhibitors::new()),
+            counters: NodeCounters::default(),
         }
     }
 }
@@ -302,8 +319,7 @@ struct Core {
     bad_level_log: LogLimit,
     render_error_log: LogLimit,
     expr_error_log: LogLimit,
-    /// `events_total` by level, resolved once (the family's lookup locks).
-    events_total: [Counter; 4],
+    counters: NodeCounters,
 }
 
 /// One initialized `@pagertree()` node (one connection).
@@ -320,7 +336,7 @@ impl AlertNode {
     /// Validates `req` and builds the node; loads the open alerts of this
     /// (task, node) from the store.
     pub fn new(env: &NodeEnv, edge: EdgeType, req: &InitRequest) -> Result<AlertNode, InitError> {
-        let (opts, warnings) = options::parse(edge, req, &env.config)?;
+        let (opts, warnings) = options::parse(edge, req, &env.destinations)?;
         for w in &warnings.0 {
             tracing::warn!(task = %req.task_id, node = %req.node_id, "{w}");
         }
@@ -371,12 +387,7 @@ impl AlertNode {
                 bad_level_log: LogLimit::default(),
                 render_error_log: LogLimit::default(),
                 expr_error_log: LogLimit::default(),
-                events_total: Level::ALL.map(|l| {
-                    metrics()
-                        .events_total
-                        .get_or_create(&LevelLabel { level: l.as_str() })
-                        .clone()
-                }),
+                counters: env.counters.clone(),
             },
             groups: HashMap::default(),
             batch: None,
@@ -845,7 +856,7 @@ impl Core {
     }
 
     fn expression_error(&mut self, kind: &str, level: Level, error: &str) {
-        metrics().expression_errors_total.inc();
+        self.counters.expression_errors.inc();
         if let Some(suppressed) = self.expr_error_log.allow() {
             tracing::warn!(task = %self.task, node = %self.node, level = %level, suppressed,
                 "error evaluating the {kind} expression; it counts as {}: {error}",
@@ -950,7 +961,7 @@ impl Core {
             _ => None,
         };
         if level.is_none() {
-            metrics().bad_levels_total.inc();
+            self.counters.bad_levels.inc();
             if let Some(suppressed) = self.bad_level_log.allow() {
                 let value = match found {
                     None => "missing".to_string(),
@@ -1097,7 +1108,7 @@ impl Core {
             String::new()
         };
         if inhibited {
-            metrics().events_inhibited_total.inc();
+            self.counters.events_inhibited.inc();
         } else {
             let stored = StoredAlert {
                 level: input.level,
@@ -1121,7 +1132,7 @@ impl Core {
                     Level::OK
                 }
             };
-            self.events_total[input.level as usize].inc();
+            self.counters.events[input.level as usize].inc();
             out.events.push(Event {
                 task: self.task.clone(),
                 node: self.node.clone(),

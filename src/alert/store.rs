@@ -1,6 +1,6 @@
 //! The alert state a restarted node starts from: the last event per
 //! (task, node, alert id) handed on for delivery, exactly what Kapacitor's
-//! alert-topic store keeps (conformance README §4, *Restore*).
+//! alert-topic store keeps (tests/conformance/README.md §4, *Restore*).
 //!
 //! Written for every committed event (suppressed and inhibited events never
 //! reach it), removed when the id goes OK, loaded when a node's Init arrives.

@@ -21,7 +21,7 @@
 //!
 //! Nothing marks a row "in flight" on disk: a row is in flight only while its
 //! request is on the wire, in memory; after a crash it is simply sent again
-//! (at-least-once, pagertree.md *Repeats*).
+//! (at-least-once, docs/pagertree.md *Repeats*).
 //!
 //! The dispatcher wakes on the outbox's [`tokio::sync::Notify`] after every
 //! commit, and once a second regardless (rows written by another process,
@@ -40,12 +40,12 @@ use std::sync::Arc;
 use std::sync::mpsc as std_mpsc;
 use std::time::Duration;
 
-use rand::Rng;
 use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::delivery::backoff::Backoff;
 use crate::delivery::outbox::{self, Outbox, OutboxError, StoredRow, now_ns};
 use crate::delivery::pagertree::{self, Answer, HttpClient, Outcome, SendError};
 use crate::delivery::redact;
@@ -709,14 +709,7 @@ impl State {
     }
 
     fn backoff(&self, attempts: u32) -> Duration {
-        let exp = attempts.saturating_sub(1).min(30);
-        let step = self
-            .cfg
-            .retry_initial
-            .saturating_mul(1u32 << exp)
-            .min(self.cfg.retry_max);
-        let half = step / 2;
-        half + half.mul_f64(rand::thread_rng().gen_range(0.0..=1.0))
+        Backoff::new(self.cfg.retry_initial, self.cfg.retry_max).delay(attempts)
     }
 
     /// Handles the outcome of one attempt of a key's head.
@@ -1002,8 +995,8 @@ async fn sleep_until_opt(at: Option<Instant>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::alert::sink::Committer;
     use crate::alert::{Event, Level, Route, Series};
-    use crate::delivery::Committer;
     use crate::delivery::pagertree::Endpoints;
     use std::sync::Mutex;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

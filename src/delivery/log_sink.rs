@@ -3,8 +3,8 @@
 //! configured; it sends nothing.
 
 use crate::alert::Event;
+use crate::alert::sink::{CommitError, Committer};
 use crate::alert::store::MemoryStore;
-use crate::delivery::{CommitError, Committer};
 
 /// Logs every event as one JSON line (target `pagertree::event`).
 #[derive(Debug, Default)]

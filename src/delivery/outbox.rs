@@ -5,7 +5,7 @@
 //! `synchronous=FULL`: a commit is on disk (fsynced) when it returns, so
 //! neither `kill -9` nor a power cut loses an event that counted as stored.
 //! Group commit keeps that affordable: the committer thread
-//! ([`crate::delivery::spawn_sink`]) hands every queued event to
+//! ([`crate::alert::sink::spawn_sink`]) hands every queued event to
 //! [`Outbox::commit`] at once and all of them go in one transaction.
 //!
 //! Tables (operators may read them with the `sqlite3` shell):
@@ -45,10 +45,11 @@ use bytes::Bytes;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::Notify;
 
+use crate::alert::sink::{CommitError, Committer};
 use crate::alert::store::{AlertStateStore, StoreError, StoredAlert};
 use crate::alert::{Event, Format, Level};
 use crate::delivery::pagertree::{self, Endpoints};
-use crate::delivery::{CommitError, Committer, redact};
+use crate::delivery::redact;
 use crate::ops::metrics::metrics;
 
 /// The database's file name under the data directory.
@@ -224,6 +225,17 @@ impl HeldKind {
     }
 }
 
+/// A pending event that failed transiently and waits for its next try
+/// (`alerts` shows its alert as `retrying`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryingEvent {
+    pub seq: i64,
+    pub task: String,
+    pub node: String,
+    pub alert_id: String,
+    pub last_error: String,
+}
+
 /// A parked or dead-lettered event, as `outbox list` shows it. The URL is
 /// already redacted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -293,7 +305,7 @@ struct Inner {
 }
 
 /// The durable outbox. Cheap to clone: every clone is the same database.
-/// Give one clone to [`crate::delivery::spawn_sink`] (it is the
+/// Give one clone to [`crate::alert::sink::spawn_sink`] (it is the
 /// [`Committer`]), one to the sessions as their [`AlertStateStore`], one to
 /// [`crate::delivery::dispatch::Dispatcher::spawn`].
 #[derive(Debug, Clone)]
@@ -811,6 +823,32 @@ impl Outbox {
             Ok((r.get::<_, i64>(0)? as u64, r.get(1)?))
         })
         .map_err(sql("counting pending rows"))
+    }
+
+    /// Events waiting for another try after a transient failure (5xx,
+    /// timeout, connection error, 429): pending with at least one attempt,
+    /// oldest first, each with its last error.
+    pub fn retrying(&self) -> Result<Vec<RetryingEvent>, OutboxError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare(
+                "SELECT seq, task, node, alert_id, coalesce(last_error, '') FROM outbox \
+                 WHERE state = 'pending' AND attempts > 0 ORDER BY seq",
+            )
+            .map_err(sql("listing retrying events"))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(RetryingEvent {
+                    seq: r.get(0)?,
+                    task: r.get(1)?,
+                    node: r.get(2)?,
+                    alert_id: r.get(3)?,
+                    last_error: r.get(4)?,
+                })
+            })
+            .map_err(sql("listing retrying events"))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(sql("listing retrying events"))
     }
 
     /// Parked and dead-lettered events, oldest first.

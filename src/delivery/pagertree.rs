@@ -3,7 +3,7 @@
 //! This module owns what goes on the wire and how an answer is read:
 //!
 //! - [`body`]: an [`Event`] → request body bytes. Format `kapacitor` is exactly
-//!   Kapacitor's `alert.Data` JSON ([`crate::gofmt::alert_data_json`]), which
+//!   Kapacitor's `alert.Data` JSON ([`crate::alert::json::alert_data_json`]), which
 //!   PagerTree's Kapacitor integration reads; format `webhook` is PagerTree's
 //!   generic Webhook v3 body ([`webhook_body`]).
 //! - [`Endpoints`]: the `[endpoints.NAME]` tables and `delivery.default_endpoint`;
@@ -15,7 +15,7 @@
 //!   page would be lost while looking delivered), proxies from the
 //!   environment (`HTTPS_PROXY`, `NO_PROXY`: reqwest reads them by default).
 //! - [`classify`]: an answer (or a failure to get one) → what the dispatcher
-//!   does next, per pagertree.md *Responses*.
+//!   does next, per docs/pagertree.md *Responses*.
 //!
 //! Every error text that could carry a URL or token is redacted
 //! ([`crate::delivery::redact`]).
@@ -29,7 +29,7 @@ use serde::Serialize;
 
 use crate::alert::{Event, Format, Level, Route};
 use crate::delivery::redact;
-use crate::ops::config::{Config, EndpointConfig};
+use crate::ops::config::{Config, EndpointConfig, PayloadFormat};
 
 /// The request body of an event in the given format.
 pub fn body(event: &Event, format: Format) -> Vec<u8> {
@@ -41,7 +41,7 @@ pub fn body(event: &Event, format: Format) -> Vec<u8> {
 
 /// Kapacitor's `alert.Data` JSON, byte for byte what `|alert().post()` sends.
 pub fn kapacitor_body(event: &Event) -> Vec<u8> {
-    crate::gofmt::alert_data_json(event)
+    crate::alert::json::alert_data_json(event)
 }
 
 /// The urgency a webhook event carries for `level`: the node's
@@ -145,6 +145,15 @@ pub struct SendParams {
     pub connect_timeout: Duration,
 }
 
+impl From<PayloadFormat> for Format {
+    fn from(f: PayloadFormat) -> Format {
+        match f {
+            PayloadFormat::Kapacitor => Format::Kapacitor,
+            PayloadFormat::Webhook => Format::Webhook,
+        }
+    }
+}
+
 /// The configured endpoints and the default.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Endpoints {
@@ -180,7 +189,7 @@ impl Endpoints {
             .unwrap_or_default();
         let format = route
             .format
-            .or_else(|| ep.map(|e| e.format))
+            .or_else(|| ep.map(|e| e.format.into()))
             .unwrap_or_default();
         Target {
             endpoint,
@@ -228,7 +237,7 @@ impl Endpoints {
             if e.url.is_empty() {
                 w.push(format!("endpoint {name:?} has no url"));
             }
-            if e.format == Format::Kapacitor && !e.token.is_empty() {
+            if e.format == PayloadFormat::Kapacitor && !e.token.is_empty() {
                 w.push(format!(
                     "endpoint {name:?} ({}) has a token but format \"kapacitor\": PagerTree's Kapacitor integration \
                      ignores tokens; use format = \"webhook\" to have it checked",
@@ -299,7 +308,7 @@ pub enum Outcome {
     Park { reason: String },
 }
 
-/// pagertree.md *Responses*, as a decision.
+/// docs/pagertree.md *Responses*, as a decision.
 pub fn classify(result: &Result<Answer, SendError>) -> Outcome {
     let a = match result {
         Ok(a) => a,
@@ -396,18 +405,7 @@ fn parse_http_date(v: &str) -> Option<i64> {
     if !(1..=31).contains(&day) || h > 23 || mi > 59 || s > 60 {
         return None;
     }
-    Some(days_from_civil(year, m, day) * 86_400 + h * 3600 + mi * 60 + s)
-}
-
-/// (year, month, day) → days since 1970-01-01 (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+    Some(crate::gofmt::days_from_civil(year, m, day) * 86_400 + h * 3600 + mi * 60 + s)
 }
 
 /// The HTTP client: one reqwest client per connect timeout (reqwest sets it

@@ -3,7 +3,7 @@
 //! dispatcher. The ops layer starts it once and hands out
 //! [`Delivery::sink`] and [`Delivery::store`] to the sessions.
 //!
-//! Shutdown order (architecture.md, *graceful shutdown*): the sessions stop
+//! Shutdown order (docs/architecture.md, *graceful shutdown*): the sessions stop
 //! and drop their sinks; [`Delivery::shutdown`] then lets the committer
 //! store whatever was queued, stops the dispatcher from starting requests,
 //! gives those on the wire `shutdown_grace`, and returns. Undelivered rows
@@ -13,11 +13,11 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::alert::sink::{Committer, Sink, spawn_sink_with_window};
 use crate::alert::store::AlertStateStore;
 use crate::delivery::dispatch::{DispatchConfig, DispatchError, Dispatcher};
 use crate::delivery::outbox::{Outbox, OutboxError};
 use crate::delivery::pagertree::Endpoints;
-use crate::delivery::{Committer, Sink, spawn_sink};
 use crate::ops::config::Config;
 
 /// Why delivery could not start.
@@ -63,7 +63,11 @@ impl Delivery {
             Endpoints::from_config(config),
             config.delivery.memory_queue,
         )?;
-        let (sink, committer) = spawn_sink(wrap(outbox.clone()), SINK_CAPACITY);
+        let (sink, committer) = spawn_sink_with_window(
+            wrap(outbox.clone()),
+            SINK_CAPACITY,
+            config.delivery.commit_window,
+        );
         let stop = shutdown.child_token();
         let dispatcher = Dispatcher::spawn(
             outbox.clone(),

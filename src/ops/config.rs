@@ -11,8 +11,6 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
-use crate::alert::Format;
-
 /// A configuration problem, with the file, key and reason.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -177,12 +175,42 @@ impl Default for DeliveryConfig {
     }
 }
 
+/// An endpoint's payload format as the configuration names it. The daemon
+/// maps it onto the engine's `alert::Format` (config is a leaf: it imports no
+/// other layer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum PayloadFormat {
+    /// The JSON Kapacitor's alert node posts (PagerTree's Kapacitor integration).
+    #[default]
+    Kapacitor,
+    /// PagerTree's generic Webhook integration.
+    Webhook,
+}
+
+impl PayloadFormat {
+    pub fn parse(s: &str) -> Option<PayloadFormat> {
+        match s {
+            "kapacitor" => Some(PayloadFormat::Kapacitor),
+            "webhook" => Some(PayloadFormat::Webhook),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PayloadFormat::Kapacitor => "kapacitor",
+            PayloadFormat::Webhook => "webhook",
+        }
+    }
+}
+
 /// `[endpoints.NAME]`
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct EndpointConfig {
     pub url: String,
-    pub format: Format,
+    pub format: PayloadFormat,
     pub token: String,
     #[serde(deserialize_with = "de_duration")]
     pub timeout: Duration,
@@ -194,7 +222,7 @@ impl Default for EndpointConfig {
     fn default() -> Self {
         Self {
             url: String::new(),
-            format: Format::Kapacitor,
+            format: PayloadFormat::Kapacitor,
             token: String::new(),
             timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(5),
@@ -214,21 +242,141 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 impl Config {
-    /// Parses a config file's text; `origin` names it in errors.
-    pub fn from_toml(text: &str, origin: &str) -> Result<Config, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError::Parse {
+    /// Parses a config file's text; `origin` names it in errors. Every
+    /// unknown or ill-typed key is reported, not only the first.
+    pub fn from_toml(text: &str, origin: &str) -> Result<Config, ConfigErrors> {
+        let (config, errors) = Self::from_toml_collecting(text, origin)?;
+        if errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigErrors(errors))
+        }
+    }
+
+    /// Parses a config file's text, keeping every key that is valid on its
+    /// own and returning one error per key that is not (unknown table, unknown
+    /// key, wrong type or value), so `check` lists them all at once. Only a
+    /// TOML syntax error, after which nothing can be read, is returned alone.
+    pub fn from_toml_collecting(
+        text: &str,
+        origin: &str,
+    ) -> Result<(Config, Vec<ConfigError>), ConfigError> {
+        let table: toml::Table = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: origin.to_string(),
             message: e.to_string().trim_end().to_string(),
-        })
+        })?;
+        let mut errors = Vec::new();
+        let mut invalid = |key: String, reason: String| {
+            errors.push(ConfigError::Invalid {
+                origin: origin.to_string(),
+                key,
+                reason,
+            })
+        };
+        // Each key is tried on its own (a document holding only it), and kept
+        // when it deserializes: the error of one never hides another's.
+        let alone = |path: &[&str], value: &toml::Value| -> Result<(), String> {
+            let mut doc = value.clone();
+            for name in path.iter().rev() {
+                let mut t = toml::Table::new();
+                t.insert((*name).to_string(), doc);
+                doc = toml::Value::Table(t);
+            }
+            doc.try_into::<Config>()
+                .map(drop)
+                .map_err(|e| reason_of(&e.to_string()))
+        };
+        let mut kept = toml::Table::new();
+        for (name, value) in table {
+            match (name.as_str(), value) {
+                ("server" | "kapacitor" | "delivery", toml::Value::Table(keys)) => {
+                    let mut good = toml::Table::new();
+                    for (key, v) in keys {
+                        match alone(&[&name, &key], &v) {
+                            Ok(()) => {
+                                good.insert(key, v);
+                            }
+                            Err(reason) => invalid(format!("{name}.{key}"), reason),
+                        }
+                    }
+                    kept.insert(name, toml::Value::Table(good));
+                }
+                ("endpoints", toml::Value::Table(endpoints)) => {
+                    let mut good_endpoints = toml::Table::new();
+                    for (endpoint, e) in endpoints {
+                        let toml::Value::Table(keys) = e else {
+                            invalid(
+                                format!("endpoints.{endpoint}"),
+                                "must be a table [endpoints.NAME]".into(),
+                            );
+                            continue;
+                        };
+                        let mut good = toml::Table::new();
+                        for (key, v) in keys {
+                            match alone(&["endpoints", &endpoint, &key], &v) {
+                                Ok(()) => {
+                                    good.insert(key, v);
+                                }
+                                Err(reason) => {
+                                    invalid(format!("endpoints.{endpoint}.{key}"), reason)
+                                }
+                            }
+                        }
+                        good_endpoints.insert(endpoint, toml::Value::Table(good));
+                    }
+                    kept.insert(name, toml::Value::Table(good_endpoints));
+                }
+                ("server" | "kapacitor" | "delivery" | "endpoints", _) => {
+                    invalid(name.clone(), format!("must be a table [{name}]"))
+                }
+                _ => invalid(
+                    name,
+                    "unknown table (known: server, kapacitor, delivery, endpoints)".into(),
+                ),
+            }
+        }
+        let config =
+            toml::Value::Table(kept)
+                .try_into::<Config>()
+                .map_err(|e| ConfigError::Parse {
+                    path: origin.to_string(),
+                    message: e.to_string().trim_end().to_string(),
+                })?;
+        Ok((config, errors))
     }
 
     /// Reads and parses a config file.
-    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let (config, errors) = Self::load_collecting(path)?;
+        if errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigErrors(errors))
+        }
+    }
+
+    /// Reads a config file: what is valid, and an error per key that is not.
+    fn load_collecting(path: &Path) -> Result<(Config, Vec<ConfigError>), ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
             source,
         })?;
-        Self::from_toml(&text, &path.display().to_string())
+        Self::from_toml_collecting(&text, &path.display().to_string())
+    }
+}
+
+/// serde's message for one key, in the config's words ("unknown field" is
+/// an unknown key here).
+fn reason_of(message: &str) -> String {
+    let m = message.trim();
+    match m.strip_prefix("unknown field ") {
+        Some(rest) => format!(
+            "unknown key{}",
+            rest.split_once(", expected")
+                .map(|(_, known)| format!(" (known:{})", known.trim_start_matches(" one of")))
+                .unwrap_or_default()
+        ),
+        None => m.to_string(),
     }
 }
 
@@ -336,15 +484,39 @@ pub enum HttpAddr {
 }
 
 impl ServerConfig {
-    /// The parsed `http_addr`.
+    /// The parsed `http_addr`: `off`, an IP address with its port, or a host
+    /// name with its port (`localhost:9096`), resolved here (blocking: call
+    /// it off the async runtime or through `ops::run_blocking`). Of a name's
+    /// addresses the first IPv4 one is used, else the first.
     pub fn http_listen(&self) -> Result<HttpAddr, String> {
         let s = self.http_addr.trim();
         if s.eq_ignore_ascii_case("off") {
             return Ok(HttpAddr::Off);
         }
-        s.parse().map(HttpAddr::Listen).map_err(|_| {
-            format!("{s:?} is not \"off\" or an address with a port such as \"127.0.0.1:9096\"")
-        })
+        if let Ok(addr) = s.parse() {
+            return Ok(HttpAddr::Listen(addr));
+        }
+        let usage = || {
+            format!(
+                "{s:?} is not \"off\" or host:port such as \"127.0.0.1:9096\" or \"localhost:9096\""
+            )
+        };
+        let (host, port) = s.rsplit_once(':').ok_or_else(usage)?;
+        if host.is_empty() || port.parse::<u16>().is_err() {
+            return Err(usage());
+        }
+        use std::net::ToSocketAddrs;
+        let addrs: Vec<std::net::SocketAddr> = s
+            .to_socket_addrs()
+            .map_err(|e| format!("{s:?}: cannot resolve {host:?}: {e}"))?
+            .collect();
+        addrs
+            .iter()
+            .find(|a| a.is_ipv4())
+            .or(addrs.first())
+            .copied()
+            .map(HttpAddr::Listen)
+            .ok_or_else(|| format!("{s:?}: {host:?} resolves to no address"))
     }
 
     /// The parsed `log_format`.
@@ -368,8 +540,8 @@ fn parse_count(v: &str) -> Result<usize, String> {
         .map_err(|_| format!("{v:?} is not a whole number"))
 }
 
-fn parse_format(v: &str) -> Result<Format, String> {
-    Format::parse(v.trim())
+fn parse_format(v: &str) -> Result<PayloadFormat, String> {
+    PayloadFormat::parse(v.trim())
         .ok_or_else(|| format!("{v:?} is not a format; use kapacitor or webhook"))
 }
 
@@ -617,22 +789,25 @@ impl Config {
     pub fn validate(&self, origins: &Origins) -> Result<Vec<String>, ConfigErrors> {
         let mut errors = Vec::new();
         let mut warnings = Vec::new();
-        let mut err = |key: &str, reason: String| {
-            errors.push(ConfigError::Invalid {
-                origin: origins.of(key),
-                key: key.to_string(),
-                reason,
-            })
-        };
+        macro_rules! err {
+            ($key:expr, $reason:expr $(,)?) => {{
+                let key: &str = $key;
+                errors.push(ConfigError::Invalid {
+                    origin: origins.of(key),
+                    key: key.to_string(),
+                    reason: $reason,
+                })
+            }};
+        }
         let s = &self.server;
         if s.data_dir.as_os_str().is_empty() {
-            err("server.data_dir", "must not be empty".into());
+            err!("server.data_dir", "must not be empty".into());
         }
         if let Err(ConfigError::Invalid { reason, .. }) = s.socket_mode_bits() {
-            err("server.socket_mode", reason);
+            err!("server.socket_mode", reason);
         }
         match s.http_listen() {
-            Err(reason) => err("server.http_addr", reason),
+            Err(reason) => err!("server.http_addr", reason),
             Ok(HttpAddr::Listen(a)) if !a.ip().is_loopback() => warnings.push(format!(
                 "{}: server.http_addr: {a} is not a loopback address: /metrics and the alerts API \
                  (alert ids and messages) are reachable from the network; firewall it or use 127.0.0.1",
@@ -641,10 +816,10 @@ impl Config {
             Ok(_) => {}
         }
         if let Err(reason) = s.log_format_kind() {
-            err("server.log_format", reason);
+            err!("server.log_format", reason);
         }
         if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(s.log_level.trim()) {
-            err(
+            err!(
                 "server.log_level",
                 format!(
                     "{:?} is not a level (error, warn, info, debug, trace) or filter: {e}",
@@ -653,14 +828,14 @@ impl Config {
             );
         }
         if s.max_frame_bytes < 1024 {
-            err(
+            err!(
                 "server.max_frame_bytes",
                 format!("{} is too small; at least 1024", s.max_frame_bytes),
             );
         }
         let (stream, batch) = (s.stream_socket_path(), s.batch_socket_path());
         if stream == batch {
-            err(
+            err!(
                 "server.batch_socket",
                 format!(
                     "{} is also the stream socket; the two edges need two sockets",
@@ -668,38 +843,58 @@ impl Config {
                 ),
             );
         }
-        for (key, p) in [
-            ("server.stream_socket", &stream),
-            ("server.batch_socket", &batch),
+        for (key, p, set) in [
+            ("server.stream_socket", &stream, s.stream_socket.is_some()),
+            ("server.batch_socket", &batch, s.batch_socket.is_some()),
         ] {
             let len = p.as_os_str().len();
             if len > MAX_SOCKET_PATH {
-                err(
-                    key,
-                    format!(
-                        "{} is {len} bytes; a Unix socket path may have at most {MAX_SOCKET_PATH} (use a shorter data_dir or set the socket path)",
-                        p.display()
-                    ),
+                let reason = format!(
+                    "{} is {len} bytes; a Unix socket path may have at most {MAX_SOCKET_PATH}",
+                    p.display()
                 );
+                if set {
+                    err!(key, format!("{reason} (set a shorter path)"));
+                } else {
+                    // The default path under data_dir: the data dir made it too long.
+                    errors.push(ConfigError::Invalid {
+                        origin: origins.of("server.data_dir"),
+                        key: key.to_string(),
+                        reason: format!(
+                            "{reason}: it is <data_dir>/{}, and server.data_dir makes it too long (use a shorter data_dir or set {key})",
+                            p.file_name().map(|f| f.to_string_lossy()).unwrap_or_default()
+                        ),
+                    });
+                }
             }
+        }
+        // serve would refuse it at bind: refuse it here already.
+        if !s.socket_group.is_empty() && crate::ops::group_id(&s.socket_group).is_none() {
+            err!(
+                "server.socket_group",
+                format!(
+                    "no group named {:?} on this machine (the group Kapacitor runs as, e.g. kapacitor)",
+                    s.socket_group
+                )
+            );
         }
         let k = &self.kapacitor;
         if let Err(reason) = check_http_url(&k.url) {
-            err("kapacitor.url", reason);
+            err!("kapacitor.url", reason);
         }
         if !k.shared_secret.is_empty() && k.username.is_empty() {
-            err(
+            err!(
                 "kapacitor.shared_secret",
                 "needs kapacitor.username (the token's username claim)".into(),
             );
         }
         if !k.password.is_empty() && k.username.is_empty() {
-            err("kapacitor.password", "needs kapacitor.username".into());
+            err!("kapacitor.password", "needs kapacitor.username".into());
         }
         let d = &self.delivery;
         if !d.default_endpoint.is_empty() && !self.endpoints.contains_key(&d.default_endpoint) {
             let known: Vec<&str> = self.endpoints.keys().map(String::as_str).collect();
-            err(
+            err!(
                 "delivery.default_endpoint",
                 format!(
                     "{:?} names no [endpoints.{}] table (defined: {})",
@@ -714,16 +909,16 @@ impl Config {
             );
         }
         if d.concurrency == 0 {
-            err("delivery.concurrency", "must be at least 1".into());
+            err!("delivery.concurrency", "must be at least 1".into());
         }
         if d.memory_queue == 0 {
-            err("delivery.memory_queue", "must be at least 1".into());
+            err!("delivery.memory_queue", "must be at least 1".into());
         }
         if d.retry_initial.is_zero() {
-            err("delivery.retry_initial", "must be more than 0s".into());
+            err!("delivery.retry_initial", "must be more than 0s".into());
         }
         if d.retry_initial > d.retry_max {
-            err(
+            err!(
                 "delivery.retry_max",
                 format!(
                     "{} is less than retry_initial ({})",
@@ -733,23 +928,32 @@ impl Config {
             );
         }
         if d.max_age.is_zero() {
-            err("delivery.max_age", "must be more than 0s".into());
+            err!("delivery.max_age", "must be more than 0s".into());
+        }
+        if d.commit_window > Duration::from_secs(1) {
+            err!(
+                "delivery.commit_window",
+                format!(
+                    "{} is more than 1s: every event would wait that long before it is stored and sent",
+                    humantime::format_duration(d.commit_window)
+                )
+            );
         }
         if d.parked_retry.is_zero() {
-            err("delivery.parked_retry", "must be more than 0s".into());
+            err!("delivery.parked_retry", "must be more than 0s".into());
         }
         for (name, e) in &self.endpoints {
             let key = |k: &str| format!("endpoints.{name}.{k}");
             if let Err(reason) = check_http_url(&e.url) {
-                err(&key("url"), reason);
+                err!(&key("url"), reason);
             }
             if e.timeout.is_zero() {
-                err(&key("timeout"), "must be more than 0s".into());
+                err!(&key("timeout"), "must be more than 0s".into());
             }
             if e.connect_timeout.is_zero() {
-                err(&key("connect_timeout"), "must be more than 0s".into());
+                err!(&key("connect_timeout"), "must be more than 0s".into());
             }
-            if !e.token.is_empty() && e.format == Format::Kapacitor {
+            if !e.token.is_empty() && e.format == PayloadFormat::Kapacitor {
                 warnings.push(format!(
                     "{}: {}: a token is sent only with format = \"webhook\"; the kapacitor format ignores it",
                     origins.of(&key("token")),
@@ -786,16 +990,30 @@ impl Config {
         I: IntoIterator<Item = (String, String)>,
     {
         let mut origins = Origins::default();
-        let mut config = match path {
+        // Every problem at once: the file's, the environment's and the
+        // validation's (of what is left when the bad keys are dropped).
+        let (mut config, mut errors) = match path {
             Some(p) => {
                 origins.file = Some(p.display().to_string());
-                Config::load(p)?
+                Config::load_collecting(p)?
             }
-            None => Config::default(),
+            None => (Config::default(), Vec::new()),
         };
-        let mut warnings = config.apply_env(env, &mut origins)?;
+        let mut warnings = match config.apply_env(env, &mut origins) {
+            Ok(w) => w,
+            Err(e) => {
+                errors.extend(e.0);
+                Vec::new()
+            }
+        };
         config.apply_overrides(overrides, &mut origins);
-        warnings.extend(config.validate(&origins)?);
+        match config.validate(&origins) {
+            Ok(w) => warnings.extend(w),
+            Err(e) => errors.extend(e.0),
+        }
+        if !errors.is_empty() {
+            return Err(ConfigErrors(errors));
+        }
         Ok(Loaded {
             config,
             origins,
@@ -834,7 +1052,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.delivery.retry_max, Duration::from_secs(120));
-        assert_eq!(c.endpoints["ops"].format, Format::Webhook);
+        assert_eq!(c.endpoints["ops"].format, PayloadFormat::Webhook);
     }
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -906,7 +1124,7 @@ mod tests {
             c.endpoints["ops-team"].connect_timeout,
             Duration::from_secs(3)
         );
-        assert_eq!(c.endpoints["ops-team"].format, Format::Webhook);
+        assert_eq!(c.endpoints["ops-team"].format, PayloadFormat::Webhook);
         assert_eq!(c.endpoints["new"].url, "http://n/");
         assert_eq!(w.len(), 1, "{w:?}");
         assert!(w[0].contains("KAPACITOR_PAGERTREE_SOMETHING"));

@@ -52,6 +52,44 @@ pub fn init(format: LogFormat, level: &str) -> Result<(), LoggingError> {
     result.map_err(|_| LoggingError::AlreadySet)
 }
 
+/// Logging for the short-lived tools: warnings and errors as text unless
+/// the command line asked otherwise (`level_flag`; `format_flag` means
+/// `--log-format` was given, so the configured format applies).
+pub fn init_for_tool(
+    config: &crate::ops::config::Config,
+    level_flag: Option<&str>,
+    format_flag: bool,
+) -> Result<(), LoggingError> {
+    let level = level_flag.unwrap_or("warn");
+    let format = if format_flag {
+        config.server.log_format_kind().unwrap_or(LogFormat::Text)
+    } else {
+        LogFormat::Text
+    };
+    init(format, level)
+}
+
+/// Logging for the `stdio` relay, whose stdout is the protocol: text to
+/// stderr (which Kapacitor copies to its log), warnings unless `level_flag`.
+pub fn init_for_relay(level_flag: Option<&str>) -> Result<(), LoggingError> {
+    init(LogFormat::Text, level_flag.unwrap_or("warn"))
+}
+
+/// The daemon's logger, from the configuration; the configuration's
+/// warnings are then logged.
+pub fn init_for_daemon(loaded: &crate::ops::config::Loaded) -> Result<(), LoggingError> {
+    let format = loaded
+        .config
+        .server
+        .log_format_kind()
+        .unwrap_or(LogFormat::Auto);
+    init(format, &loaded.config.server.log_level)?;
+    for w in &loaded.warnings {
+        tracing::warn!("{w}");
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

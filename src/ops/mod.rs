@@ -1,22 +1,16 @@
-//! Operations: configuration, metrics, the local HTTP API, logging, and the
-//! offline tools.
+//! Leaf settings every layer may use; they import no other layer.
 //!
 //! - [`config`]: the TOML file, the environment and the flags, validated.
-//! - [`metrics`]: the Prometheus registry every layer counts into.
-//! - [`status`]: readiness and the open alerts, set by the layers that know.
-//! - [`http`]: `/metrics`, `/healthz`, `/readyz`, `/api/v1/alerts`.
+//! - [`metrics`]: the Prometheus registry the daemon counts into.
 //! - [`logging`]: `tracing` to stderr, text or JSON lines.
+//! - [`systemd`]: readiness and stopping notifications (`Type=notify`).
+//! - [`run_blocking`]: short blocking work from async code.
+//! - [`group_id`]: a group name to its gid (sockets, `check`).
 
 pub mod config;
-pub mod http;
-pub mod lineproto;
 pub mod logging;
 pub mod metrics;
-pub mod server_info;
-pub mod simulate;
-pub mod status;
 pub mod systemd;
-pub mod tick;
 
 /// Runs short blocking work (a small SQLite write, a bounded HTTP read) from
 /// async code without stalling the runtime: on the multi-thread runtime the
@@ -27,5 +21,39 @@ pub fn run_blocking<T>(f: impl FnOnce() -> T) -> T {
     match Handle::try_current() {
         Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
         _ => f(),
+    }
+}
+
+/// A group name (or a numeric gid) to its gid, from the system's group
+/// database; `None` when no such group exists. Used by `check` (which must
+/// refuse what `serve` would) and by the socket setup.
+pub fn group_id(group: &str) -> Option<u32> {
+    if let Ok(gid) = group.parse::<u32>() {
+        return Some(gid);
+    }
+    let name = std::ffi::CString::new(group).ok()?;
+    let mut buf = vec![0u8; 4096];
+    loop {
+        // SAFETY: getgrnam_r writes only into `grp` and `buf` (whose length we
+        // pass) and stores in `result` either null or a pointer to `grp`.
+        let mut grp: libc::group = unsafe { std::mem::zeroed() };
+        let mut result: *mut libc::group = std::ptr::null_mut();
+        let rc = unsafe {
+            libc::getgrnam_r(
+                name.as_ptr(),
+                &mut grp,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                &mut result,
+            )
+        };
+        if rc == libc::ERANGE && buf.len() < 1 << 20 {
+            buf.resize(buf.len() * 2, 0);
+            continue;
+        }
+        if rc != 0 || result.is_null() {
+            return None;
+        }
+        return Some(grp.gr_gid);
     }
 }

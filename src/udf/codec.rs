@@ -1,5 +1,5 @@
 //! Framing of the UDF protocol: every message, both ways, is a protobuf
-//! message preceded by its length as an unsigned varint (udf-protocol.md,
+//! message preceded by its length as an unsigned varint (docs/udf-protocol.md,
 //! *Framing*). This module turns bytes into messages and back; it does no I/O.
 //!
 //! [`FrameCodec`] is generic over the direction: the agent decodes

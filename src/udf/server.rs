@@ -112,18 +112,30 @@ pub fn bind(
             source,
         }
     })?;
+    let stat = || {
+        std::fs::symlink_metadata(path).map_err(|source| ServerError::Bind {
+            path: path.to_path_buf(),
+            source,
+        })
+    };
+    let mut m = stat()?;
+    // chown only when the group is not already right. Under the shipped unit
+    // (Group=kapacitor) the socket is created in that group, and the unit's
+    // SystemCallFilter=~@privileged forbids chown: calling it anyway would
+    // fail (or, without SystemCallErrorNumber=, kill the agent at start).
     if !group.is_empty() {
         let gid = lookup_group(group)?;
-        std::os::unix::fs::chown(path, None, Some(gid)).map_err(|source| ServerError::Chown {
-            path: path.to_path_buf(),
-            group: group.to_string(),
-            source,
-        })?;
+        if m.gid() != gid {
+            std::os::unix::fs::chown(path, None, Some(gid)).map_err(|source| {
+                ServerError::Chown {
+                    path: path.to_path_buf(),
+                    group: group.to_string(),
+                    source,
+                }
+            })?;
+            m = stat()?;
+        }
     }
-    let m = std::fs::symlink_metadata(path).map_err(|source| ServerError::Bind {
-        path: path.to_path_buf(),
-        source,
-    })?;
     Ok(BoundSocket {
         listener,
         path: path.to_path_buf(),
@@ -177,43 +189,15 @@ fn remove_stale(path: &Path) -> Result<(), ServerError> {
 }
 
 /// A group name (or a numeric gid) to a gid.
-fn lookup_group(group: &str) -> Result<u32, ServerError> {
-    if let Ok(gid) = group.parse::<u32>() {
-        return Ok(gid);
-    }
-    let unknown = || ServerError::UnknownGroup {
+pub fn lookup_group(group: &str) -> Result<u32, ServerError> {
+    crate::ops::group_id(group).ok_or_else(|| ServerError::UnknownGroup {
         group: group.to_string(),
-    };
-    let name = std::ffi::CString::new(group).map_err(|_| unknown())?;
-    let mut buf = vec![0u8; 4096];
-    loop {
-        // SAFETY: getgrnam_r writes only into `grp` and `buf` (whose length we
-        // pass) and stores in `result` either null or a pointer to `grp`.
-        let mut grp: libc::group = unsafe { std::mem::zeroed() };
-        let mut result: *mut libc::group = std::ptr::null_mut();
-        let rc = unsafe {
-            libc::getgrnam_r(
-                name.as_ptr(),
-                &mut grp,
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                &mut result,
-            )
-        };
-        if rc == libc::ERANGE && buf.len() < 1 << 20 {
-            buf.resize(buf.len() * 2, 0);
-            continue;
-        }
-        if rc != 0 || result.is_null() {
-            return Err(unknown());
-        }
-        return Ok(grp.gr_gid);
-    }
+    })
 }
 
 /// Accepts connections on `socket` until `shutdown`, each served by its own
 /// session task (tracked by `tracker`, so shutdown can wait for them).
-pub async fn serve(
+pub async fn accept_sessions(
     socket: &BoundSocket,
     settings: SessionSettings,
     ctx: Arc<SessionContext>,

@@ -1,7 +1,7 @@
 //! `kapacitor-pagertree stdio`: the child Kapacitor's `prog =` mode starts
 //! (one per node, plus a probe at Kapacitor's start). It is only a relay to
 //! the running agent's socket, so every session's state and delivery stay in
-//! the one daemon (architecture.md, *Restarts*): bytes are copied both ways,
+//! the one daemon (docs/architecture.md, *Restarts*): bytes are copied both ways,
 //! undecoded.
 //!
 //! stdout carries the protocol, so this mode logs to stderr only (Kapacitor

@@ -10,11 +10,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use kapacitor_pagertree::alert::sink::{Sink, spawn_sink};
 use kapacitor_pagertree::alert::{Event, Level, Route, Series};
 use kapacitor_pagertree::delivery::dispatch::{DispatchConfig, Dispatcher};
 use kapacitor_pagertree::delivery::outbox::Outbox;
 use kapacitor_pagertree::delivery::pagertree::Endpoints;
-use kapacitor_pagertree::delivery::{Sink, spawn_sink};
 use kapacitor_pagertree::ops::config::Config;
 use tokio_util::sync::CancellationToken;
 

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod kapacitor;
+pub mod seccomp;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -25,9 +26,25 @@ pub struct AgentBuilder {
     config: Option<String>,
     dir: Option<tempfile::TempDir>,
     bin: Option<PathBuf>,
+    syscall_filter: Option<std::sync::Arc<seccomp::SeccompProgram>>,
+    run_as: Option<(u32, u32)>,
 }
 
 impl AgentBuilder {
+    /// Run the agent as this user and group (the test must be root), as
+    /// systemd's User=/Group= do: supplementary groups dropped.
+    pub fn run_as(mut self, uid: u32, gid: u32) -> Self {
+        self.run_as = Some((uid, gid));
+        self
+    }
+
+    /// Run the agent under this seccomp filter (installed between fork and
+    /// exec, after `run_as` dropped privileges, as systemd does).
+    pub fn syscall_filter(mut self, program: seccomp::SeccompProgram) -> Self {
+        self.syscall_filter = Some(std::sync::Arc::new(program));
+        self
+    }
+
     /// An extra command-line argument (after `serve`).
     pub fn arg(mut self, a: &str) -> Self {
         self.args.push(a.into());
@@ -83,6 +100,17 @@ impl AgentBuilder {
         }
         // A test's own RUST_LOG must not change what the agent logs.
         cmd.env_remove("RUST_LOG");
+        if let Some((uid, gid)) = self.run_as {
+            use std::os::unix::process::CommandExt;
+            cmd.uid(uid).gid(gid);
+        }
+        if let Some(program) = self.syscall_filter.clone() {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: the hook only calls prctl(2) on a program built before the fork.
+            unsafe {
+                cmd.pre_exec(move || program.install());
+            }
+        }
         let log = dir
             .path()
             .join(format!("agent-{}.log", std::process::id() ^ rand_suffix()));

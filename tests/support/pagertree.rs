@@ -48,6 +48,11 @@ pub enum Fault {
     RateLimit(Option<String>),
     /// Wait this long, then process normally (the client may have given up).
     Delay(Duration),
+    /// Wait a different time for each request, spread over `[0, max)`
+    /// (deterministic per request), then process normally: requests sent
+    /// together complete out of order, as on a real network, so only a
+    /// client that keeps per-id order delivers each id in order.
+    Jitter(Duration),
     /// Close the connection with a TCP reset instead of answering.
     Reset,
 }
@@ -424,6 +429,7 @@ async fn serve_conn(mut sock: TcpStream, state: Arc<Mutex<State>>, changed: Arc<
                 continue;
             }
             Some(Fault::Delay(d)) => tokio::time::sleep(*d).await,
+            Some(Fault::Jitter(max)) => tokio::time::sleep(jitter(*max)).await,
             None => {}
         }
         let (status, answer) = {
@@ -435,6 +441,21 @@ async fn serve_conn(mut sock: TcpStream, state: Arc<Mutex<State>>, changed: Arc<
             return;
         }
     }
+}
+
+/// The n-th request's wait for `Fault::Jitter`: a fixed pseudo-random
+/// sequence (SplitMix64 over a request counter), so runs are comparable.
+fn jitter(max: Duration) -> Duration {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let mut z = N
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        .wrapping_add(1)
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    let nanos = max.as_nanos().max(1) as u64;
+    Duration::from_nanos(z % nanos)
 }
 
 fn socket2_linger_zero(s: &std::net::TcpStream) -> std::io::Result<()> {
@@ -555,6 +576,19 @@ fn process(st: &mut State, req: &Request) -> (u16, String) {
 
 type Checked = (String, Action, Option<String>, Option<String>, Vec<String>);
 
+/// The JSON keys of Kapacitor's `alert.Data`, in its field order.
+const KAPACITOR_KEYS: [&str; 9] = [
+    "id",
+    "message",
+    "details",
+    "time",
+    "duration",
+    "level",
+    "data",
+    "previousLevel",
+    "recoverable",
+];
+
 /// kapacitor/v3: reads id, level, message, details; and the whole alert.Data
 /// shape must be what Kapacitor sends.
 fn check_kapacitor(b: &Value) -> Result<Checked, String> {
@@ -598,14 +632,23 @@ fn check_kapacitor(b: &Value) -> Result<Checked, String> {
         .and_then(|d| d.get("series"))
         .and_then(Value::as_array)
         .ok_or("data.series missing")?;
-    let keys: Vec<&str> = o.keys().map(String::as_str).collect();
+    // Exactly the keys of Kapacitor's alert.Data (alert/types.go), no more.
+    let mut keys: Vec<&str> = o.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    let mut want = KAPACITOR_KEYS.to_vec();
+    want.sort_unstable();
+    if keys != want {
+        return Err(format!(
+            "keys {keys:?} are not alert.Data's {KAPACITOR_KEYS:?}"
+        ));
+    }
+    // Kapacitor's level strings (alert.Level.String): OK INFO WARNING CRITICAL.
     let urgency = match level {
         "INFO" => Some("low"),
-        "WARN" => Some("medium"),
+        "WARNING" => Some("medium"),
         "CRITICAL" => Some("critical"),
         _ => None,
     };
-    let _ = keys;
     let action = if level == "OK" {
         Action::Resolve
     } else {
@@ -716,6 +759,39 @@ pub fn first_occurrences<T: PartialEq + Clone>(v: &[T]) -> Vec<T> {
 }
 
 /// Collapses consecutive repeats: what at-least-once delivery may add.
+/// Per-id order across a kill and restart, at least once: the markers
+/// PagerTree accepted for one id before the restart (`before`, in-flight
+/// requests of the killed process included) are, repeats collapsed, a
+/// prefix of `want`; those accepted after it are, repeats collapsed, one
+/// contiguous run of `want` that starts no later than where `before`
+/// stopped (a re-send of what was not yet recorded as delivered, nothing
+/// skipped). Any two events of one id that travelled out of order fail.
+pub fn assert_order_across_restart(id: &str, before: &[String], after: &[String], want: &[String]) {
+    let pre = collapse(before);
+    assert!(
+        pre.len() <= want.len() && pre[..] == want[..pre.len()],
+        "{id}: before the restart {before:?} is not in order"
+    );
+    let post = collapse(after);
+    if post.is_empty() {
+        return;
+    }
+    let start = want
+        .iter()
+        .position(|m| *m == post[0])
+        .unwrap_or_else(|| panic!("{id}: {} was never submitted", post[0]));
+    assert!(
+        start <= pre.len(),
+        "{id}: after the restart it resumed at {} and skipped {:?}",
+        post[0],
+        &want[pre.len()..start]
+    );
+    assert!(
+        start + post.len() <= want.len() && post[..] == want[start..start + post.len()],
+        "{id}: after the restart {after:?} is not in order"
+    );
+}
+
 pub fn collapse<T: PartialEq + Clone>(v: &[T]) -> Vec<T> {
     let mut out: Vec<T> = Vec::with_capacity(v.len());
     for x in v {

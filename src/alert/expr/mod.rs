@@ -29,8 +29,8 @@
 //!   when later points have the right types; here every evaluation is typed
 //!   afresh;
 //! - the math functions answer as Go does bit for bit (checked against Go
-//!   1.19, see `go_fixtures.rs`), except `exp` (Go's amd64 assembly; here
-//!   the platform's), `erfc` and the Bessel functions (from `libm`), which
+//!   1.19: tests/go_functions.rs over tests/data/go_functions.json), except
+//!   `exp` (Go's amd64 assembly; here the platform's), `erfc` and the Bessel functions (from `libm`), which
 //!   may differ in the last bits, as may what goes through
 //!   `exp` (`pow` with a fractional exponent, `sinh`, `cosh`, `tanh`), and
 //!   the logarithm of a subnormal number (Go's assembly mishandles those);
@@ -290,8 +290,6 @@ pub fn function_names() -> Vec<&'static str> {
     functions::names().collect()
 }
 
-#[cfg(test)]
-mod go_fixtures;
 #[cfg(test)]
 mod proptests;
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! Reading points the way Kapacitor's alert node sees them (typed fields,
 //! tags, group ids) and building the `data.series` row of an event
-//! (conformance README §5).
+//! (tests/conformance/README.md §5).
 
 use std::collections::{BTreeMap, HashMap};
 

@@ -6,7 +6,7 @@
 //! values of the equal-tags. `triggered()` turns it on for a non-OK level and
 //! off for OK. An event of a node whose `category` equals an active
 //! inhibitor's category, and whose point tags have the inhibitor's values, is
-//! dropped before delivery (conformance README §4, *Inhibition*).
+//! dropped before delivery (tests/conformance/README.md §4, *Inhibition*).
 //!
 //! Global state is touched only when an inhibitor changes state and when an
 //! event is checked — never per point.

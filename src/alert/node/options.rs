@@ -1,13 +1,12 @@
 //! The node's options: what `Info` declares and how `Init` reads and
-//! validates them (tickscript-interface.md fixes every name, type and
+//! validates them (docs/tickscript-interface.md fixes every name, type and
 //! default). Every refusal names the option and says why, because the text is
 //! what the user reads in `kapacitor show`.
 
 use std::sync::Arc;
 
 use crate::alert::state::{DEFAULT_HISTORY, MAX_HISTORY, MIN_HISTORY, StateRules};
-use crate::alert::{Format, Level, Route};
-use crate::ops::config::Config;
+use crate::alert::{Destinations, Format, Level, Route};
 use crate::proto::option_value::Value;
 use crate::proto::{EdgeType, InfoResponse, InitRequest, OptionInfo, OptionValue, ValueType};
 
@@ -37,47 +36,49 @@ struct Spec {
     batch_only: bool,
 }
 
-const S: &[ValueType] = &[ValueType::String];
-const SS: &[ValueType] = &[ValueType::String, ValueType::String];
-const NONE: &[ValueType] = &[];
+/// Argument lists: one string, two strings, none (a flag).
+const ONE_STRING: &[ValueType] = &[ValueType::String];
+const TWO_STRINGS: &[ValueType] = &[ValueType::String, ValueType::String];
+const FLAG: &[ValueType] = &[];
 
-/// Every option of tickscript-interface.md.
+/// Every option a `@pagertree()` node declares (README, *TICKscript
+/// reference*).
 const SPECS: &[Spec] = &[
     // Mode 1: level expressions.
     Spec {
         name: "info",
-        types: S,
+        types: ONE_STRING,
         batch_only: false,
     },
     Spec {
         name: "warn",
-        types: S,
+        types: ONE_STRING,
         batch_only: false,
     },
     Spec {
         name: "crit",
-        types: S,
+        types: ONE_STRING,
         batch_only: false,
     },
     Spec {
         name: "infoReset",
-        types: S,
+        types: ONE_STRING,
         batch_only: false,
     },
     Spec {
         name: "warnReset",
-        types: S,
+        types: ONE_STRING,
         batch_only: false,
     },
     Spec {
         name: "critReset",
-        types: S,
+        types: ONE_STRING,
         batch_only: false,
     },
     // State rules.
     Spec {
         name: "stateChangesOnly",
-        types: NONE,
+        types: FLAG,
         batch_only: false,
     },
     Spec {
@@ -97,122 +98,122 @@ const SPECS: &[Spec] = &[
     },
     Spec {
         name: "noRecoveries",
-        types: NONE,
+        types: FLAG,
         batch_only: false,
     },
     Spec {
         name: "all",
-        types: NONE,
+        types: FLAG,
         batch_only: true,
     },
     // Text.
     Spec {
         name: "id",
-        types: S,
+        types: ONE_STRING,
         batch_only: false,
     },
     Spec {
         name: "message",
-        types: S,
+        types: ONE_STRING,
         batch_only: false,
     },
     Spec {
         name: "details",
-        types: S,
+        types: ONE_STRING,
         batch_only: false,
     },
     // Inhibition.
     Spec {
         name: "category",
-        types: S,
+        types: ONE_STRING,
         batch_only: false,
     },
     Spec {
         name: "inhibit",
-        types: SS,
+        types: TWO_STRINGS,
         batch_only: false,
     },
     // Augmentation of emitted data.
     Spec {
         name: "idTag",
-        types: S,
+        types: ONE_STRING,
         batch_only: false,
     },
     Spec {
         name: "idField",
-        types: S,
+        types: ONE_STRING,
         batch_only: false,
     },
     Spec {
         name: "levelTag",
-        types: S,
+        types: ONE_STRING,
         batch_only: false,
     },
     Spec {
         name: "levelField",
-        types: S,
+        types: ONE_STRING,
         batch_only: false,
     },
     Spec {
         name: "messageField",
-        types: S,
+        types: ONE_STRING,
         batch_only: false,
     },
     Spec {
         name: "durationField",
-        types: S,
+        types: ONE_STRING,
         batch_only: false,
     },
     // Mode 2.
     Spec {
         name: "levelFrom",
-        types: S,
+        types: ONE_STRING,
         batch_only: false,
     },
     Spec {
         name: "idFrom",
-        types: S,
+        types: ONE_STRING,
         batch_only: false,
     },
     Spec {
         name: "messageFrom",
-        types: S,
+        types: ONE_STRING,
         batch_only: false,
     },
     Spec {
         name: "detailsFrom",
-        types: S,
+        types: ONE_STRING,
         batch_only: false,
     },
     // Delivery.
     Spec {
         name: "url",
-        types: S,
+        types: ONE_STRING,
         batch_only: false,
     },
     Spec {
         name: "endpoint",
-        types: S,
+        types: ONE_STRING,
         batch_only: false,
     },
     Spec {
         name: "format",
-        types: S,
+        types: ONE_STRING,
         batch_only: false,
     },
     Spec {
         name: "urgency",
-        types: SS,
+        types: TWO_STRINGS,
         batch_only: false,
     },
     Spec {
         name: "tags",
-        types: S,
+        types: ONE_STRING,
         batch_only: false,
     },
     Spec {
         name: "dryRun",
-        types: NONE,
+        types: FLAG,
         batch_only: false,
     },
 ];
@@ -292,11 +293,11 @@ const LEVEL_OPTIONS: [(&str, usize); 3] = [("info", 1), ("warn", 2), ("crit", 3)
 const RESET_OPTIONS: [(&str, usize); 3] = [("infoReset", 1), ("warnReset", 2), ("critReset", 3)];
 
 /// Reads and validates an `InitRequest`'s options for a node on `edge`.
-/// `config` decides whether the node has somewhere to send to.
+/// `destinations` decides whether the node has somewhere to send to.
 pub fn parse(
     edge: EdgeType,
     req: &InitRequest,
-    config: &Config,
+    destinations: &Destinations,
 ) -> Result<(NodeOptions, Warnings), InitError> {
     let mut o = NodeOptions::default();
     let mut route = Route::default();
@@ -544,18 +545,18 @@ pub fn parse(
         no_recoveries,
     };
 
-    check_destination(&route, config)?;
+    check_destination(&route, destinations)?;
     if route.format.is_none()
-        && let Some(ep) = route
+        && let Some(format) = route
             .endpoint
             .as_ref()
-            .and_then(|n| config.endpoints.get(n))
+            .and_then(|n| destinations.endpoints.get(n))
     {
-        route.format = Some(ep.format);
+        route.format = Some(*format);
     }
     if !route.urgency.is_empty()
         && route.format != Some(Format::Webhook)
-        && !default_is_webhook(&route, config)
+        && !default_is_webhook(&route, destinations)
     {
         warnings.0.push(
             "urgency: only the webhook format uses it; this node sends the kapacitor format".into(),
@@ -565,12 +566,12 @@ pub fn parse(
     Ok((o, warnings))
 }
 
-fn default_is_webhook(route: &Route, config: &Config) -> bool {
+fn default_is_webhook(route: &Route, destinations: &Destinations) -> bool {
     route.endpoint.is_none()
-        && config
+        && destinations
             .endpoints
-            .get(&config.delivery.default_endpoint)
-            .is_some_and(|e| e.format == Format::Webhook)
+            .get(&destinations.default_endpoint)
+            .is_some_and(|f| *f == Format::Webhook)
 }
 
 fn unknown_option(edge: EdgeType, name: &str) -> InitError {
@@ -682,11 +683,11 @@ fn check_url(url: &str) -> Result<(), InitError> {
     }
 }
 
-fn check_destination(route: &Route, config: &Config) -> Result<(), InitError> {
+fn check_destination(route: &Route, destinations: &Destinations) -> Result<(), InitError> {
     if let Some(name) = &route.endpoint
-        && !config.endpoints.contains_key(name)
+        && !destinations.endpoints.contains_key(name)
     {
-        let mut known: Vec<&str> = config.endpoints.keys().map(String::as_str).collect();
+        let mut known: Vec<&str> = destinations.endpoints.keys().map(String::as_str).collect();
         known.sort_unstable();
         let known = if known.is_empty() {
             "the config defines none".to_string()
@@ -699,14 +700,14 @@ fn check_destination(route: &Route, config: &Config) -> Result<(), InitError> {
         ));
     }
     if route.url.is_none() && route.endpoint.is_none() && !route.dry_run {
-        let default = &config.delivery.default_endpoint;
+        let default = &destinations.default_endpoint;
         if default.is_empty() {
             return Err(InitError::new(
                 "url",
                 "this node has nowhere to send: give .url('https://…') or .endpoint('name'), or set [delivery] default_endpoint in the agent's config (or use .dryRun())",
             ));
         }
-        if !config.endpoints.contains_key(default) {
+        if !destinations.endpoints.contains_key(default) {
             return Err(InitError::new(
                 "endpoint",
                 format!(
@@ -762,7 +763,7 @@ mod tests {
         }
     }
     fn parse_stream(opts: Vec<Opt>) -> Result<NodeOptions, String> {
-        parse(EdgeType::Stream, &req(opts), &Config::default())
+        parse(EdgeType::Stream, &req(opts), &Destinations::default())
             .map(|x| x.0)
             .map_err(|e| e.to_string())
     }
@@ -864,7 +865,7 @@ mod tests {
         let ok = parse(
             EdgeType::Batch,
             &req(vec![opt("all", vec![])]),
-            &Config::default(),
+            &Destinations::default(),
         )
         .unwrap();
         assert!(ok.0.all);
@@ -907,7 +908,7 @@ mod tests {
         let (o, w) = parse(
             EdgeType::Stream,
             &req(vec![opt("history", vec![i(1)])]),
-            &Config::default(),
+            &Destinations::default(),
         )
         .unwrap();
         assert_eq!(o.rules.history, 2);
@@ -964,17 +965,19 @@ mod tests {
             task_id: "t".into(),
             node_id: "n".into(),
         };
-        let e = parse(EdgeType::Stream, &plain, &Config::default())
+        let e = parse(EdgeType::Stream, &plain, &Destinations::default())
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("url: this node has nowhere to send"), "{e}");
-        let mut cfg = Config::default();
-        cfg.delivery.default_endpoint = "ops".into();
+        let mut cfg = Destinations {
+            default_endpoint: "ops".into(),
+            ..Destinations::default()
+        };
         let e = parse(EdgeType::Stream, &plain, &cfg)
             .unwrap_err()
             .to_string();
         assert!(e.contains("default_endpoint \"ops\""), "{e}");
-        cfg.endpoints.insert("ops".into(), Default::default());
+        cfg.endpoints.insert("ops".into(), Format::Kapacitor);
         assert!(parse(EdgeType::Stream, &plain, &cfg).is_ok());
         let with_ep = InitRequest {
             options: vec![opt("endpoint", vec![s("nope")])],

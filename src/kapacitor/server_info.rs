@@ -1,4 +1,4 @@
-//! `.ServerInfo` for templates, resolved once per agent (config.md,
+//! `.ServerInfo` for templates, resolved once per agent (docs/config.md,
 //! `[kapacitor]`): values set in the config win; otherwise the agent reads
 //! them from Kapacitor's API (`GET /kapacitor/v1/debug/vars`, top-level
 //! `host`, `cluster_id`, `server_id`) when the first Init arrives — Kapacitor
@@ -8,21 +8,17 @@
 //! with a warning that says to set them in `[kapacitor]`.
 //!
 //! This module owns that resolution: the provider the nodes read
-//! ([`KapacitorServerInfo`]), the persisted file, the HTTP read with its
-//! authentication (basic, or a short-lived HS256 bearer token signed with
-//! `shared_secret`, written by hand: three base64url parts and one HMAC).
+//! ([`KapacitorServerInfo`]), the persisted file, and the read itself through
+//! the API client ([`crate::kapacitor::client`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
+use std::time::Duration;
 
 use crate::alert::ServerInfo;
 use crate::alert::node::ServerInfoProvider;
+use crate::delivery::redact;
+use crate::kapacitor::client::{ApiError, KapacitorClient};
 use crate::ops::config::KapacitorConfig;
 
 /// The file in `data_dir` that keeps the values read from Kapacitor.
@@ -32,16 +28,12 @@ pub const VARS_PATH: &str = "/kapacitor/v1/debug/vars";
 /// The whole read (connect, answer, body) gets this long: an Init waits for
 /// it once per agent, and Kapacitor times a UDF out after its `timeout`.
 pub const FETCH_TIMEOUT: Duration = Duration::from_secs(2);
-/// Lifetime of a signed bearer token: one request.
-const TOKEN_LIFETIME: Duration = Duration::from_secs(60);
 
 /// Why `.ServerInfo` could not be read from Kapacitor (or kept).
 #[derive(Debug, thiserror::Error)]
 pub enum ServerInfoError {
-    #[error("GET {url}: {source}")]
-    Http { url: String, source: reqwest::Error },
-    #[error("GET {url}: HTTP {status}")]
-    Status { url: String, status: u16 },
+    #[error(transparent)]
+    Api(#[from] ApiError),
     #[error("GET {url}: the answer is not a JSON object: {source}")]
     Json {
         url: String,
@@ -49,8 +41,6 @@ pub enum ServerInfoError {
     },
     #[error("GET {url}: the answer has no string {key:?}")]
     MissingKey { url: String, key: &'static str },
-    #[error("GET {url}: no answer within {FETCH_TIMEOUT:?}")]
-    Timeout { url: String },
     #[error("cannot run the request: {0}")]
     Runtime(std::io::Error),
     #[error("the request thread panicked")]
@@ -118,7 +108,7 @@ impl KapacitorServerInfo {
             Ok(si) => {
                 tracing::info!(
                     hostname = %si.hostname, cluster_id = %si.cluster_id, server_id = %si.server_id,
-                    url = %crate::delivery::redact::url(&url),
+                    url = %redact::url(&url),
                     "ServerInfo read from Kapacitor; kept in {} for good", path.display()
                 );
                 if let Err(e) = persist(&path, &si) {
@@ -128,7 +118,7 @@ impl KapacitorServerInfo {
             }
             Err(e) => {
                 tracing::warn!(
-                    error = %crate::delivery::redact::text(&e.to_string(), &self.secrets()),
+                    error = %redact::text(&e.to_string(), &self.secrets()),
                     "cannot read ServerInfo from Kapacitor: using hostname \"localhost\" and empty \
                      cluster/server ids for this run only. Set hostname, cluster_id and server_id \
                      in [kapacitor] so alert ids built from .ServerInfo never change"
@@ -207,43 +197,14 @@ fn fetch_blocking(
         .map_err(|_| ServerInfoError::Panicked)?
 }
 
-/// `GET /kapacitor/v1/debug/vars` with the configured authentication.
+/// `GET /kapacitor/v1/debug/vars` through the [`KapacitorClient`].
 pub async fn fetch(
     config: &KapacitorConfig,
     timeout: Duration,
 ) -> Result<ServerInfo, ServerInfoError> {
-    let url = vars_url(&config.url);
-    let shown = crate::delivery::redact::url(&url);
-    let http = |source| ServerInfoError::Http {
-        url: shown.clone(),
-        source,
-    };
-    let client = reqwest::Client::builder()
-        .timeout(timeout)
-        .connect_timeout(timeout)
-        .danger_accept_invalid_certs(config.insecure_skip_verify)
-        .build()
-        .map_err(http)?;
-    let mut req = client.get(&url);
-    if !config.shared_secret.is_empty() {
-        req = req.bearer_auth(sign_token(&config.username, &config.shared_secret, now_s()));
-    } else if !config.username.is_empty() {
-        req = req.basic_auth(&config.username, Some(&config.password));
-    }
-    let body = tokio::time::timeout(timeout, async {
-        let resp = req.send().await.map_err(http)?;
-        let status = resp.status().as_u16();
-        if status != 200 {
-            return Err(ServerInfoError::Status {
-                url: shown.clone(),
-                status,
-            });
-        }
-        resp.bytes().await.map_err(http)
-    })
-    .await
-    .map_err(|_| ServerInfoError::Timeout { url: shown.clone() })??;
-    parse_vars(&body, &shown)
+    let client = KapacitorClient::new(config, timeout)?;
+    let body = client.get(VARS_PATH).await?;
+    parse_vars(&body, &redact::url(&client.url(VARS_PATH)))
 }
 
 /// The three top-level string vars of Kapacitor's expvar answer.
@@ -269,73 +230,9 @@ pub fn parse_vars(body: &[u8], url: &str) -> Result<ServerInfo, ServerInfoError>
     })
 }
 
-fn now_s() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-/// A JWT (HS256) with the claims Kapacitor checks: `username`, `exp`.
-pub fn sign_token(username: &str, secret: &str, now_s: u64) -> String {
-    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
-    let claims = serde_json::json!({
-        "username": username,
-        "exp": now_s + TOKEN_LIFETIME.as_secs(),
-    });
-    let claims = URL_SAFE_NO_PAD.encode(claims.to_string());
-    let signing_input = format!("{header}.{claims}");
-    // HMAC accepts keys of any length; the error case cannot happen.
-    let sig = match Hmac::<Sha256>::new_from_slice(secret.as_bytes()) {
-        Ok(mut mac) => {
-            mac.update(signing_input.as_bytes());
-            URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
-        }
-        Err(_) => String::new(),
-    };
-    format!("{signing_input}.{sig}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn token_matches_a_known_hs256_signature() {
-        // The three parts decode to the header, the claims, and the MAC of
-        // the first two under the secret.
-        let t = sign_token("bob", "secret", 1_000);
-        let parts: Vec<&str> = t.split('.').collect();
-        assert_eq!(parts.len(), 3);
-        let header: serde_json::Value =
-            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[0]).unwrap()).unwrap();
-        assert_eq!(header["alg"], "HS256");
-        let claims: serde_json::Value =
-            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
-        assert_eq!(claims["username"], "bob");
-        assert_eq!(claims["exp"], 1_060);
-        let mut mac = Hmac::<Sha256>::new_from_slice(b"secret").unwrap();
-        mac.update(format!("{}.{}", parts[0], parts[1]).as_bytes());
-        mac.verify_slice(&URL_SAFE_NO_PAD.decode(parts[2]).unwrap())
-            .unwrap();
-    }
-
-    #[test]
-    fn hmac_sha256_is_rfc_4231() {
-        // RFC 4231, test case 2.
-        let mut mac = Hmac::<Sha256>::new_from_slice(b"Jefe").unwrap();
-        mac.update(b"what do ya want for nothing?");
-        let hex: String = mac
-            .finalize()
-            .into_bytes()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        assert_eq!(
-            hex,
-            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
-        );
-    }
 
     #[test]
     fn parse_vars_reads_top_level_strings() {

@@ -6,7 +6,7 @@
 //! | `GET /metrics` | every series, Prometheus/OpenMetrics text |
 //! | `GET /healthz` | `200 ok`: the process is up and serving HTTP |
 //! | `GET /readyz` | `200 ready`, or `503` with one reason per line (sockets not listening, outbox degraded) |
-//! | `GET /api/v1/alerts` | `{"alerts": [OpenAlert…]}`: the open alerts (see [`crate::ops::status`]) |
+//! | `GET /api/v1/alerts` | `{"alerts": [OpenAlert…]}`: the open alerts (see [`crate::tools::status`]) |
 //!
 //! Anything else is `404`; another method on a known route `405`.
 
@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::ops::status::{OpenAlert, alerts_view, readiness};
+use crate::tools::status::{OpenAlert, alerts_view, readiness};
 
 /// The path of the open-alerts API.
 pub const ALERTS_PATH: &str = "/api/v1/alerts";
@@ -62,7 +62,7 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, HttpError> {
 
 /// Serves requests until `shutdown` is cancelled; open connections finish
 /// their current request.
-pub async fn serve(listener: TcpListener, shutdown: CancellationToken) {
+pub async fn serve_http(listener: TcpListener, shutdown: CancellationToken) {
     loop {
         let stream = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -187,7 +187,7 @@ mod tests {
         let listener = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let stop = CancellationToken::new();
-        let server = tokio::spawn(serve(listener, stop.clone()));
+        let server = tokio::spawn(serve_http(listener, stop.clone()));
         let resp = reqwest::get(format!("http://{addr}/healthz"))
             .await
             .unwrap();

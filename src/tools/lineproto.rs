@@ -3,10 +3,22 @@
 //!
 //! Escapes as InfluxDB writes them: in the measurement `\,` and `\ `; in tag
 //! keys, tag values and field keys also `\=`; in string field values `\"` and
-//! `\\`. Field types: float (`1`, `1.5`, `-2e3`), integer (`1i`), unsigned
-//! (`1u`, kept as an integer as Kapacitor does), boolean (`t`, `true`, `F`,
-//! `FALSE`…) and string (`"…"`). Lines starting with `#` and blank lines are
-//! skipped. The timestamp is an integer in the chosen precision.
+//! `\\`. Field types: float (`1`, `1.5`, `-2e3`, `.5`, `1.`), integer (`1i`),
+//! unsigned (`1u`, kept as an integer as Kapacitor does), boolean (`t`,
+//! `true`, `F`, `FALSE`…) and string (`"…"`, which may span lines: InfluxDB
+//! writes a newline in a string field as it is). Lines starting with `#` and
+//! blank lines are skipped. The timestamp is an integer in the chosen
+//! precision.
+//!
+//! Why not InfluxData's `influxdb-line-protocol` crate (2.0.0, the IOx
+//! parser): it rejects floats that InfluxDB 1.x — whose parser Kapacitor
+//! vendors, `models.scanNumber` — accepts: `cpu v=.5 1` and `cpu v=-.5 1`
+//! ("No fields were provided") and `cpu v=1. 1` ("Could not parse entire
+//! line. Found trailing content: '. 1'"); and its errors carry no column.
+//! Everything else we checked it parses as this module does (escapes, `i`/`u`,
+//! all boolean spellings, quoted strings with `\"`, `\\` and newlines,
+//! negative timestamps); precision is the caller's in both. The cases are
+//! the test `influxdb_accepts_these_floats` below.
 
 use std::collections::BTreeMap;
 
@@ -68,7 +80,7 @@ pub struct LineError {
 /// Parses a whole file; stops at the first bad line.
 pub fn parse(text: &str, precision: Precision) -> Result<Vec<LinePoint>, LineError> {
     let mut out = Vec::new();
-    for (i, raw) in text.lines().enumerate() {
+    for (number, raw) in logical_lines(text) {
         let line = raw.trim_end_matches('\r');
         let trimmed = line.trim_start();
         if trimmed.is_empty() || trimmed.starts_with('#') {
@@ -78,12 +90,62 @@ pub fn parse(text: &str, precision: Precision) -> Result<Vec<LinePoint>, LineErr
         let mut p = LineParser {
             s: trimmed.as_bytes(),
             pos: 0,
-            line: i + 1,
+            line: number,
             offset,
         };
         out.push(p.point(precision)?);
     }
     Ok(out)
+}
+
+/// Splits `text` into points' lines as InfluxDB does (`models.scanLine`): a
+/// newline inside a quoted string field value belongs to the value. Yields
+/// the 1-based number of the line each starts on and its text without the
+/// newline. A comment line ends at its newline whatever it holds.
+fn logical_lines(text: &str) -> Vec<(usize, &str)> {
+    let b = text.as_bytes();
+    let mut out = Vec::new();
+    let (mut start, mut number) = (0, 1);
+    while start < b.len() {
+        let first = number;
+        let comment = b[start..]
+            .iter()
+            .find(|c| !matches!(c, b' ' | b'\t'))
+            .is_some_and(|&c| c == b'#');
+        let end = if comment {
+            b[start..]
+                .iter()
+                .position(|&c| c == b'\n')
+                .map_or(b.len(), |p| start + p)
+        } else {
+            point_end(b, start, &mut number)
+        };
+        out.push((first, &text[start..end]));
+        number += 1;
+        start = end + 1;
+    }
+    out
+}
+
+/// Where the point starting at `start` ends: the first newline outside a
+/// quoted string field value (counted into `number`), or the end.
+fn point_end(b: &[u8], start: usize, number: &mut usize) -> usize {
+    let (mut fields, mut quoted, mut equals, mut commas) = (false, false, 0usize, 0usize);
+    let mut i = start;
+    while i < b.len() {
+        match b[i] {
+            b'\n' if !quoted => break,
+            b'\n' => *number += 1,
+            b'\\' if i + 1 < b.len() && b[i + 1] != b'\n' => i += 1,
+            b' ' => fields = true,
+            b'=' if fields && !quoted => equals += 1,
+            b',' if fields && !quoted => commas += 1,
+            b'"' if fields && equals > commas => quoted = !quoted,
+            _ => {}
+        }
+        i += 1;
+    }
+    i
 }
 
 struct LineParser<'a> {
@@ -257,11 +319,14 @@ impl LineParser<'_> {
                 .map(FieldValue::Int)
                 .map_err(|_| bad(self, "an integer Kapacitor can hold"));
         }
-        // Line protocol floats: digits, sign, '.', exponent — never inf/nan.
-        if !raw
-            .bytes()
-            .all(|c| c.is_ascii_digit() || matches!(c, b'-' | b'+' | b'.' | b'e' | b'E'))
-        {
+        // Line protocol floats: digits, '-', '.', exponent — never inf/nan,
+        // and '+' only in the exponent (InfluxDB refuses `+1`).
+        let b = raw.as_bytes();
+        if !b.iter().enumerate().all(|(i, &c)| {
+            c.is_ascii_digit()
+                || matches!(c, b'-' | b'.' | b'e' | b'E')
+                || (c == b'+' && i > 0 && matches!(b[i - 1], b'e' | b'E'))
+        }) {
             return Err(bad(self, "a number, boolean or \"string\""));
         }
         raw.parse::<f64>()
@@ -331,6 +396,49 @@ mod tests {
         assert!(e.reason.contains("integer"), "{e}");
         let e = parse("cpu 1", Precision::Nanoseconds).unwrap_err();
         assert!(e.reason.contains("no '=value'"), "{e}");
+    }
+
+    /// InfluxDB 1.x (and so Kapacitor) accepts these; the `influxdb-line-protocol`
+    /// crate refuses the first three, which is why this module exists.
+    #[test]
+    fn influxdb_accepts_these_floats() {
+        for (text, want) in [
+            ("cpu v=.5 1", 0.5),
+            ("cpu v=-.5 1", -0.5),
+            ("cpu v=1. 1", 1.0),
+            ("cpu v=1E+5 1", 100_000.0),
+            ("cpu v=-1.5e-3 1", -0.0015),
+        ] {
+            let p = parse(text, Precision::Nanoseconds).unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(p[0].fields[0].1, FieldValue::Float(want), "{text}");
+        }
+        for refused in ["cpu v=+1 1", "cpu v=1e 1", "cpu v=. 1", "cpu v=1.2.3 1"] {
+            assert!(parse(refused, Precision::Nanoseconds).is_err(), "{refused}");
+        }
+    }
+
+    #[test]
+    fn a_string_field_may_span_lines() {
+        let text = "# a comment with a \"quote\n\
+                    alert message=\"disk full\non /var\",v=1 1\n\
+                    cpu,host=a\\ b v=2 2\n";
+        let p = parse(text, Precision::Nanoseconds).unwrap();
+        assert_eq!(p.len(), 2);
+        assert_eq!(
+            p[0].fields[0].1,
+            FieldValue::String("disk full\non /var".into())
+        );
+        assert_eq!(p[0].fields[1].1, FieldValue::Float(1.0));
+        assert_eq!(p[0].line, 2);
+        assert_eq!(p[1].tags["host"], "a b");
+        assert_eq!(p[1].line, 4);
+        let e = parse(
+            "cpu v=1 1\ncpu s=\"open\n\ncpu v=2 2",
+            Precision::Nanoseconds,
+        )
+        .unwrap_err();
+        assert_eq!(e.line, 2);
+        assert!(e.reason.contains("unterminated"), "{e}");
     }
 
     proptest::proptest! {

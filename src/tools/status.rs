@@ -5,15 +5,15 @@
 //! Both are process-wide, like the metrics, so the layers that know the facts
 //! (the socket server, the outbox, the dispatcher) set them without plumbing:
 //!
-//! - the UDF server calls [`readiness()`]`.set_stream_listening(true)` /
-//!   `set_batch_listening(true)` once each socket listens;
-//! - the outbox calls `set_outbox_writable(false, reason)` when it goes
-//!   degraded and `set_outbox_writable(true, "")` when it recovers;
+//! - the daemon (`app::run_sessions`) calls [`readiness()`]`.set_stream_listening(true)` /
+//!   `set_batch_listening(true)` once both sockets listen;
+//! - [`watch_outbox`] asks the outbox once a second whether it can store
+//!   (`set_outbox_writable`) and what became of the held events;
 //! - every event handed on for delivery goes through
 //!   [`AlertsView::record_event`] (the `serve` command wraps the committer with
 //!   [`ViewingCommitter`], so nodes need not call it);
-//! - the dispatcher reports what PagerTree did with the latest event of an id
-//!   with [`AlertsView::set_delivery`].
+//! - what PagerTree did with the latest event of an id is set with
+//!   [`AlertsView::set_delivery`] / [`AlertsView::sync_delivery`].
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,9 +21,11 @@ use std::sync::{Mutex, OnceLock};
 
 use serde::{Deserialize, Serialize};
 
+use crate::alert::sink::{CommitError, Committer};
 use crate::alert::store::StoredAlert;
 use crate::alert::{Event, Level};
-use crate::delivery::{CommitError, Committer};
+use crate::delivery::outbox::{HeldKind, Outbox};
+use tokio_util::sync::CancellationToken;
 
 /// The readiness facts `/readyz` reports.
 #[derive(Debug)]
@@ -197,10 +199,12 @@ impl AlertsView {
     }
 
     /// Brings the delivery states up to date from the outbox: `held` are the
-    /// (task, node, id, state, reason) of its parked and dead-lettered events;
-    /// `outbox_empty` says nothing else waits. An open alert whose latest
-    /// event is held shows that; one no longer held (retried) is pending
-    /// again; and when nothing waits, every pending alert was delivered.
+    /// (task, node, id, state, reason) of its parked, dead-lettered and
+    /// retrying (failed transiently, waiting for the next try) events, in
+    /// outbox order; `outbox_empty` says nothing else waits. An open alert
+    /// whose latest event is held shows that; one no longer held (retried,
+    /// or sent after its failures) is pending again; and when nothing waits,
+    /// every pending alert was delivered.
     pub fn sync_delivery(
         &self,
         held: &[(String, String, String, DeliveryState, String)],
@@ -223,7 +227,7 @@ impl AlertsView {
                 }
                 None if matches!(
                     a.delivery,
-                    DeliveryState::Parked | DeliveryState::DeadLetter
+                    DeliveryState::Parked | DeliveryState::DeadLetter | DeliveryState::Retrying
                 ) =>
                 {
                     a.delivery = if outbox_empty {
@@ -332,6 +336,55 @@ impl<C: Committer> Committer for ViewingCommitter<C> {
             }
         }
         Ok(())
+    }
+}
+
+/// Once a second: readiness (can the outbox store?) and the delivery state
+/// of the open alerts, from the outbox, for `/readyz` and `alerts`.
+pub async fn watch_outbox(outbox: Outbox, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        readiness().set_outbox_writable(
+            outbox.is_ready(),
+            "it cannot store (disk full, read-only or I/O errors); events wait in memory — see the log",
+        );
+        let ob = outbox.clone();
+        let read = tokio::task::spawn_blocking(move || {
+            Ok::<_, String>((
+                ob.held().map_err(|e| e.to_string())?,
+                ob.retrying().map_err(|e| e.to_string())?,
+                ob.pending().map_err(|e| e.to_string())?,
+            ))
+        })
+        .await;
+        match read {
+            Ok(Ok((held, retrying, (pending, _)))) => {
+                let mut held: Vec<_> = held
+                    .into_iter()
+                    .map(|h| {
+                        let state = match h.kind {
+                            HeldKind::Parked => DeliveryState::Parked,
+                            _ => DeliveryState::DeadLetter,
+                        };
+                        (h.seq, (h.task, h.node, h.alert_id, state, h.reason))
+                    })
+                    .chain(retrying.into_iter().map(|r| {
+                        let state = DeliveryState::Retrying;
+                        (r.seq, (r.task, r.node, r.alert_id, state, r.last_error))
+                    }))
+                    .collect();
+                // In outbox order: an alert's newest held or retrying event wins.
+                held.sort_by_key(|(seq, _)| *seq);
+                let held: Vec<_> = held.into_iter().map(|(_, h)| h).collect();
+                alerts_view().sync_delivery(&held, pending == 0 && outbox.is_ready());
+            }
+            Ok(Err(e)) => tracing::debug!(error = %e, "cannot read the outbox for the alerts view"),
+            Err(_) => {}
+        }
     }
 }
 

@@ -3,8 +3,8 @@
 //! nothing — so a threshold can be tuned on real data without Kapacitor.
 //!
 //! The node's options and its source's grouping come from the TICKscript
-//! ([`crate::ops::tick`]); the points from line protocol
-//! ([`crate::ops::lineproto`]). The points are the node's **input**: the
+//! ([`crate::tools::tick`]); the points from line protocol
+//! ([`crate::tools::lineproto`]). The points are the node's **input**: the
 //! nodes between `from()`/`query()` and the UDF (`window`, `mean`, `where`,
 //! an upstream `|alert()`) are not executed, and [`Plan::skipped`] names them
 //! so the caller can say so. A `|groupBy()` on the way is honoured (it only
@@ -16,14 +16,15 @@
 //! options (unless given) so no endpoint is needed.
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 
+use crate::alert::handler::{HandlerFactory, Output};
 use crate::alert::{Event, FieldValue};
-use crate::ops::lineproto::LinePoint;
-use crate::ops::tick::{Node, NodeKind, Script, Value};
 use crate::proto::{
     self, BeginBatch, EdgeType, EndBatch, InfoResponse, InitRequest, OptionValue, Point, ValueType,
 };
-use crate::udf::handler::{HandlerFactory, Output};
+use crate::tools::lineproto::{self, LinePoint};
+use crate::tools::tick::{self, Node, NodeKind, Script, Value};
 
 /// Why a simulation cannot run.
 #[derive(Debug, thiserror::Error)]
@@ -533,7 +534,7 @@ pub fn run(
 /// `duration`, `level`, `data`, `previousLevel`, `recoverable`), preceded by
 /// the `task` and `node` it came from.
 pub fn event_json(e: &Event) -> String {
-    let body = crate::gofmt::alert_data_json(e);
+    let body = crate::alert::json::alert_data_json(e);
     let body = String::from_utf8_lossy(&body);
     let body = body.trim_end();
     let mut out = String::with_capacity(body.len() + e.task.len() + e.node.len() + 24);
@@ -584,16 +585,133 @@ pub fn events_table(events: &[Event]) -> String {
     out
 }
 
+/// The events as `simulate` prints them: the table, or one JSON object per
+/// event and line.
+pub fn events_output(events: &[Event], json: bool) -> String {
+    if !json {
+        return events_table(events);
+    }
+    let mut out = String::new();
+    for e in events {
+        out.push_str(&event_json(e));
+        out.push('\n');
+    }
+    out
+}
+
+/// `simulate`'s inputs as the command line gives them: files, and the
+/// schedule and names as text.
+#[derive(Debug, Clone, Default)]
+pub struct FileRun {
+    pub tick: PathBuf,
+    pub data: PathBuf,
+    /// `ns`, `us`, `ms` or `s`.
+    pub precision: String,
+    pub every: Option<String>,
+    pub period: Option<String>,
+    pub function: Option<String>,
+    /// Default: the script's file name without `.tick`.
+    pub task: Option<String>,
+}
+
+/// What [`run_files`] did.
+#[derive(Debug)]
+pub struct FileOutcome {
+    pub plan: Plan,
+    pub outcome: Outcome,
+}
+
+impl FileOutcome {
+    /// The closing line: points in, events out, nothing sent.
+    pub fn summary(&self) -> String {
+        let (plan, outcome) = (&self.plan, &self.outcome);
+        let batches = if plan.edge == EdgeType::Batch {
+            format!(" in {} batches", outcome.batches)
+        } else {
+            String::new()
+        };
+        let filtered = match (&plan.measurement, outcome.filtered) {
+            (Some(m), n) if n > 0 => {
+                format!(" ({n} points of other measurements than {m:?} ignored)")
+            }
+            _ => String::new(),
+        };
+        format!(
+            "simulate: {} points{batches}{filtered} → {} events; nothing was sent",
+            outcome.points,
+            outcome.events.len()
+        )
+    }
+}
+
+fn duration_flag(flag: &str, v: &Option<String>) -> Result<Option<i64>, String> {
+    match v {
+        None => Ok(None),
+        Some(s) => {
+            let d = crate::ops::config::parse_duration(s).map_err(|e| format!("{flag}: {e}"))?;
+            i64::try_from(d.as_nanos())
+                .map(Some)
+                .map_err(|_| format!("{flag}: {s:?} is too long"))
+        }
+    }
+}
+
+/// Reads the script and the data, plans and runs the simulation. `note`
+/// receives what the caller should tell the user before the events (the
+/// nodes not executed). The error is the message for the user.
+pub fn run_files(
+    args: &FileRun,
+    factory: &dyn HandlerFactory,
+    mut note: impl FnMut(String),
+) -> Result<FileOutcome, String> {
+    let Some(precision) = lineproto::Precision::parse(&args.precision) else {
+        return Err(format!(
+            "--precision {:?}: use ns, us, ms or s",
+            args.precision
+        ));
+    };
+    let schedule = Schedule {
+        every: duration_flag("--every", &args.every)?,
+        period: duration_flag("--period", &args.period)?,
+    };
+    let script_text = std::fs::read_to_string(&args.tick)
+        .map_err(|e| format!("cannot read {}: {e}", args.tick.display()))?;
+    let script = tick::parse(&script_text).map_err(|e| format!("{}: {e}", args.tick.display()))?;
+    let data_text = std::fs::read_to_string(&args.data)
+        .map_err(|e| format!("cannot read {}: {e}", args.data.display()))?;
+    let points = lineproto::parse(&data_text, precision)
+        .map_err(|e| format!("{}: {e}", args.data.display()))?;
+    let plan = plan(&script, args.function.as_deref())
+        .map_err(|e| format!("{}: {e}", args.tick.display()))?;
+    let task = args.task.clone().unwrap_or_else(|| {
+        args.tick
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "simulate".into())
+    });
+    if !plan.skipped.is_empty() {
+        note(format!(
+            "simulate: not executing {} (between the source and @{}()): the data is fed to @{}() as its input",
+            plan.skipped.join(", "),
+            plan.function,
+            plan.function
+        ));
+    }
+    let outcome = run(&plan, factory, &task, &points, schedule)
+        .map_err(|e| format!("{}: {e}", args.tick.display()))?;
+    Ok(FileOutcome { plan, outcome })
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
 
     use super::*;
+    use crate::alert::handler::Handler;
     use crate::alert::{Level, Route, Series};
-    use crate::ops::lineproto::{Precision, parse as parse_lp};
-    use crate::ops::tick::parse as parse_tick;
     use crate::proto::OptionInfo;
-    use crate::udf::handler::Handler;
+    use crate::tools::lineproto::{Precision, parse as parse_lp};
+    use crate::tools::tick::parse as parse_tick;
 
     /// A recorder node: one event per point (stream) or batch, whose level is
     /// the point's `level` tag, so the tests see exactly what was fed.

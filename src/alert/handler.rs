@@ -28,13 +28,6 @@ impl Output {
     }
 }
 
-/// Identifies one session for logs, metrics and restart bookkeeping.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct NodeKey {
-    pub task: String,
-    pub node: String,
-}
-
 /// Creates handlers: one per connection, at a successful Init.
 pub trait HandlerFactory: Send + Sync + 'static {
     /// The answer to `InfoRequest` on a socket of this edge type.

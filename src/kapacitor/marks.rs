@@ -1,4 +1,4 @@
-//! Session marks for restart safety (architecture.md, *Restarts*): which
+//! Session marks for restart safety (docs/architecture.md, *Restarts*): which
 //! (task, node) UDF sessions Kapacitor has open, kept in the outbox's
 //! `sessions` table so a restarted agent knows which tasks to revive.
 //!
@@ -20,8 +20,9 @@ use std::time::Duration;
 
 use crate::delivery::outbox::{Outbox, OutboxError, SessionMark, now_ns};
 use crate::proto::EdgeType;
-use crate::udf::handler::NodeKey;
-use crate::udf::session::{LogSessionEvents, SessionEnd, SessionEvents, SessionRecord, edge_name};
+use crate::udf::session::{
+    LogSessionEvents, NodeKey, SessionEnd, SessionEvents, SessionRecord, edge_name,
+};
 
 /// What became of a session's mark when it ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,7 +146,7 @@ impl SessionEvents for OutboxSessionEvents {
 }
 
 /// The `tasks` listing: every marked session, the tasks a restarted agent
-/// revives (architecture.md, *Restarts*).
+/// revives (docs/architecture.md, *Restarts*).
 #[derive(Debug)]
 pub struct TaskListing {
     pub marks: Vec<SessionMark>,
