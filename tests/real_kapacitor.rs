@@ -1575,7 +1575,7 @@ fn bench_points_per_second_through_kapacitord() {
 
 /// The bench's value of point `i` (host `i % 100`): now and then critical.
 fn bench_value(i: usize) -> u32 {
-    if i % 97 == 0 { 95 } else { 40 }
+    if i.is_multiple_of(97) { 95 } else { 40 }
 }
 
 /// How many points reach `httpOut`: alert and @pagertree() (stateChangesOnly)

@@ -353,7 +353,16 @@ mod tests {
             ..StateRules::default()
         };
         let mut s = AlertState::new(&r);
-        let seq = [(0, C), (10, C), (20, C), (20, C), (40, C), (40, C), (45, W), (50, C)];
+        let seq = [
+            (0, C),
+            (10, C),
+            (20, C),
+            (20, C),
+            (40, C),
+            (40, C),
+            (45, W),
+            (50, C),
+        ];
         let decisions: Vec<bool> = seq
             .iter()
             .map(|&(t, l)| matches!(s.update_stream(&r, t, l, |_| {}), Decision::Event { .. }))
