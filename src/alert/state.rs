@@ -48,11 +48,15 @@ pub const MAX_HISTORY: usize = 10_000;
 /// Histories up to this length are packed into one `u64`.
 const PACKED_MAX: usize = 32;
 
-/// The newest state change is weighted this many times more than the oldest
-/// (Kapacitor's `weightDiff`).
-const WEIGHT_DIFF: f64 = 1.5;
 /// The weight of the newest state change (Kapacitor's `maxWeight`).
 const MAX_WEIGHT: f64 = 1.2;
+/// The first weight, Kapacitor's `maxWeight / weightDiff` (`weightDiff` = 1.5:
+/// the newest change weighs 1.5 times the oldest). Go evaluates that
+/// constant expression exactly (untyped constants) and rounds once, to the
+/// float64 0.8; dividing the rounded f64s gives 0.7999999999999999, which
+/// moves sums such as 0.2 across a flapping threshold (found by the
+/// differential test against a real kapacitord, tests/real_kapacitor.rs).
+const START_WEIGHT: f64 = 0.8;
 
 /// The history ring's storage.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -182,7 +186,7 @@ impl AlertState {
     /// (float64, same accumulation) so thresholds compare as they do there.
     pub fn percent_change(&self, len: usize) -> f64 {
         let mut changes = 0.0f64;
-        let mut weight = MAX_WEIGHT / WEIGHT_DIFF;
+        let mut weight = START_WEIGHT;
         let step = (MAX_WEIGHT - weight) / (len - 1) as f64;
         let idx = self.idx as usize;
         for i in 0..len - 1 {
@@ -316,11 +320,59 @@ mod tests {
         s.add_event(&r, 0, Level::CRITICAL);
         let p = s.percent_change(21);
         // (0.8 + 0.82) / 20, accumulated in Kapacitor's order.
-        let weight = 1.2 / 1.5;
+        let weight = 0.8;
         let step = (1.2 - weight) / 20.0;
         let expected = (weight + (weight + step)) / 20.0;
         assert_eq!(p, expected);
         assert!((p - 0.081).abs() < 1e-12, "{p}");
+    }
+
+    #[test]
+    fn start_weight_is_go_constant_arithmetic() {
+        // Go: const maxWeight = 1.2; const weightDiff = 1.5; maxWeight/weightDiff
+        // is exact, then rounded: 0.8. The f64 division is one ulp below.
+        assert_eq!(START_WEIGHT, 0.8);
+        let weight_diff = 1.5;
+        assert_ne!(MAX_WEIGHT / weight_diff, START_WEIGHT);
+        assert!((MAX_WEIGHT / weight_diff - START_WEIGHT).abs() < 1e-15);
+    }
+
+    #[test]
+    fn flapping_ratio_exactly_at_the_threshold_stays_flapping() {
+        // From a differential scenario against kapacitord 1.8.3: history 5,
+        // .flapping(0.2, 0.2), levels C C C C C C W C. At the last point the
+        // ratio is exactly 0.2 in Kapacitor (not below low: still flapping,
+        // nothing sent); with 1.2/1.5 computed in f64 it was
+        // 0.19999999999999998 and the agent sent a CRITICAL Kapacitor did not.
+        use Level::{CRITICAL as C, WARNING as W};
+        let r = StateRules {
+            history: 5,
+            flapping: Some((0.2, 0.2)),
+            state_changes_only: true,
+            renotify_every: 30,
+            ..StateRules::default()
+        };
+        let mut s = AlertState::new(&r);
+        let seq = [
+            (0, C),
+            (10, C),
+            (20, C),
+            (20, C),
+            (40, C),
+            (40, C),
+            (45, W),
+            (50, C),
+        ];
+        let decisions: Vec<bool> = seq
+            .iter()
+            .map(|&(t, l)| matches!(s.update_stream(&r, t, l, |_| {}), Decision::Event { .. }))
+            .collect();
+        assert_eq!(s.percent_change(5), 0.2);
+        assert!(s.flapping());
+        assert_eq!(
+            decisions,
+            [false, false, false, false, true, false, false, false]
+        );
     }
 
     #[test]
@@ -338,7 +390,7 @@ mod tests {
         let hist = levels(&s, 40);
         let idx = s.idx as usize;
         let mut changes = 0.0;
-        let mut weight = 1.2 / 1.5;
+        let mut weight = 0.8; // Go: maxWeight / weightDiff, exact then rounded
         let step = (1.2 - weight) / 39.0;
         for i in 0..39 {
             let c = (i + idx) % 40;
@@ -576,7 +628,7 @@ mod tests {
             if let Some((low, high)) = r.flapping {
                 let n = self.history.len();
                 let mut changes = 0.0;
-                let mut weight = 1.2 / 1.5;
+                let mut weight = 0.8; // Go: maxWeight / weightDiff, exact then rounded
                 let step = (1.2 - weight) / (n - 1) as f64;
                 for i in 0..n - 1 {
                     let c = (i + self.idx) % n;

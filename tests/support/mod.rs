@@ -25,6 +25,7 @@ pub struct AgentBuilder {
     env: Vec<(String, String)>,
     config: Option<String>,
     dir: Option<tempfile::TempDir>,
+    bin: Option<PathBuf>,
     syscall_filter: Option<std::sync::Arc<seccomp::SeccompProgram>>,
     run_as: Option<(u32, u32)>,
 }
@@ -61,6 +62,13 @@ impl AgentBuilder {
         self
     }
 
+    /// Run this binary instead of the test build (e.g. a release build for a
+    /// benchmark).
+    pub fn bin(mut self, path: &Path) -> Self {
+        self.bin = Some(path.to_path_buf());
+        self
+    }
+
     /// Reuse a data directory (e.g. to start a second agent on the same sockets).
     pub fn dir(mut self, dir: tempfile::TempDir) -> Self {
         self.dir = Some(dir);
@@ -73,7 +81,7 @@ impl AgentBuilder {
             .take()
             .unwrap_or_else(|| tempfile::tempdir().expect("temp dir"));
         let data = dir.path().join("data");
-        let mut cmd = Command::new(BIN);
+        let mut cmd = Command::new(self.bin.as_deref().unwrap_or(Path::new(BIN)));
         cmd.arg("serve")
             .arg("--data-dir")
             .arg(&data)
