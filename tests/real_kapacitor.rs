@@ -1387,11 +1387,11 @@ fn lifecycle_udf_timeout_with_a_stalled_agent_under_a_flood() {
 }
 
 /// The agent is killed; a new agent on the same data directory brings every
-/// task back (task revival through Kapacitor's API, branch `revive`).
+/// task back (task revival through Kapacitor's API, `src/kapacitor/revive.rs`).
 /// Kapacitor itself never restarts a task whose UDF died: without revival
-/// this test fails at the marked assertion.
+/// this test fails at the assertion marked REVIVAL.
 #[test]
-#[ignore = "needs KAPACITORD (a real kapacitord); needs task revival"]
+#[ignore = "needs KAPACITORD (a real kapacitord)"]
 fn lifecycle_agent_killed_and_every_task_comes_back() {
     const TASKS: [&str; 3] = ["r1", "r2", "r3"];
     let rig = Rig::start();
@@ -1443,8 +1443,8 @@ fn lifecycle_agent_killed_and_every_task_comes_back() {
     });
     assert!(
         back,
-        "REVIVAL: tasks did not come back after the agent restart (task revival not \
-         on this branch?): paged {:?}; task errors {:?}\nagent:\n{}",
+        "REVIVAL: tasks did not come back after the agent restart: paged {:?}; \
+         task errors {:?}\nagent:\n{}",
         paged(&pagertree),
         TASKS.map(|t| kapacitord.task(t)["error"].clone()),
         tail(&agent.log(), 30)
