@@ -225,7 +225,10 @@ pub async fn serve_with_events(
         data_dir = %absolute(&server_cfg.data_dir).display(),
         "kapacitor-pagertree {} listening", env!("CARGO_PKG_VERSION")
     );
-    eprintln!(
+    // To a person at a terminal only: under JSON logs (journal) every line
+    // must be JSON, and the log event above says the same.
+    if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        eprintln!(
         "kapacitor-pagertree is listening.\n  stream socket: {}\n  batch socket:  {}\n  data dir:      {}\n\
          Point Kapacitor at it with these kapacitor.conf lines, then restart Kapacitor:\n\n{}",
         stream_path.display(),
@@ -233,6 +236,7 @@ pub async fn serve_with_events(
         absolute(&server_cfg.data_dir).display(),
         kapacitor_conf_snippet(&stream_path, &batch_path)
     );
+    }
 
     let tracker = TaskTracker::new();
     let accept: Vec<_> = [

@@ -26,10 +26,13 @@
 //!   (retries, per-alert order) and the two payload formats.
 //! - [`ops`]: configuration, metrics, the local HTTP API, logging, shutdown.
 //! - [`app`]: `serve`, the wiring of all of the above into the running daemon.
+//! - [`fuzzing`]: the properties of the fuzz targets (`fuzz/`), run as
+//!   proptests too.
 
 pub mod alert;
 pub mod app;
 pub mod delivery;
+pub mod fuzzing;
 pub mod gofmt;
 pub mod ops;
 pub mod proto;

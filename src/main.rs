@@ -640,6 +640,7 @@ async fn run_agent(config: Config) -> anyhow::Result<()> {
     use tokio_util::sync::CancellationToken;
 
     let hooks = app::Hooks::from_env()?;
+    kapacitor_pagertree::ops::restrict_umask();
     std::fs::create_dir_all(&config.server.data_dir).with_context(|| {
         format!(
             "cannot create the data directory {}",
@@ -875,7 +876,8 @@ fn alerts(global: &Global, format: OutputFormat, url: Option<String>) -> ExitCod
         },
     );
     let body = match fetched {
-        Ok(b) => b,
+        // The CLI's output boundary (the agent redacts too; an older one may not).
+        Ok(b) => kapacitor_pagertree::delivery::redact::text(&b, &[]),
         Err(e) => {
             eprintln!("kapacitor-pagertree alerts: {e}");
             return ExitCode::FAILURE;

@@ -1,6 +1,10 @@
 //! The log: `tracing` events to stderr, human text on a terminal and JSON
 //! lines otherwise (systemd's journal keeps stderr; JSON keeps fields such as
-//! `id`, `level` and `endpoint` searchable).
+//! `id`, `alert_level` and `endpoint` searchable).
+//!
+//! Every line goes through [`crate::delivery::redact::text`] on its way out
+//! ([`RedactingStderr`]): a secret that reaches a log field by any path (a
+//! response body, a library's error, an option echoed back) is cut there.
 
 use std::io::IsTerminal;
 
@@ -37,7 +41,7 @@ pub fn init(format: LogFormat, level: &str) -> Result<(), LoggingError> {
         })?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(|| RedactingStderr);
     let result = match resolve(format) {
         LogFormat::Json => builder
             .json()
@@ -50,6 +54,23 @@ pub fn init(format: LogFormat, level: &str) -> Result<(), LoggingError> {
             .try_init(),
     };
     result.map_err(|_| LoggingError::AlreadySet)
+}
+
+/// stderr behind the redaction: the fmt layer writes each formatted event
+/// with one `write_all`, so each call holds whole lines.
+pub struct RedactingStderr;
+
+impl std::io::Write for RedactingStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        let clean = crate::delivery::redact::text(&text, &[]);
+        std::io::stderr().lock().write_all(clean.as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
 }
 
 #[cfg(test)]

@@ -24,6 +24,7 @@ pub struct AgentBuilder {
     env: Vec<(String, String)>,
     config: Option<String>,
     dir: Option<tempfile::TempDir>,
+    umask: Option<u32>,
 }
 
 impl AgentBuilder {
@@ -41,6 +42,12 @@ impl AgentBuilder {
     /// A config file with this TOML text, passed as `--config`.
     pub fn config(mut self, toml: &str) -> Self {
         self.config = Some(toml.into());
+        self
+    }
+
+    /// Starts the agent with this umask (e.g. 0o000, the loosest).
+    pub fn umask(mut self, mask: u32) -> Self {
+        self.umask = Some(mask);
         self
     }
 
@@ -75,6 +82,16 @@ impl AgentBuilder {
         }
         // A test's own RUST_LOG must not change what the agent logs.
         cmd.env_remove("RUST_LOG");
+        if let Some(mask) = self.umask {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: umask(2) is async-signal-safe and touches no memory.
+            unsafe {
+                cmd.pre_exec(move || {
+                    libc::umask(mask as libc::mode_t);
+                    Ok(())
+                });
+            }
+        }
         let log = dir
             .path()
             .join(format!("agent-{}.log", std::process::id() ^ rand_suffix()));
