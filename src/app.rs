@@ -229,13 +229,13 @@ pub async fn serve_with_events(
     // must be JSON, and the log event above says the same.
     if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         eprintln!(
-        "kapacitor-pagertree is listening.\n  stream socket: {}\n  batch socket:  {}\n  data dir:      {}\n\
+            "kapacitor-pagertree is listening.\n  stream socket: {}\n  batch socket:  {}\n  data dir:      {}\n\
          Point Kapacitor at it with these kapacitor.conf lines, then restart Kapacitor:\n\n{}",
-        stream_path.display(),
-        batch_path.display(),
-        absolute(&server_cfg.data_dir).display(),
-        kapacitor_conf_snippet(&stream_path, &batch_path)
-    );
+            stream_path.display(),
+            batch_path.display(),
+            absolute(&server_cfg.data_dir).display(),
+            kapacitor_conf_snippet(&stream_path, &batch_path)
+        );
     }
 
     let tracker = TaskTracker::new();

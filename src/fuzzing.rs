@@ -168,8 +168,21 @@ mod tests {
 
     fn init_bytes() -> impl Strategy<Value = Vec<u8>> {
         let names = prop::sample::select(vec![
-            "url", "endpoint", "format", "id", "message", "details", "crit", "warn",
-            "info", "levelFrom", "history", "flapping", "urgency", "tags", "all",
+            "url",
+            "endpoint",
+            "format",
+            "id",
+            "message",
+            "details",
+            "crit",
+            "warn",
+            "info",
+            "levelFrom",
+            "history",
+            "flapping",
+            "urgency",
+            "tags",
+            "all",
         ]);
         let value = prop_oneof![
             "\\PC{0,40}".prop_map(Value::StringValue),
@@ -180,33 +193,31 @@ mod tests {
             any::<bool>().prop_map(Value::BoolValue),
             any::<i64>().prop_map(Value::DurationValue),
         ];
-        prop::collection::vec((names, prop::collection::vec(value, 0..3)), 0..4).prop_map(
-            |opts| {
-                InitRequest {
-                    options: opts
-                        .into_iter()
-                        .map(|(name, values)| crate::proto::Option {
-                            name: name.to_string(),
-                            values: values
-                                .into_iter()
-                                .map(|v| OptionValue {
-                                    r#type: match v {
-                                        Value::BoolValue(_) => 0,
-                                        Value::IntValue(_) => 1,
-                                        Value::DoubleValue(_) => 2,
-                                        Value::StringValue(_) => 3,
-                                        Value::DurationValue(_) => 4,
-                                    },
-                                    value: Some(v),
-                                })
-                                .collect(),
-                        })
-                        .collect(),
-                    ..InitRequest::default()
-                }
-                .encode_to_vec()
-            },
-        )
+        prop::collection::vec((names, prop::collection::vec(value, 0..3)), 0..4).prop_map(|opts| {
+            InitRequest {
+                options: opts
+                    .into_iter()
+                    .map(|(name, values)| crate::proto::Option {
+                        name: name.to_string(),
+                        values: values
+                            .into_iter()
+                            .map(|v| OptionValue {
+                                r#type: match v {
+                                    Value::BoolValue(_) => 0,
+                                    Value::IntValue(_) => 1,
+                                    Value::DoubleValue(_) => 2,
+                                    Value::StringValue(_) => 3,
+                                    Value::DurationValue(_) => 4,
+                                },
+                                value: Some(v),
+                            })
+                            .collect(),
+                    })
+                    .collect(),
+                ..InitRequest::default()
+            }
+            .encode_to_vec()
+        })
     }
 
     proptest! {

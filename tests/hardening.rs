@@ -11,7 +11,7 @@ mod pagertree;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use pagertree::{Fault, FakePagerTree, Fmt};
+use pagertree::{FakePagerTree, Fault, Fmt};
 use support::Agent;
 use support::kapacitor::{Kapacitor, opt, point};
 
@@ -242,7 +242,10 @@ async fn data_files_are_private_whatever_the_umask() {
         files.iter().any(|f| f.starts_with("outbox.db ")),
         "{files:?}"
     );
-    assert!(files.iter().any(|f| f.starts_with("outbox.db-wal")), "{files:?}");
+    assert!(
+        files.iter().any(|f| f.starts_with("outbox.db-wal")),
+        "{files:?}"
+    );
     k.close().await;
 }
 
@@ -273,7 +276,10 @@ fn announced_frames_are_not_reserved() {
         last = now;
     }
     let grown = agent.rss_kib().saturating_sub(before);
-    eprintln!("RSS {before} KiB -> {} KiB with 1000 partial 16 MiB frames", agent.rss_kib());
+    eprintln!(
+        "RSS {before} KiB -> {} KiB with 1000 partial 16 MiB frames",
+        agent.rss_kib()
+    );
     assert!(
         grown < 400 * 1024,
         "RSS grew {grown} KiB for 1000 one-byte partial frames"
@@ -343,9 +349,8 @@ async fn huge_response_bodies_are_cut() {
 async fn json_logs_are_json_only_with_alert_level() {
     let fake = FakePagerTree::start().await;
     let url = fake.integration("int_json", Fmt::Kapacitor, None);
-    let config = format!(
-        "[delivery]\ndefault_endpoint = \"oncall\"\n[endpoints.oncall]\nurl = \"{url}\"\n"
-    );
+    let config =
+        format!("[delivery]\ndefault_endpoint = \"oncall\"\n[endpoints.oncall]\nurl = \"{url}\"\n");
     let agent = Agent::builder()
         .config(&config)
         .arg("--log-format")
@@ -366,10 +371,7 @@ async fn json_logs_are_json_only_with_alert_level() {
         assert!(v.is_object(), "{line}");
         assert_eq!(line.matches("\"level\":").count(), 1, "{line}");
     }
-    let delivered = log
-        .lines()
-        .find(|l| l.contains("event delivered"))
-        .unwrap();
+    let delivered = log.lines().find(|l| l.contains("event delivered")).unwrap();
     let v: serde_json::Value = serde_json::from_str(delivered).unwrap();
     assert_eq!(v["level"], "INFO", "{delivered}");
     assert_eq!(v["alert_level"], "CRITICAL", "{delivered}");
@@ -388,7 +390,11 @@ async fn expression_errors_echo_little() {
     assert!(!init.success);
     let shown = &init.error[..init.error.len().min(2000)];
     assert!(init.error.contains("column 900012"), "{shown}");
-    assert!(init.error.len() < 1024, "a {}-byte error: {shown}", init.error.len());
+    assert!(
+        init.error.len() < 1024,
+        "a {}-byte error: {shown}",
+        init.error.len()
+    );
     let _ = agent.wait_log("column 900012", Duration::from_secs(10));
     let longest = agent.log().lines().map(str::len).max().unwrap_or(0);
     assert!(longest < 4096, "a {longest}-byte log line");

@@ -39,9 +39,8 @@ static BARE_PATH: LazyLock<Regex> = LazyLock::new(|| {
 });
 static INT_ID: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"\bint_[A-Za-z0-9_\-]{3,}").expect("id regex"));
-static QUERY: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(&format!(r"\?[^?#{STOP}=]*=[^{STOP}]*")).expect("query regex")
-});
+static QUERY: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(&format!(r"\?[^?#{STOP}=]*=[^{STOP}]*")).expect("query regex"));
 static KEY_VALUE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(&format!(
         r#"(?i)\b((?:[a-z0-9_\-]*token)|password|passwd|secret|api[_\-]?key)("?\s*[=:]\s*"?)([^&{STOP}]+)"#

@@ -439,10 +439,7 @@ async fn serve_conn(mut sock: TcpStream, state: Arc<Mutex<State>>, changed: Arc<
             }
             Some(Fault::EchoPath(s)) => {
                 record(Some(*s), fault.clone());
-                let body = format!(
-                    "{{\"error\":\"Cannot {} {}\"}}",
-                    req.method, req.path
-                );
+                let body = format!("{{\"error\":\"Cannot {} {}\"}}", req.method, req.path);
                 if respond(&mut sock, *s, &[], &body).await.is_err() {
                     return;
                 }

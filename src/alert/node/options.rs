@@ -879,7 +879,10 @@ mod tests {
             vec![s("http://bob:pw@[::1/integration/int_SECRET99?token=tok")],
         )])
         .unwrap_err();
-        assert!(e.starts_with("url: \"http://…@[::1/integration/int_SE…?…\""), "{e}");
+        assert!(
+            e.starts_with("url: \"http://…@[::1/integration/int_SE…?…\""),
+            "{e}"
+        );
         assert!(e.contains("does not parse"), "{e}");
         for secret in ["bob", "pw@", "SECRET99", "tok"] {
             assert!(!e.contains(secret), "{secret} in {e}");
