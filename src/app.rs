@@ -225,9 +225,14 @@ pub async fn serve_with_events(
         data_dir = %absolute(&server_cfg.data_dir).display(),
         "kapacitor-pagertree {} listening", env!("CARGO_PKG_VERSION")
     );
-    // To a person at a terminal only: under JSON logs (journal) every line
-    // must be JSON, and the log event above says the same.
-    if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+    // Under JSON logs (the journal) every line must be JSON: the snippet is a
+    // log event there, plain text otherwise.
+    if crate::ops::logging::json() {
+        tracing::info!(
+            kapacitor_conf = %kapacitor_conf_snippet(&stream_path, &batch_path),
+            "point Kapacitor at this agent with these kapacitor.conf lines, then restart Kapacitor"
+        );
+    } else {
         eprintln!(
             "kapacitor-pagertree is listening.\n  stream socket: {}\n  batch socket:  {}\n  data dir:      {}\n\
          Point Kapacitor at it with these kapacitor.conf lines, then restart Kapacitor:\n\n{}",

@@ -21,6 +21,15 @@ pub enum LoggingError {
     AlreadySet,
 }
 
+/// Whether the installed logger writes JSON lines.
+static JSON: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// True when the process's logger writes JSON: then every line on stderr must
+/// be a JSON object, so nothing else may print there.
+pub fn json() -> bool {
+    JSON.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Which format `auto` means here: text when stderr is a terminal.
 pub fn resolve(format: LogFormat) -> LogFormat {
     match format {
@@ -42,7 +51,12 @@ pub fn init(format: LogFormat, level: &str) -> Result<(), LoggingError> {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(|| RedactingStderr);
-    let result = match resolve(format) {
+    let resolved = resolve(format);
+    JSON.store(
+        resolved == LogFormat::Json,
+        std::sync::atomic::Ordering::Relaxed,
+    );
+    let result = match resolved {
         LogFormat::Json => builder
             .json()
             .flatten_event(true)
