@@ -232,6 +232,7 @@ pub fn daemon_factory(config: &Config, store: Arc<dyn AlertStateStore>) -> Alert
 /// with it, all at once. `Ok` means exit 0.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), AppError> {
     let hooks = Hooks::from_env()?;
+    crate::ops::restrict_umask();
     std::fs::create_dir_all(&config.server.data_dir).map_err(|source| AppError::DataDir {
         path: config.server.data_dir.clone(),
         source,
@@ -374,14 +375,23 @@ pub async fn run_sessions(
         data_dir = %absolute(&server_cfg.data_dir).display(),
         "kapacitor-pagertree {} listening", env!("CARGO_PKG_VERSION")
     );
-    eprintln!(
-        "kapacitor-pagertree is listening.\n  stream socket: {}\n  batch socket:  {}\n  data dir:      {}\n\
+    // Under JSON logs (the journal) every line must be JSON: the snippet is a
+    // log event there, plain text otherwise.
+    if crate::ops::logging::json() {
+        tracing::info!(
+            kapacitor_conf = %kapacitor_conf_snippet(&stream_path, &batch_path),
+            "point Kapacitor at this agent with these kapacitor.conf lines, then restart Kapacitor"
+        );
+    } else {
+        eprintln!(
+            "kapacitor-pagertree is listening.\n  stream socket: {}\n  batch socket:  {}\n  data dir:      {}\n\
          Point Kapacitor at it with these kapacitor.conf lines, then restart Kapacitor:\n\n{}",
-        stream_path.display(),
-        batch_path.display(),
-        absolute(&server_cfg.data_dir).display(),
-        kapacitor_conf_snippet(&stream_path, &batch_path)
-    );
+            stream_path.display(),
+            batch_path.display(),
+            absolute(&server_cfg.data_dir).display(),
+            kapacitor_conf_snippet(&stream_path, &batch_path)
+        );
+    }
 
     let tracker = TaskTracker::new();
     let accept: Vec<_> = [

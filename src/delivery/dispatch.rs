@@ -11,6 +11,7 @@
 //!   `retry_initial` to `retry_max` with jitter (a random half of the step),
 //!   so a fleet of alerts does not hammer PagerTree in lockstep after an outage;
 //! - 429: `Retry-After` (seconds or HTTP date) when given, else `retry_max`;
+//!   never more than `retry_max` (the log line says when it was capped);
 //! - other 4xx, redirects, an endpoint missing from the config: *parked* —
 //!   kept, logged at error level, retried every `parked_retry`, and holding
 //!   back the later events of its key until it goes through, an operator
@@ -683,7 +684,7 @@ impl State {
         );
         log_sent(&row, "dead_lettered", None, row.attempts, None);
         tracing::error!(
-            seq = row.seq, task = %row.task, node = %row.node, id = %row.alert_id, level = %row.level,
+            seq = row.seq, task = %row.task, node = %row.node, id = %row.alert_id, alert_level = %row.level,
             url = %redact::url(&row.url), age = ?age, reason = %reason,
             "event moved to the dead-letter table: it was never accepted by PagerTree (see `outbox list`)"
         );
@@ -768,7 +769,7 @@ impl State {
                 m.delivery_latency_seconds.observe(latency);
                 if was_parked || row.attempts > 0 {
                     tracing::info!(
-                        seq = row.seq, id = %row.alert_id, level = %row.level, attempts = row.attempts + 1,
+                        seq = row.seq, id = %row.alert_id, alert_level = %row.level, attempts = row.attempts + 1,
                         was_parked, url = %redact::url(&row.url), "event delivered after earlier failures"
                     );
                 }
@@ -791,7 +792,19 @@ impl State {
                     return;
                 };
                 head.attempts += 1;
-                let wait = retry_after.unwrap_or(cfg.retry_max);
+                // Every wait is capped by retry_max: a Retry-After of days
+                // would otherwise age the event out before its next try.
+                let (wait, reason) = match retry_after {
+                    Some(d) if d > cfg.retry_max => (
+                        cfg.retry_max,
+                        format!(
+                            "{reason}; waiting retry_max ({}) instead",
+                            humantime::format_duration(cfg.retry_max)
+                        ),
+                    ),
+                    Some(d) => (d, reason),
+                    None => (cfg.retry_max, reason),
+                };
                 self.retry_later(&key, wait, reason, false);
             }
             Outcome::Park { reason } => {
@@ -839,7 +852,7 @@ impl State {
                 .get_or_create(&OutcomeLabel { outcome: "parked" })
                 .inc();
             tracing::error!(
-                seq = head.seq, task = %head.task, node = %head.node, id = %head.alert_id, level = %head.level,
+                seq = head.seq, task = %head.task, node = %head.node, id = %head.alert_id, alert_level = %head.level,
                 url = %url, attempts = head.attempts, reason = %reason, retry_in = ?wait,
                 "PARKED: PagerTree refused the event; a human must act (fix the config, then `outbox retry`). \
                  Later events of this alert wait behind it"
@@ -851,7 +864,7 @@ impl State {
             m.retries_total.inc();
             if head.attempts == 1 || head.attempts.is_multiple_of(10) {
                 tracing::warn!(
-                    seq = head.seq, id = %head.alert_id, level = %head.level, url = %url,
+                    seq = head.seq, id = %head.alert_id, alert_level = %head.level, url = %url,
                     attempts = head.attempts, reason = %reason, retry_in = ?wait, "delivery failed; will retry"
                 );
             }
@@ -974,7 +987,7 @@ fn log_sent(
     tracing::info!(
         seq = row.seq,
         id = %row.alert_id,
-        level = %row.level,
+        alert_level = %row.level,
         endpoint,
         url = %redact::url(&row.url),
         outcome,

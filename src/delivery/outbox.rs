@@ -338,6 +338,30 @@ pub(crate) fn connect(path: &Path, full_sync: bool) -> Result<Connection, Outbox
     Ok(conn)
 }
 
+/// The database holds endpoint URLs and tokens: it is created 0640 (SQLite
+/// gives its `-wal` and `-shm` the database's mode), and a database or
+/// companion file left readable by others (an older version, a loose umask)
+/// loses its group-write and other bits. Best effort: a failure shows at
+/// open.
+fn private_files(db: &Path) {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let _ = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o640)
+        .open(db);
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let mut p = db.as_os_str().to_owned();
+        p.push(suffix);
+        if let Ok(meta) = std::fs::metadata(&p) {
+            let mode = meta.permissions().mode() & 0o7777;
+            if mode & !0o640 != 0 {
+                let _ = std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode & 0o640));
+            }
+        }
+    }
+}
+
 impl Outbox {
     /// Opens (creating if needed) `<data_dir>/outbox.db`.
     pub fn open(
@@ -345,11 +369,19 @@ impl Outbox {
         endpoints: Endpoints,
         memory_queue: usize,
     ) -> Result<Outbox, OutboxError> {
-        std::fs::create_dir_all(data_dir).map_err(|source| OutboxError::CreateDir {
-            path: data_dir.to_path_buf(),
-            source,
-        })?;
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o750)
+                .create(data_dir)
+                .map_err(|source| OutboxError::CreateDir {
+                    path: data_dir.to_path_buf(),
+                    source,
+                })?;
+        }
         let path = data_dir.join(DB_FILE);
+        private_files(&path);
         let conn = connect(&path, true)?;
         let version: i64 = conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
@@ -478,7 +510,7 @@ impl Outbox {
             if e.route.dry_run {
                 tracing::info!(
                     target: "pagertree::dry_run",
-                    task = %e.task, node = %e.node, id = %e.id, level = %e.level,
+                    task = %e.task, node = %e.node, id = %e.id, alert_level = %e.level,
                     endpoint = %target.endpoint, url = %redact::url(&target.url), format = target.format.as_str(),
                     body = %String::from_utf8_lossy(&body).trim_end(),
                     "dryRun: event not sent"
@@ -957,7 +989,7 @@ impl Outbox {
         })?;
         for h in &chosen {
             tracing::warn!(
-                seq = h.seq, id = %h.alert_id, level = %h.level, kind = h.kind.as_str(), url = %h.url_redacted,
+                seq = h.seq, id = %h.alert_id, alert_level = %h.level, kind = h.kind.as_str(), url = %h.url_redacted,
                 "event dropped by the operator (outbox drop)"
             );
         }

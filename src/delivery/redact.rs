@@ -2,14 +2,66 @@
 //!
 //! A PagerTree endpoint URL is a credential: whoever knows
 //! `https://api.pagertree.com/integration/int_ODCWagoG9` can page the on-call
-//! person. So every log line, error and CLI output that names an endpoint goes
-//! through [`url`]: the integration id (the last path segment) is cut to a
-//! short prefix (`int_OD…`), any query string, fragment and user-info are
-//! replaced by `…`. Tokens go through [`token`] and are never shown.
-//! [`text`] scrubs free text (an error message from a library) of URLs.
+//! person. [`text`] is *the* redaction: every output boundary passes its text
+//! through it — the log (a writer wrapped around stderr, see
+//! [`crate::ops::logging`]), the HTTP API (`/api/v1/alerts`) and the CLI
+//! (`outbox list`, `send-test`, `alerts`). It covers:
+//!
+//! - URLs of any scheme (`https://…`, `ftp://…`): [`url`] keeps scheme, host
+//!   and all but the last path segment; the last segment keeps a short prefix
+//!   (`int_OD…`); user-info, query and fragment become `…`;
+//! - bare paths such as `/integration/int_…?token=…` (an endpoint echoing the
+//!   request line in an error body): the segment after `/integration/` is cut;
+//! - `int_…` ids anywhere in text;
+//! - query strings (`?k=v…` → `?…`);
+//! - `token=…`, `password: …`, `secret=…`, `api_key=…` values;
+//! - every configured token ([`register_secrets`], plus those passed in).
+//!
+//! It is idempotent (redacting redacted text changes nothing) and never
+//! touches `"` or `\`, so a JSON line stays JSON. [`token`] says only whether
+//! a token is set.
+
+use std::sync::{LazyLock, RwLock};
+
+use regex::Regex;
 
 /// The marker that stands for removed characters.
 const CUT: &str = "…";
+
+/// Characters that end a URL or a value in free text (JSON and log
+/// punctuation included, so a redaction never eats a quote or an escape).
+const STOP: &str = r#"\s"'\\<>,;()\[\]{}`"#;
+
+static SCHEME: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"[A-Za-z][A-Za-z0-9+.\-]*://").expect("scheme regex"));
+static BARE_PATH: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(&format!(r"(?i)(/integrations?/)([^/?#{STOP}]+)")).expect("path regex")
+});
+static INT_ID: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\bint_[A-Za-z0-9_\-]{3,}").expect("id regex"));
+static QUERY: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(&format!(r"\?[^?#{STOP}=]*=[^{STOP}]*")).expect("query regex"));
+static KEY_VALUE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(&format!(
+        r#"(?i)\b((?:[a-z0-9_\-]*token)|password|passwd|secret|api[_\-]?key)("?\s*[=:]\s*"?)([^&{STOP}]+)"#
+    ))
+    .expect("key-value regex")
+});
+
+/// Tokens of the configuration, scrubbed from every [`text`].
+static SECRETS: RwLock<Vec<String>> = RwLock::new(Vec::new());
+
+/// Adds secrets (endpoint tokens) that [`text`] removes from every output of
+/// this process. Shorter than 4 characters: ignored (they would match
+/// everywhere and hide nothing worth hiding).
+pub fn register_secrets<'a>(secrets: impl IntoIterator<Item = &'a str>) {
+    let mut all = SECRETS.write().unwrap_or_else(|p| p.into_inner());
+    for s in secrets {
+        if s.len() >= 4 && !all.iter().any(|x| x == s) {
+            all.push(s.to_string());
+        }
+    }
+}
 
 /// Redacts one URL: scheme, host and all but the last path segment stay (an
 /// operator must recognise the endpoint); the last segment keeps a short
@@ -66,22 +118,33 @@ pub fn url(raw: &str) -> String {
         out.push('#');
         out.push_str(CUT);
     }
-    out
+    // An integration id in an earlier segment (`…/int_x/alerts`).
+    ids(&out).into_owned()
 }
 
 /// The visible prefix of a secret path segment: `int_` plus two characters
-/// for PagerTree ids, else two characters.
+/// for PagerTree ids, else two characters. Idempotent: an already cut
+/// segment is returned as it is.
 fn segment(s: &str) -> String {
     if s.is_empty() {
         return String::new();
     }
     let keep = if s.starts_with("int_") { 6 } else { 2 };
-    let visible: String = s.chars().take(keep).collect();
-    if visible.len() == s.len() && s.chars().count() <= 2 {
+    let count = s.chars().count();
+    if s.ends_with(CUT) && count <= keep + 1 {
+        return s.to_string();
+    }
+    if count <= 2 {
         // Too short to hide anything by prefixing: hide it all.
         return CUT.to_string();
     }
+    let visible: String = s.chars().take(keep).collect();
     format!("{visible}{CUT}")
+}
+
+/// `int_…` ids anywhere: `int_` and two characters stay.
+fn ids(s: &str) -> std::borrow::Cow<'_, str> {
+    INT_ID.replace_all(s, |c: &regex::Captures<'_>| segment(&c[0]))
 }
 
 /// A token is never shown; only whether one is set.
@@ -93,22 +156,29 @@ pub fn token(t: &str) -> &'static str {
     }
 }
 
-/// Scrubs free text (e.g. a library's error message) of anything that looks
-/// like a URL, redacting each with [`url`], and of the given secrets (tokens).
+/// The one redaction of free text (log lines, API bodies, CLI output,
+/// error messages, response bodies): see the module doc for what it covers.
+/// `secrets` are extra tokens to remove besides the registered ones.
 pub fn text(msg: &str, secrets: &[&str]) -> String {
     let mut out = String::with_capacity(msg.len());
     let mut rest = msg;
-    while let Some(pos) = find_scheme(rest) {
-        out.push_str(&rest[..pos]);
-        let tail = &rest[pos..];
+    while let Some(m) = SCHEME.find(rest) {
+        out.push_str(&bare(&rest[..m.start()]));
+        let tail = &rest[m.start()..];
         let end = tail
-            .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | ')' | '>' | '<' | ','))
+            .find(|c: char| c.is_whitespace() || STOP_CHARS.contains(c))
             .unwrap_or(tail.len());
         out.push_str(&url(&tail[..end]));
         rest = &tail[end..];
     }
-    out.push_str(rest);
-    for s in secrets.iter().filter(|s| s.len() >= 4) {
+    out.push_str(&bare(rest));
+    let registered = SECRETS.read().unwrap_or_else(|p| p.into_inner());
+    for s in secrets
+        .iter()
+        .copied()
+        .chain(registered.iter().map(String::as_str))
+        .filter(|s| s.len() >= 4)
+    {
         if out.contains(s) {
             out = out.replace(s, "(token redacted)");
         }
@@ -116,13 +186,33 @@ pub fn text(msg: &str, secrets: &[&str]) -> String {
     out
 }
 
-fn find_scheme(s: &str) -> Option<usize> {
-    let a = s.find("http://");
-    let b = s.find("https://");
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (x, y) => x.or(y),
-    }
+/// Where a URL ends in free text: [`STOP`] less the brackets (an IPv6
+/// host), whitespace tested apart.
+const STOP_CHARS: &str = "\"'\\<>,;(){}`";
+
+/// Redacts text that holds no `scheme://` URL: bare integration paths,
+/// `int_` ids, query strings and `key=value` secrets.
+fn bare(s: &str) -> String {
+    let s = BARE_PATH.replace_all(s, |c: &regex::Captures<'_>| {
+        format!("{}{}", &c[1], segment(&c[2]))
+    });
+    let s = ids(&s).into_owned();
+    let s = QUERY.replace_all(&s, |c: &regex::Captures<'_>| {
+        if c[0].len() == 1 + CUT.len() && c[0].ends_with(CUT) {
+            c[0].to_string()
+        } else {
+            format!("?{CUT}")
+        }
+    });
+    KEY_VALUE
+        .replace_all(&s, |c: &regex::Captures<'_>| {
+            if &c[3] == CUT {
+                c[0].to_string()
+            } else {
+                format!("{}{}{CUT}", &c[1], &c[2])
+            }
+        })
+        .into_owned()
 }
 
 #[cfg(test)]
@@ -179,5 +269,48 @@ mod tests {
             "error sending request for url (https://api.pagertree.com/integration/int_OD…?…): token (token redacted) refused"
         );
         assert!(!got.contains("ODCWagoG9"));
+    }
+
+    #[test]
+    fn bare_paths_ids_queries_and_tokens_in_echoed_bodies() {
+        let body = "Cannot POST /integration/int_ODCWagoG9?token=s3cr3tT0ken (see int_QQQQQQQ9) password=hunter22";
+        let got = text(body, &[]);
+        for secret in ["ODCWagoG9", "s3cr3tT0ken", "QQQQQQQ9", "hunter22"] {
+            assert!(!got.contains(secret), "{secret} in {got}");
+        }
+        assert_eq!(
+            got,
+            "Cannot POST /integration/int_OD…?… (see int_QQ…) password=…"
+        );
+    }
+
+    #[test]
+    fn any_scheme_and_userinfo() {
+        let got = text(
+            "refused ftp://bob:pa55word@h:21/integration/int_ABCDEF?token=x",
+            &[],
+        );
+        assert_eq!(got, "refused ftp://…@h:21/integration/int_AB…?…");
+        let got = text("bad http://[::1/integration/int_ABCDEF?token=zz", &[]);
+        assert!(!got.contains("ABCDEF") && !got.contains("zz"), "{got}");
+    }
+
+    #[test]
+    fn json_stays_json_and_redaction_is_idempotent() {
+        let line = r#"{"msg":"HTTP 404: {\"error\":\"Cannot POST /integration/int_ODCWagoG9?token=abc\"}","token":"abcd1234","url":"http://u:p@h/integration/int_ODCWagoG9"}"#;
+        let once = text(line, &[]);
+        let v: serde_json::Value = serde_json::from_str(&once).expect(&once);
+        assert!(
+            !once.contains("ODCWagoG9") && !once.contains("abcd1234"),
+            "{once}"
+        );
+        assert_eq!(v["url"], "http://…@h/integration/int_OD…");
+        assert_eq!(text(&once, &[]), once);
+    }
+
+    #[test]
+    fn registered_secrets_are_removed_everywhere() {
+        register_secrets(["zq-registered-9"]);
+        assert_eq!(text("x zq-registered-9 y", &[]), "x (token redacted) y");
     }
 }

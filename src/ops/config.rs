@@ -547,22 +547,10 @@ fn parse_format(v: &str) -> Result<PayloadFormat, String> {
 
 /// Shows a URL without its secret: PagerTree's integration URLs carry the
 /// integration id in the path and sometimes a token in the query, and anyone
-/// who has them can page the rota. Scheme, host and port stay, so a log still
-/// says where a request went.
+/// who has them can page the rota. The one redaction
+/// ([`crate::delivery::redact::url`]): scheme, host and the path's shape stay.
 pub fn redact_url(url: &str) -> String {
-    match reqwest::Url::parse(url) {
-        Ok(u) => {
-            let host = u.host_str().unwrap_or("");
-            let port = u.port().map(|p| format!(":{p}")).unwrap_or_default();
-            let path = if u.path() == "/" || u.path().is_empty() {
-                String::new()
-            } else {
-                "/…".to_string()
-            };
-            format!("{}://{host}{port}{path}", u.scheme())
-        }
-        Err(_) => "<invalid url>".to_string(),
-    }
+    crate::delivery::redact::url(url)
 }
 
 /// Checks that a URL is absolute http(s) with a host.
@@ -1272,16 +1260,19 @@ mod tests {
     }
 
     #[test]
-    fn redaction_keeps_only_scheme_and_host() {
+    fn redaction_keeps_only_scheme_host_and_path_shape() {
         assert_eq!(
             redact_url("https://api.pagertree.com/integration/int_secret?token=x"),
-            "https://api.pagertree.com/…"
+            "https://api.pagertree.com/integration/int_se…?…"
         );
         assert_eq!(
             redact_url("http://127.0.0.1:8080/"),
-            "http://127.0.0.1:8080"
+            "http://127.0.0.1:8080/"
         );
-        assert_eq!(redact_url("nonsense"), "<invalid url>");
+        assert_eq!(
+            redact_url("http://u:p@[::1/integration/int_secret"),
+            "http://…@[::1/integration/int_se…"
+        );
     }
 
     #[test]

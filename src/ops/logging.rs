@@ -1,6 +1,12 @@
 //! The log: `tracing` events to stderr, human text on a terminal and JSON
 //! lines otherwise (systemd's journal keeps stderr; JSON keeps fields such as
-//! `id`, `level` and `endpoint` searchable).
+//! `id`, `alert_level` and `endpoint` searchable).
+//!
+//! Every line goes through the process's redaction on its way out
+//! ([`RedactingStderr`]): a secret that reaches a log field by any path (a
+//! response body, a library's error, an option echoed back) is cut there.
+//! The redaction is a value ([`Redact`]): the binary passes
+//! `delivery::redact::text`, which this leaf may not import.
 
 use std::io::IsTerminal;
 
@@ -17,6 +23,19 @@ pub enum LoggingError {
     AlreadySet,
 }
 
+/// The redaction every log line passes through (the daemon's is
+/// `delivery::redact::text` with no extra secrets).
+pub type Redact = fn(&str) -> String;
+
+/// Whether the installed logger writes JSON lines.
+static JSON: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// True when the process's logger writes JSON: then every line on stderr must
+/// be a JSON object, so nothing else may print there.
+pub fn json() -> bool {
+    JSON.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Which format `auto` means here: text when stderr is a terminal.
 pub fn resolve(format: LogFormat) -> LogFormat {
     match format {
@@ -28,7 +47,7 @@ pub fn resolve(format: LogFormat) -> LogFormat {
 
 /// Installs the process's logger. `level` is a level (`info`) or an
 /// `EnvFilter` directive list (`info,kapacitor_pagertree::delivery=debug`).
-pub fn init(format: LogFormat, level: &str) -> Result<(), LoggingError> {
+pub fn init(format: LogFormat, level: &str, redact: Redact) -> Result<(), LoggingError> {
     let filter = EnvFilter::builder()
         .parse(level.trim())
         .map_err(|e| LoggingError::Filter {
@@ -37,8 +56,13 @@ pub fn init(format: LogFormat, level: &str) -> Result<(), LoggingError> {
         })?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let result = match resolve(format) {
+        .with_writer(move || RedactingStderr(redact));
+    let resolved = resolve(format);
+    JSON.store(
+        resolved == LogFormat::Json,
+        std::sync::atomic::Ordering::Relaxed,
+    );
+    let result = match resolved {
         LogFormat::Json => builder
             .json()
             .flatten_event(true)
@@ -59,6 +83,7 @@ pub fn init_for_tool(
     config: &crate::ops::config::Config,
     level_flag: Option<&str>,
     format_flag: bool,
+    redact: Redact,
 ) -> Result<(), LoggingError> {
     let level = level_flag.unwrap_or("warn");
     let format = if format_flag {
@@ -66,28 +91,48 @@ pub fn init_for_tool(
     } else {
         LogFormat::Text
     };
-    init(format, level)
+    init(format, level, redact)
 }
 
 /// Logging for the `stdio` relay, whose stdout is the protocol: text to
 /// stderr (which Kapacitor copies to its log), warnings unless `level_flag`.
-pub fn init_for_relay(level_flag: Option<&str>) -> Result<(), LoggingError> {
-    init(LogFormat::Text, level_flag.unwrap_or("warn"))
+pub fn init_for_relay(level_flag: Option<&str>, redact: Redact) -> Result<(), LoggingError> {
+    init(LogFormat::Text, level_flag.unwrap_or("warn"), redact)
 }
 
 /// The daemon's logger, from the configuration; the configuration's
 /// warnings are then logged.
-pub fn init_for_daemon(loaded: &crate::ops::config::Loaded) -> Result<(), LoggingError> {
+pub fn init_for_daemon(
+    loaded: &crate::ops::config::Loaded,
+    redact: Redact,
+) -> Result<(), LoggingError> {
     let format = loaded
         .config
         .server
         .log_format_kind()
         .unwrap_or(LogFormat::Auto);
-    init(format, &loaded.config.server.log_level)?;
+    init(format, &loaded.config.server.log_level, redact)?;
     for w in &loaded.warnings {
         tracing::warn!("{w}");
     }
     Ok(())
+}
+
+/// stderr behind the redaction: the fmt layer writes each formatted event
+/// with one `write_all`, so each call holds whole lines.
+pub struct RedactingStderr(Redact);
+
+impl std::io::Write for RedactingStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        let clean = (self.0)(&text);
+        std::io::stderr().lock().write_all(clean.as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
 }
 
 #[cfg(test)]
@@ -103,7 +148,7 @@ mod tests {
 
     #[test]
     fn a_bad_filter_is_an_error_naming_it() {
-        let e = init(LogFormat::Text, "info,=[").unwrap_err();
+        let e = init(LogFormat::Text, "info,=[", |s| s.to_string()).unwrap_err();
         assert!(e.to_string().contains("info,=["), "{e}");
     }
 }

@@ -22,3 +22,15 @@ pub fn run_blocking<T>(f: impl FnOnce() -> T) -> T {
         _ => f(),
     }
 }
+
+/// Makes every file and directory this process creates private to its user
+/// and group (umask |= 027: directories 0750, files 0640 at most), whatever
+/// umask it was started with: the data directory holds endpoint URLs and
+/// tokens (credentials that page the rota). Called first thing by `app::run`.
+pub fn restrict_umask() {
+    // SAFETY: umask(2) only swaps the process's mask; it cannot fail.
+    unsafe {
+        let old = libc::umask(0o027);
+        libc::umask(old | 0o027);
+    }
+}

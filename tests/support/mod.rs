@@ -27,6 +27,7 @@ pub struct AgentBuilder {
     dir: Option<tempfile::TempDir>,
     syscall_filter: Option<std::sync::Arc<seccomp::SeccompProgram>>,
     run_as: Option<(u32, u32)>,
+    umask: Option<u32>,
 }
 
 impl AgentBuilder {
@@ -58,6 +59,12 @@ impl AgentBuilder {
     /// A config file with this TOML text, passed as `--config`.
     pub fn config(mut self, toml: &str) -> Self {
         self.config = Some(toml.into());
+        self
+    }
+
+    /// Starts the agent with this umask (e.g. 0o000, the loosest).
+    pub fn umask(mut self, mask: u32) -> Self {
+        self.umask = Some(mask);
         self
     }
 
@@ -95,6 +102,17 @@ impl AgentBuilder {
         if let Some((uid, gid)) = self.run_as {
             use std::os::unix::process::CommandExt;
             cmd.uid(uid).gid(gid);
+        }
+        if let Some(mask) = self.umask {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: umask(2) is async-signal-safe and touches no memory; before the
+            // syscall filter, which is installed last.
+            unsafe {
+                cmd.pre_exec(move || {
+                    libc::umask(mask as libc::mode_t);
+                    Ok(())
+                });
+            }
         }
         if let Some(program) = self.syscall_filter.clone() {
             use std::os::unix::process::CommandExt;
