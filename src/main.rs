@@ -248,6 +248,14 @@ enum OutboxAction {
         #[arg(required = true, value_name = "all|NUMBER")]
         events: Vec<String>,
     },
+    /// Import a spill file (events a degraded agent could not store at shutdown) into the
+    /// outbox; a running agent sends them within a second. All lines or none. The agent
+    /// imports `[delivery] spill_file` by itself at start; this is for other files.
+    Import {
+        /// The spill file (JSON lines); it is left in place: remove it afterwards.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -542,6 +550,7 @@ fn outbox(global: &Global, action: OutboxAction) -> Exit {
         OutboxAction::Drop { events } => cli::parse_selection(&events)
             .and_then(|sel| cli::drop_events(&ob, &sel))
             .map(|a| a.to_string()),
+        OutboxAction::Import { file } => cli::import(&ob, &file),
     };
     print!("{}", result.map_err(|e| outbox_exit("outbox", e))?);
     Ok(ExitCode::SUCCESS)

@@ -32,6 +32,17 @@ pub enum CliError {
     NoEndpoint,
     #[error("send-test: {0}")]
     Endpoint(String),
+    #[error(transparent)]
+    Import(#[from] crate::delivery::outbox::ImportError),
+}
+
+/// `outbox import FILE`: the spill file's events into the outbox.
+pub fn import(outbox: &Outbox, file: &Path) -> Result<String, CliError> {
+    let n = outbox.import(file)?;
+    Ok(format!(
+        "imported {n} event(s) from {}; remove the file now (importing it again sends them again)\n",
+        file.display()
+    ))
 }
 
 /// Opens the outbox of a data directory for inspection; refuses to create one.

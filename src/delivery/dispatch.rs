@@ -384,12 +384,29 @@ impl State {
         let mut tick = tokio::time::interval(self.cfg.tick);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         self.load().await;
+        // Set at shutdown while events are held only in memory (degraded):
+        // they get `shutdown_grace` to go out before anything is abandoned.
+        let mut drain_until: Option<Instant> = None;
         loop {
+            if drain_until.is_some() && self.outbox.memory_only() == 0 {
+                break;
+            }
             self.start_ready();
             let next_timer = self.timers.peek().map(|Reverse((at, _))| *at);
             tokio::select! {
                 biased;
-                _ = cancel.cancelled() => break,
+                _ = cancel.cancelled(), if drain_until.is_none() => {
+                    let held = self.outbox.memory_only();
+                    if held == 0 {
+                        break;
+                    }
+                    tracing::warn!(
+                        events = held, grace = ?self.cfg.shutdown_grace,
+                        "stopping with events held only in memory (the outbox cannot store): delivering them within the grace"
+                    );
+                    drain_until = Some(later(self.cfg.shutdown_grace));
+                }
+                _ = sleep_until_opt(drain_until) => break,
                 Some(done) = self.inflight.join_next(), if !self.inflight.is_empty() => {
                     if let Ok(done) = done {
                         self.finish(done);
@@ -412,15 +429,17 @@ impl State {
                 }
             }
         }
-        self.shutdown().await;
+        self.shutdown(drain_until).await;
     }
 
-    async fn shutdown(&mut self) {
+    /// Waits for the requests on the wire up to `shutdown_grace`, counted
+    /// from `drain_until`'s start when memory-only events were drained.
+    async fn shutdown(&mut self, drain_until: Option<Instant>) {
         let n = self.inflight.len();
         if n > 0 {
             tracing::info!(in_flight = n, grace = ?self.cfg.shutdown_grace, "stopping delivery: waiting for requests on the wire");
         }
-        let deadline = later(self.cfg.shutdown_grace);
+        let deadline = drain_until.unwrap_or_else(|| later(self.cfg.shutdown_grace));
         while !self.inflight.is_empty() {
             tokio::select! {
                 Some(done) = self.inflight.join_next() => {

@@ -16,3 +16,4 @@ pub mod outbox;
 pub mod pagertree;
 pub mod redact;
 pub mod service;
+pub mod spill;

@@ -141,6 +141,15 @@ pub enum OutboxError {
     },
 }
 
+/// A spill file could not be imported.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error(transparent)]
+    Spill(#[from] crate::delivery::spill::SpillError),
+    #[error(transparent)]
+    Outbox(#[from] OutboxError),
+}
+
 fn sql(what: &'static str) -> impl FnOnce(rusqlite::Error) -> OutboxError {
     move |source| OutboxError::Sql { what, source }
 }
@@ -459,6 +468,141 @@ impl Outbox {
         }
         let mut conn = self.conn();
         self.flush_memory(&mut conn)
+    }
+
+    /// Events held only in memory (degraded mode) and not yet delivered:
+    /// what a shutdown must store, deliver or spill.
+    pub fn memory_only(&self) -> usize {
+        let mem = self.memory();
+        mem.rows
+            .iter()
+            .filter(|(r, _)| !mem.delivered.contains(&r.seq))
+            .count()
+    }
+
+    /// Shutdown, degraded: appends the events held only in memory (not
+    /// delivered) to the spill file `path` and forgets them. Returns how many
+    /// were written (0: nothing was held). On an error they stay in memory.
+    pub fn spill(&self, path: &Path) -> Result<usize, crate::delivery::spill::SpillError> {
+        let mut mem = self.memory();
+        let lines: Vec<crate::delivery::spill::SpillLine> = mem
+            .rows
+            .iter()
+            .filter(|(r, _)| !mem.delivered.contains(&r.seq))
+            .map(|(r, e)| crate::delivery::spill::SpillLine {
+                task: r.task.clone(),
+                node: r.node.clone(),
+                alert_id: r.alert_id.clone(),
+                level: r.level.clone(),
+                endpoint: r.endpoint.clone(),
+                url_override: r.url_override.clone(),
+                url: r.url.clone(),
+                format: r.format.as_str().to_string(),
+                body: String::from_utf8_lossy(&r.body).into_owned(),
+                created_ns: r.created_ns,
+                time_ns: e.time,
+            })
+            .collect();
+        if lines.is_empty() {
+            return Ok(0);
+        }
+        crate::delivery::spill::write(path, &lines)?;
+        mem.rows.clear();
+        mem.delivered.clear();
+        Ok(lines.len())
+    }
+
+    /// Last resort at shutdown (no spill file could be written): each event
+    /// held only in memory as one ERROR log line with its body.
+    pub fn log_memory_only(&self) {
+        let mem = self.memory();
+        for (r, _) in mem
+            .rows
+            .iter()
+            .filter(|(r, _)| !mem.delivered.contains(&r.seq))
+        {
+            tracing::error!(
+                task = %r.task, node = %r.node, id = %r.alert_id, alert_level = %r.level,
+                endpoint = %r.endpoint, format = r.format.as_str(), created_ns = r.created_ns,
+                body = %String::from_utf8_lossy(&r.body),
+                "event held only in memory at shutdown, not stored anywhere"
+            );
+        }
+    }
+
+    /// Tests only (`KAPACITOR_PAGERTREE_FAULT_OUTBOX_FULL`): the committer's
+    /// connection may not grow the database past its size now, so the next
+    /// commit gets `SQLITE_FULL` from SQLite, as on a full disk.
+    pub fn fault_freeze_size(&self) {
+        let conn = self.conn();
+        let r = conn
+            .query_row("PRAGMA page_count", [], |r| r.get::<_, i64>(0))
+            .and_then(|n| {
+                conn.query_row(&format!("PRAGMA max_page_count = {n}"), [], |r| {
+                    r.get::<_, i64>(0)
+                })
+            });
+        if let Err(e) = r {
+            tracing::warn!(error = %e, "cannot freeze the outbox size (fault hook)");
+        }
+    }
+
+    /// Reads a spill file into the outbox: its events become pending rows
+    /// (after every row stored now) and set the alert state, all in one
+    /// transaction; the dispatcher is woken. All or nothing.
+    pub fn import(&self, path: &Path) -> Result<usize, ImportError> {
+        let lines = crate::delivery::spill::read(path)?;
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql("importing a spill file"))?;
+        {
+            let mut ins = tx
+                .prepare_cached(INSERT_ROW)
+                .map_err(sql("importing a spill file"))?;
+            let mut up = tx
+                .prepare_cached(UPSERT_STATE)
+                .map_err(sql("importing a spill file"))?;
+            let mut del = tx
+                .prepare_cached(DELETE_STATE)
+                .map_err(sql("importing a spill file"))?;
+            for l in &lines {
+                ins.execute(params![
+                    l.task,
+                    l.node,
+                    l.alert_id,
+                    l.level,
+                    l.endpoint,
+                    l.url_override,
+                    l.url,
+                    l.format,
+                    l.body.as_bytes(),
+                    l.created_ns,
+                ])
+                .map_err(sql("importing a spill file"))?;
+                match Level::parse(&l.level) {
+                    Some(Level::OK) | None => {
+                        del.execute(params![l.task, l.node, l.alert_id])
+                            .map_err(sql("importing a spill file"))?;
+                    }
+                    Some(level) => {
+                        up.execute(params![
+                            l.task,
+                            l.node,
+                            l.alert_id,
+                            level as u8 as i64,
+                            l.time_ns
+                        ])
+                        .map_err(sql("importing a spill file"))?;
+                    }
+                }
+            }
+        }
+        tx.commit().map_err(sql("importing a spill file"))?;
+        drop(conn);
+        metrics().outbox_depth.inc_by(lines.len() as i64);
+        self.inner.notify.notify_one();
+        Ok(lines.len())
     }
 
     pub(crate) fn memory(&self) -> std::sync::MutexGuard<'_, MemoryQueue> {

@@ -1,0 +1,161 @@
+//! Hardening, phase B (issue 13): nothing lost at shutdown, through the real
+//! binary.
+//!
+//! Item 1: events acknowledged while the outbox cannot store (a full disk)
+//! are held in memory; at SIGTERM they go to the spill file, the agent says
+//! how many and where at ERROR and exits non-zero, and the next start imports
+//! and delivers them.
+//!
+//! The full disk is a real 2 MB tmpfs mounted on the data directory when this
+//! process may mount (root with CAP_SYS_ADMIN); otherwise SQLite's own page
+//! limit (`KAPACITOR_PAGERTREE_FAULT_OUTBOX_FULL=1`), which makes SQLite
+//! return the same `SQLITE_FULL` on the same commit path. The test prints
+//! which one it used.
+
+mod support;
+
+#[path = "support/pagertree.rs"]
+mod pagertree;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use pagertree::{FakePagerTree, Fault, Fmt};
+use support::Agent;
+use support::kapacitor::{Kapacitor, opt, point};
+
+/// A tmpfs mounted on a directory, unmounted (lazily) on drop.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
+        std::fs::create_dir_all(dir).ok()?;
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| Tmpfs(dir.to_path_buf()))
+    }
+
+    /// Fills the file system to the last block.
+    fn fill(&self) -> PathBuf {
+        use std::io::Write;
+        let path = self.0.join("filler");
+        let mut f = std::fs::File::create(&path).unwrap();
+        let block = vec![0u8; 4096];
+        while f.write_all(&block).is_ok() {}
+        let _ = f.sync_all();
+        path
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_held_in_memory_at_sigterm_are_spilled_then_delivered() {
+    let fake = FakePagerTree::start().await;
+    let url = fake.integration("int_full", Fmt::Kapacitor, None);
+    fake.set_outage(Some(Fault::Status(500)));
+    let dir = tempfile::tempdir().unwrap();
+    let spill = dir.path().join("spill").join("spill.jsonl");
+    let config = format!(
+        "[delivery]\ndefault_endpoint = \"oncall\"\nretry_initial = \"100ms\"\nretry_max = \"500ms\"\n\
+         shutdown_grace = \"1s\"\nspill_file = \"{}\"\n[endpoints.oncall]\nurl = \"{url}\"\n",
+        spill.display()
+    );
+    let tmpfs = Tmpfs::mount(&dir.path().join("data"), "2m");
+    eprintln!(
+        "full disk: {}",
+        if tmpfs.is_some() {
+            "a 2 MB tmpfs"
+        } else {
+            "SQLite's page limit (no mount privilege)"
+        }
+    );
+    let mut builder = Agent::builder().config(&config).dir(dir);
+    if tmpfs.is_none() {
+        builder = builder.env("KAPACITOR_PAGERTREE_FAULT_OUTBOX_FULL", "1");
+    }
+    let mut agent = builder.start();
+    let mut k = Kapacitor::connect(agent.stream_socket()).await;
+    let init = k
+        .init(
+            "disk",
+            "pagertree2",
+            vec![
+                opt("levelFrom").string("level"),
+                opt("idFrom").string("alertID"),
+            ],
+        )
+        .await;
+    assert!(init.success, "{}", init.error);
+    let filler = tmpfs.as_ref().map(Tmpfs::fill);
+    for i in 0..50 {
+        k.point(
+            point("cpu")
+                .time(1_700_000_000_000_000_000 + i)
+                .tag("alertID", &format!("disk{i:02}"))
+                .tag("level", "CRITICAL")
+                .field("v", 99.0),
+        )
+        .await;
+    }
+    // Kapacitor's snapshot is answered: the 50 count as stored.
+    let _ = k.snapshot().await;
+    assert!(
+        agent.wait_log("DEGRADED", Duration::from_secs(60)),
+        "never degraded; log:\n{}",
+        agent.log()
+    );
+    let status = agent.terminate();
+    let log = agent.log();
+    assert!(
+        !status.success(),
+        "exit 0 with events only in memory; log:\n{log}"
+    );
+    let line = log
+        .lines()
+        .find(|l| l.contains("ERROR") && l.contains("spill file"))
+        .unwrap_or_else(|| panic!("no ERROR line naming the spill file; log:\n{log}"));
+    assert!(line.contains(&spill.display().to_string()), "{line}");
+    let spilled = std::fs::read_to_string(&spill).expect("the spill file");
+    let n = spilled.lines().count();
+    assert!(n > 0, "nothing spilled; log:\n{log}");
+    assert!(line.contains(&format!("events={n}")), "{line}");
+    assert_eq!(fake.accepted_count(), 0);
+
+    // The disk is freed and PagerTree answers again: every event arrives.
+    let dir = agent.kill_keep_dir();
+    if let Some(f) = filler {
+        std::fs::remove_file(f).unwrap();
+    }
+    fake.set_outage(None);
+    let agent = Agent::builder().config(&config).dir(dir).start();
+    assert!(
+        fake.wait_accepted(50, Duration::from_secs(60)).await,
+        "{} of 50 delivered after the restart; log:\n{}",
+        fake.accepted_count(),
+        agent.log()
+    );
+    let mut ids: Vec<String> = fake.per_id().into_keys().collect();
+    ids.sort();
+    assert_eq!(ids.len(), 50, "{ids:?}");
+    assert!(
+        agent.wait_log(
+            "spilled at the last shutdown imported",
+            Duration::from_secs(10)
+        ),
+        "{}",
+        agent.log()
+    );
+    assert!(!spill.exists(), "the imported spill file was kept");
+    drop(agent);
+    drop(tmpfs);
+}
