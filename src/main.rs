@@ -340,15 +340,10 @@ fn fail(cmd: &str, e: impl std::fmt::Display, code: u8) -> ExitCode {
 fn load_for_tool(global: &Global) -> Result<Loaded, ExitCode> {
     let loaded = global.load()?;
     let (level, format_given) = (global.log_level.as_deref(), global.log_format.is_some());
-    if let Err(e) = logging::init_for_tool(&loaded.config, level, format_given, redact_log) {
+    if let Err(e) = logging::init_for_tool(&loaded.config, level, format_given) {
         eprintln!("kapacitor-pagertree: {e}");
     }
     Ok(loaded)
-}
-
-/// The redaction of every log line (ops, a leaf, takes it as a value).
-fn redact_log(line: &str) -> String {
-    kapacitor_pagertree::delivery::redact::text(line, &[])
 }
 
 /// A runtime for a tool's few requests.
@@ -403,7 +398,7 @@ fn simulate(global: &Global, args: &SimulateArgs) -> Exit {
 
 fn run_daemon(global: &Global) -> Exit {
     let loaded = global.load()?;
-    logging::init_for_daemon(&loaded, redact_log).map_err(|e| {
+    logging::init_for_daemon(&loaded).map_err(|e| {
         eprintln!("kapacitor-pagertree: {e}");
         ExitCode::from(2)
     })?;
@@ -447,7 +442,7 @@ fn stdio(global: &Global, batch: bool, socket: Option<PathBuf>) -> Exit {
     use kapacitor_pagertree::proto::EdgeType;
     let loaded = global.load()?;
     // stdout is the protocol: logs go to stderr, which Kapacitor copies to its log.
-    if let Err(e) = logging::init_for_relay(global.log_level.as_deref(), redact_log) {
+    if let Err(e) = logging::init_for_relay(global.log_level.as_deref()) {
         eprintln!("kapacitor-pagertree: {e}");
     }
     let edge = if batch {

@@ -561,9 +561,9 @@ fn parse_format(v: &str) -> Result<PayloadFormat, String> {
 /// Shows a URL without its secret: PagerTree's integration URLs carry the
 /// integration id in the path and sometimes a token in the query, and anyone
 /// who has them can page the rota. The one redaction
-/// ([`crate::delivery::redact::url`]): scheme, host and the path's shape stay.
+/// ([`crate::ops::redact::url`]): scheme, host and the path's shape stay.
 pub fn redact_url(url: &str) -> String {
-    crate::delivery::redact::url(url)
+    crate::ops::redact::url(url)
 }
 
 /// Checks that a URL is absolute http(s) with a host.
@@ -871,8 +871,7 @@ impl Config {
             }
         }
         // serve would refuse it at bind: refuse it here already.
-        if !s.socket_group.is_empty() && crate::udf::server::lookup_group(&s.socket_group).is_err()
-        {
+        if !s.socket_group.is_empty() && crate::ops::lookup_group(&s.socket_group).is_none() {
             err!(
                 "server.socket_group",
                 format!(

@@ -2,11 +2,9 @@
 //! lines otherwise (systemd's journal keeps stderr; JSON keeps fields such as
 //! `id`, `alert_level` and `endpoint` searchable).
 //!
-//! Every line goes through the process's redaction on its way out
+//! Every line goes through [`crate::ops::redact::text`] on its way out
 //! ([`RedactingStderr`]): a secret that reaches a log field by any path (a
 //! response body, a library's error, an option echoed back) is cut there.
-//! The redaction is a value ([`Redact`]): the binary passes
-//! `delivery::redact::text`, which this leaf may not import.
 
 use std::io::IsTerminal;
 
@@ -22,10 +20,6 @@ pub enum LoggingError {
     #[error("a logger is already installed")]
     AlreadySet,
 }
-
-/// The redaction every log line passes through (the daemon's is
-/// `delivery::redact::text` with no extra secrets).
-pub type Redact = fn(&str) -> String;
 
 /// Whether the installed logger writes JSON lines.
 static JSON: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
@@ -47,7 +41,7 @@ pub fn resolve(format: LogFormat) -> LogFormat {
 
 /// Installs the process's logger. `level` is a level (`info`) or an
 /// `EnvFilter` directive list (`info,kapacitor_pagertree::delivery=debug`).
-pub fn init(format: LogFormat, level: &str, redact: Redact) -> Result<(), LoggingError> {
+pub fn init(format: LogFormat, level: &str) -> Result<(), LoggingError> {
     let filter = EnvFilter::builder()
         .parse(level.trim())
         .map_err(|e| LoggingError::Filter {
@@ -56,7 +50,7 @@ pub fn init(format: LogFormat, level: &str, redact: Redact) -> Result<(), Loggin
         })?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(move || RedactingStderr(redact));
+        .with_writer(|| RedactingStderr);
     let resolved = resolve(format);
     JSON.store(
         resolved == LogFormat::Json,
@@ -83,7 +77,6 @@ pub fn init_for_tool(
     config: &crate::ops::config::Config,
     level_flag: Option<&str>,
     format_flag: bool,
-    redact: Redact,
 ) -> Result<(), LoggingError> {
     let level = level_flag.unwrap_or("warn");
     let format = if format_flag {
@@ -91,27 +84,24 @@ pub fn init_for_tool(
     } else {
         LogFormat::Text
     };
-    init(format, level, redact)
+    init(format, level)
 }
 
 /// Logging for the `stdio` relay, whose stdout is the protocol: text to
 /// stderr (which Kapacitor copies to its log), warnings unless `level_flag`.
-pub fn init_for_relay(level_flag: Option<&str>, redact: Redact) -> Result<(), LoggingError> {
-    init(LogFormat::Text, level_flag.unwrap_or("warn"), redact)
+pub fn init_for_relay(level_flag: Option<&str>) -> Result<(), LoggingError> {
+    init(LogFormat::Text, level_flag.unwrap_or("warn"))
 }
 
 /// The daemon's logger, from the configuration; the configuration's
 /// warnings are then logged.
-pub fn init_for_daemon(
-    loaded: &crate::ops::config::Loaded,
-    redact: Redact,
-) -> Result<(), LoggingError> {
+pub fn init_for_daemon(loaded: &crate::ops::config::Loaded) -> Result<(), LoggingError> {
     let format = loaded
         .config
         .server
         .log_format_kind()
         .unwrap_or(LogFormat::Auto);
-    init(format, &loaded.config.server.log_level, redact)?;
+    init(format, &loaded.config.server.log_level)?;
     for w in &loaded.warnings {
         tracing::warn!("{w}");
     }
@@ -120,12 +110,12 @@ pub fn init_for_daemon(
 
 /// stderr behind the redaction: the fmt layer writes each formatted event
 /// with one `write_all`, so each call holds whole lines.
-pub struct RedactingStderr(Redact);
+pub struct RedactingStderr;
 
 impl std::io::Write for RedactingStderr {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let text = String::from_utf8_lossy(buf);
-        let clean = (self.0)(&text);
+        let clean = crate::ops::redact::text(&text, &[]);
         std::io::stderr().lock().write_all(clean.as_bytes())?;
         Ok(buf.len())
     }
@@ -148,7 +138,7 @@ mod tests {
 
     #[test]
     fn a_bad_filter_is_an_error_naming_it() {
-        let e = init(LogFormat::Text, "info,=[", |s| s.to_string()).unwrap_err();
+        let e = init(LogFormat::Text, "info,=[").unwrap_err();
         assert!(e.to_string().contains("info,=["), "{e}");
     }
 }

@@ -9,6 +9,7 @@
 pub mod config;
 pub mod logging;
 pub mod metrics;
+pub mod redact;
 pub mod systemd;
 
 /// Runs short blocking work (a small SQLite write, a bounded HTTP read) from
@@ -32,5 +33,38 @@ pub fn restrict_umask() {
     unsafe {
         let old = libc::umask(0o027);
         libc::umask(old | 0o027);
+    }
+}
+
+/// A group name (or a numeric gid) to a gid; `None`: no such group. Here
+/// (a leaf) because the config check and the socket binding both need it.
+pub fn lookup_group(group: &str) -> Option<u32> {
+    if let Ok(gid) = group.parse::<u32>() {
+        return Some(gid);
+    }
+    let name = std::ffi::CString::new(group).ok()?;
+    let mut buf = vec![0u8; 4096];
+    loop {
+        // SAFETY: getgrnam_r writes only into `grp` and `buf` (whose length we
+        // pass) and stores in `result` either null or a pointer to `grp`.
+        let mut grp: libc::group = unsafe { std::mem::zeroed() };
+        let mut result: *mut libc::group = std::ptr::null_mut();
+        let rc = unsafe {
+            libc::getgrnam_r(
+                name.as_ptr(),
+                &mut grp,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                &mut result,
+            )
+        };
+        if rc == libc::ERANGE && buf.len() < 1 << 20 {
+            buf.resize(buf.len() * 2, 0);
+            continue;
+        }
+        if rc != 0 || result.is_null() {
+            return None;
+        }
+        return Some(grp.gr_gid);
     }
 }

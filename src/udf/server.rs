@@ -190,37 +190,9 @@ fn remove_stale(path: &Path) -> Result<(), ServerError> {
 
 /// A group name (or a numeric gid) to a gid.
 pub fn lookup_group(group: &str) -> Result<u32, ServerError> {
-    if let Ok(gid) = group.parse::<u32>() {
-        return Ok(gid);
-    }
-    let unknown = || ServerError::UnknownGroup {
+    crate::ops::lookup_group(group).ok_or_else(|| ServerError::UnknownGroup {
         group: group.to_string(),
-    };
-    let name = std::ffi::CString::new(group).map_err(|_| unknown())?;
-    let mut buf = vec![0u8; 4096];
-    loop {
-        // SAFETY: getgrnam_r writes only into `grp` and `buf` (whose length we
-        // pass) and stores in `result` either null or a pointer to `grp`.
-        let mut grp: libc::group = unsafe { std::mem::zeroed() };
-        let mut result: *mut libc::group = std::ptr::null_mut();
-        let rc = unsafe {
-            libc::getgrnam_r(
-                name.as_ptr(),
-                &mut grp,
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                &mut result,
-            )
-        };
-        if rc == libc::ERANGE && buf.len() < 1 << 20 {
-            buf.resize(buf.len() * 2, 0);
-            continue;
-        }
-        if rc != 0 || result.is_null() {
-            return Err(unknown());
-        }
-        return Ok(grp.gr_gid);
-    }
+    })
 }
 
 /// Accepts connections on `socket` until `shutdown`, each served by its own

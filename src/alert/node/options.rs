@@ -679,8 +679,8 @@ fn check_url(url: &str) -> Result<(), InitError> {
     Err(InitError::new(
         "url",
         format!(
-            "{:?} is not an http(s) URL such as 'https://api.pagertree.com/integration/int_xxx': {why}",
-            crate::delivery::redact::url(url)
+            "the value is not an http(s) URL such as 'https://api.pagertree.com/integration/int_xxx': {why} \
+             (not shown: a URL may hold a secret)"
         ),
     ))
 }
@@ -874,16 +874,13 @@ mod tests {
     }
 
     #[test]
-    fn url_must_parse_and_is_shown_redacted() {
+    fn url_must_parse_and_is_never_shown() {
         let e = parse_stream(vec![opt(
             "url",
             vec![s("http://bob:pw@[::1/integration/int_SECRET99?token=tok")],
         )])
         .unwrap_err();
-        assert!(
-            e.starts_with("url: \"http://…@[::1/integration/int_SE…?…\""),
-            "{e}"
-        );
+        assert!(e.starts_with("url: the value is not an http(s) URL"), "{e}");
         assert!(e.contains("does not parse"), "{e}");
         for secret in ["bob", "pw@", "SECRET99", "tok"] {
             assert!(!e.contains(secret), "{secret} in {e}");
@@ -894,7 +891,7 @@ mod tests {
     fn url_must_be_http() {
         let e = parse_stream(vec![opt("url", vec![s("ftp://x")])]).unwrap_err();
         assert!(
-            e.starts_with("url: \"ftp://x\" is not an http(s) URL"),
+            e.starts_with("url: the value is not an http(s) URL") && !e.contains("ftp://x"),
             "{e}"
         );
         assert!(
