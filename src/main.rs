@@ -417,14 +417,27 @@ fn run_daemon(global: &Global) -> Exit {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The daemon until SIGTERM or SIGINT. The handlers are installed before the
-/// agent starts: a SIGTERM right after systemd's READY is a graceful stop.
+/// The daemon until SIGTERM or SIGINT; SIGHUP is logged and ignored. The
+/// handlers are installed before the agent starts: a SIGTERM right after
+/// systemd's READY is a graceful stop.
 async fn run_until_signal(config: Config) -> anyhow::Result<()> {
     use anyhow::Context;
     use tokio::signal::unix::{SignalKind, signal};
     use tokio_util::sync::CancellationToken;
     let mut term = signal(SignalKind::terminate()).context("cannot install the signal handlers")?;
     let mut int = signal(SignalKind::interrupt()).context("cannot install the signal handlers")?;
+    // SIGHUP (a closed terminal, `systemctl kill -s HUP`, a log rotator's
+    // habit) must not kill the agent: its default action would, leaving the
+    // socket files behind. Logs go to stderr (no file to re-open) and the
+    // config is read at start only, so it is logged and otherwise ignored.
+    let mut hup = signal(SignalKind::hangup()).context("cannot install the signal handlers")?;
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            tracing::warn!(
+                "SIGHUP ignored: logs go to stderr (nothing to re-open) and the configuration is read at start only; restart the agent to apply a new one"
+            );
+        }
+    });
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();
     tokio::spawn(async move {

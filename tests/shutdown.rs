@@ -1,6 +1,8 @@
 //! Hardening, phase B (issue 13): nothing lost at shutdown, through the real
 //! binary.
 //!
+//! Item 12: SIGHUP neither kills the agent nor removes its sockets.
+//!
 //! Item 1: events acknowledged while the outbox cannot store (a full disk)
 //! are held in memory; at SIGTERM they go to the spill file, the agent says
 //! how many and where at ERROR and exits non-zero, and the next start imports
@@ -162,4 +164,25 @@ async fn events_held_in_memory_at_sigterm_are_spilled_then_delivered() {
     assert!(!spill.exists(), "the imported spill file was kept");
     drop(agent);
     drop(tmpfs);
+}
+
+/// Item 12: SIGHUP is logged and ignored; the agent keeps serving on the
+/// same sockets and still stops cleanly at SIGTERM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_is_ignored_and_logged() {
+    let mut agent = Agent::start();
+    agent.signal(libc::SIGHUP);
+    assert!(
+        agent.wait_log("SIGHUP ignored", Duration::from_secs(30)),
+        "no SIGHUP line; log:\n{}",
+        agent.log()
+    );
+    agent.signal(libc::SIGHUP);
+    assert!(agent.stream_socket().exists() && agent.batch_socket().exists());
+    let mut k = Kapacitor::connect(agent.stream_socket()).await;
+    let info = k.info().await;
+    assert!(!info.options.is_empty(), "{info:?}");
+    drop(k);
+    let status = agent.terminate();
+    assert!(status.success(), "{status:?}; log:\n{}", agent.log());
 }
