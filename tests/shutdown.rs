@@ -186,3 +186,103 @@ async fn sighup_is_ignored_and_logged() {
     let status = agent.terminate();
     assert!(status.success(), "{status:?}; log:\n{}", agent.log());
 }
+
+async fn get(url: &str) -> (u16, String) {
+    let r = reqwest::get(url).await.unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+/// Item 3: the database file corrupted under the running agent. Commits
+/// fail; `/readyz` must fail and `degraded` be 1, the log must say what to do,
+/// the events must still be delivered from memory, and at SIGTERM what is
+/// left goes to the spill file (item 1).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_database_shows_in_readiness_and_loses_nothing() {
+    let fake = FakePagerTree::start().await;
+    let url = fake.integration("int_corrupt", Fmt::Kapacitor, None);
+    let dir = tempfile::tempdir().unwrap();
+    let spill = dir.path().join("spill.jsonl");
+    let config = format!(
+        "[delivery]\ndefault_endpoint = \"oncall\"\nretry_initial = \"100ms\"\nretry_max = \"500ms\"\n\
+         shutdown_grace = \"1s\"\nspill_file = \"{}\"\n[endpoints.oncall]\nurl = \"{url}\"\n",
+        spill.display()
+    );
+    let mut agent = Agent::builder()
+        .config(&config)
+        .dir(dir)
+        .arg("--http-addr")
+        .arg("127.0.0.1:0")
+        .start();
+    let base = format!(
+        "http://{}",
+        std::fs::read_to_string(agent.data_dir().join("http.addr"))
+            .unwrap()
+            .trim()
+    );
+    let mut k = Kapacitor::connect(agent.stream_socket()).await;
+    let init = k
+        .init(
+            "corrupt",
+            "pagertree2",
+            vec![
+                opt("levelFrom").string("level"),
+                opt("idFrom").string("alertID"),
+            ],
+        )
+        .await;
+    assert!(init.success, "{}", init.error);
+    // Every page of the file, its WAL and its WAL index overwritten, sizes kept.
+    let db = agent.data_dir().join("outbox.db");
+    for f in [
+        db.clone(),
+        agent.data_dir().join("outbox.db-wal"),
+        agent.data_dir().join("outbox.db-shm"),
+    ] {
+        if let Ok(m) = std::fs::metadata(&f) {
+            std::fs::write(&f, vec![0x5a; m.len() as usize]).unwrap();
+        }
+    }
+    fake.set_outage(Some(Fault::Status(500)));
+    for i in 0..20 {
+        k.point(
+            point("cpu")
+                .time(1_700_000_000_000_000_000 + i)
+                .tag("alertID", &format!("c{i:02}"))
+                .tag("level", "CRITICAL")
+                .field("v", 99.0),
+        )
+        .await;
+    }
+    let _ = k.snapshot().await;
+    let start = std::time::Instant::now();
+    loop {
+        let (ready, _) = get(&format!("{base}/readyz")).await;
+        let (_, metrics) = get(&format!("{base}/metrics")).await;
+        let degraded = metrics
+            .lines()
+            .any(|l| l.trim() == "kapacitor_pagertree_degraded 1");
+        if ready == 503 && degraded {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "readyz {ready}, degraded gauge not 1; log:\n{}",
+            agent.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let log = agent.log();
+    assert!(
+        log.contains("DEGRADED") && log.contains("move ") && log.contains("aside"),
+        "the log does not say what to do; log:\n{log}"
+    );
+    let status = agent.terminate();
+    let log = agent.log();
+    assert!(!status.success(), "{status:?}; log:\n{log}");
+    let spilled = std::fs::read_to_string(&spill).unwrap_or_default();
+    assert_eq!(
+        spilled.lines().count() + fake.accepted_count(),
+        20,
+        "log:\n{log}"
+    );
+}

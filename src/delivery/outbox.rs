@@ -311,6 +311,8 @@ struct Inner {
     memory_limit: usize,
     degraded: AtomicBool,
     last_degraded_log: Mutex<Option<Instant>>,
+    /// Why the outbox went degraded (repeated in the rate-limited log line).
+    degraded_why: Mutex<String>,
 }
 
 /// The durable outbox. Cheap to clone: every clone is the same database.
@@ -420,6 +422,7 @@ impl Outbox {
                 memory_limit: memory_queue.max(1),
                 degraded: AtomicBool::new(false),
                 last_degraded_log: Mutex::new(None),
+                degraded_why: Mutex::new(String::new()),
             }),
         })
     }
@@ -767,10 +770,18 @@ impl Outbox {
                 .last_degraded_log
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
+            let mut kept = self
+                .inner
+                .degraded_why
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if !was || kept.is_empty() || why != "still failing" {
+                *kept = why.to_string();
+            }
             if !was || last.is_none_or(|t| t.elapsed() > Duration::from_secs(30)) {
                 *last = Some(Instant::now());
                 tracing::error!(
-                    path = %self.inner.path.display(), error = why,
+                    path = %self.inner.path.display(), error = %kept,
                     "DEGRADED: the outbox cannot store; events wait in memory and are still delivered from there"
                 );
             }
@@ -1166,19 +1177,39 @@ impl Outbox {
     }
 }
 
-/// Errors that mean "the disk cannot store" (degraded mode), as opposed to
-/// a bug or a corrupt file.
+/// Errors that mean "the database cannot store" (degraded mode): a full,
+/// read-only or failing disk, and a database file corrupted under the
+/// running agent (issue 13, item 3: commits that fail forever must show in
+/// `/readyz` and `degraded`, and their events must be held, delivered and,
+/// at shutdown, spilled like any other degraded event).
 pub(crate) fn is_storage_error(e: &rusqlite::Error) -> bool {
     use rusqlite::ErrorCode::*;
     match e {
         rusqlite::Error::SqliteFailure(f, _) => {
             matches!(
                 f.code,
-                DiskFull | SystemIoFailure | ReadOnly | CannotOpen | DatabaseBusy | DatabaseLocked
+                DiskFull
+                    | SystemIoFailure
+                    | ReadOnly
+                    | CannotOpen
+                    | DatabaseBusy
+                    | DatabaseLocked
+                    | DatabaseCorrupt
+                    | NotADatabase
             )
         }
         _ => false,
     }
+}
+
+/// A corrupt database (as opposed to a full or failing disk): the operator
+/// must replace the file, which the log line says how to do.
+fn is_corruption(e: &rusqlite::Error) -> bool {
+    matches!(
+        e,
+        rusqlite::Error::SqliteFailure(f, _)
+            if matches!(f.code, rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase)
+    )
 }
 
 impl Committer for Outbox {
@@ -1205,7 +1236,17 @@ impl Committer for Outbox {
             }
             Err(e) if is_storage_error(&e) => {
                 drop(conn);
-                let r = self.hold_in_memory(rows, &e.to_string());
+                let why = if is_corruption(&e) {
+                    format!(
+                        "{e}: the database file is corrupt. Stop the agent (events held in memory then go to [delivery] spill_file), \
+                         move {0} and its -wal/-shm aside, start it again (a new outbox is created and the spill file imported); \
+                         `sqlite3 <old file> .recover` may save its undelivered rows",
+                        self.inner.path.display()
+                    )
+                } else {
+                    e.to_string()
+                };
+                let r = self.hold_in_memory(rows, &why);
                 self.inner.notify.notify_one();
                 r
             }
