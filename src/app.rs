@@ -50,6 +50,12 @@ pub const ENV_FAULT_OUTBOX_FULL: &str = "KAPACITOR_PAGERTREE_FAULT_OUTBOX_FULL";
 const SINK_QUEUE: usize = 8192;
 /// How long open sessions get, at shutdown, to finish what they read.
 const SESSION_DRAIN_LIMIT: Duration = Duration::from_secs(10);
+/// At shutdown, after the sessions: how long the committer gets to store
+/// what they handed on (it normally needs a commit or two).
+const COMMIT_LIMIT: Duration = Duration::from_secs(5);
+/// After the drain limit, sessions still open have their writers cut (a
+/// client that stopped reading); they get this long to commit and end.
+const SESSION_CUT_LIMIT: Duration = Duration::from_secs(3);
 
 /// Why the agent could not start (or stop cleanly).
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +87,10 @@ pub enum AppError {
         "{count} event(s) held only in memory (the outbox could not store them) could not be written anywhere ({reason}); each is logged above at ERROR with its body"
     )]
     Lost { count: usize, reason: String },
+    #[error(
+        "{count} event(s) handed to delivery were never committed: the committer did not finish within {limit:?} (see the errors above); they are lost"
+    )]
+    Uncommitted { count: usize, limit: Duration },
 }
 
 /// Test and benchmark hooks, from the environment (never from the config
@@ -348,10 +358,20 @@ async fn run_durable(
     // Every Sink clone is gone with the sessions: the committer commits what
     // is queued and ends; then the dispatcher gets shutdown_grace for
     // requests on the wire. What is not delivered stays in the outbox.
-    delivery.shutdown().await;
+    let uncommitted = delivery.shutdown(COMMIT_LIMIT).await;
     watch_stop.cancel();
     let _ = watcher.await;
     let settled = settle_memory(outbox, config.delivery.spill_file.clone()).await;
+    if uncommitted > 0 {
+        tracing::error!(
+            events = uncommitted,
+            "events handed to delivery were never committed (the committer did not finish): they are lost"
+        );
+        return result.and(settled).and(Err(AppError::Uncommitted {
+            count: uncommitted,
+            limit: COMMIT_LIMIT,
+        }));
+    }
     result.and(settled)
 }
 
@@ -455,9 +475,11 @@ pub async fn run_sessions(
         sink,
         events,
     });
+    let cut = CancellationToken::new();
     let settings = |edge| {
         let mut s = SessionSettings::new(edge, server_cfg.max_frame_bytes);
         s.fault_process_delay = hooks.fault_process_delay;
+        s.cut = cut.clone();
         s
     };
 
@@ -522,8 +544,18 @@ pub async fn run_sessions(
     {
         tracing::warn!(
             open = tracker.len(),
-            "sessions still open after {SESSION_DRAIN_LIMIT:?}; exiting anyway"
+            "sessions still open after {SESSION_DRAIN_LIMIT:?} (a client that stopped reading?): cutting their writers; what they read is still committed"
         );
+        cut.cancel();
+        if tokio::time::timeout(SESSION_CUT_LIMIT, tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::error!(
+                open = tracker.len(),
+                "sessions still open after their writers were cut (the outbox cannot take their events?); stopping without them"
+            );
+        }
     }
     tracing::info!("kapacitor-pagertree stopped");
     Ok(())

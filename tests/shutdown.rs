@@ -286,3 +286,77 @@ async fn a_corrupt_database_shows_in_readiness_and_loses_nothing() {
         "log:\n{log}"
     );
 }
+
+/// Item 2: a client that stops reading cannot hold the shutdown. Its session
+/// produced an event, then asked for far more answers than the socket holds
+/// and never read them. SIGTERM ends the agent in bounded time (sessions get
+/// 10 s, then their writers are cut and get 3 s more), and the event is in the
+/// outbox: the next start delivers it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_does_not_hold_the_shutdown() {
+    use kapacitor_pagertree::proto::{InfoRequest, InitRequest, Request, request};
+    let fake = FakePagerTree::start().await;
+    let url = fake.integration("int_stuck", Fmt::Kapacitor, None);
+    // The event waits in the outbox over the shutdown: PagerTree is down.
+    fake.set_outage(Some(Fault::Status(500)));
+    let config = format!(
+        "[delivery]\ndefault_endpoint = \"oncall\"\nretry_initial = \"100ms\"\nretry_max = \"500ms\"\n\
+         shutdown_grace = \"1s\"\n[endpoints.oncall]\nurl = \"{url}\"\n"
+    );
+    let mut agent = Agent::builder().config(&config).start();
+    let stream = tokio::net::UnixStream::connect(agent.stream_socket())
+        .await
+        .unwrap();
+    let (unread, w) = stream.into_split();
+    // The emulator reads from a pipe nobody writes: the socket is never read.
+    let (never, _keep) = tokio::io::duplex(64);
+    let k = Kapacitor::over_io(never, w, Duration::from_secs(3600));
+    let req = |m| Request { message: Some(m) };
+    k.send(req(request::Message::Init(InitRequest {
+        options: vec![
+            opt("levelFrom").string("level").0,
+            opt("idFrom").string("alertID").0,
+        ],
+        task_id: "stuck".into(),
+        node_id: "pagertree2".into(),
+    })))
+    .await;
+    k.point(
+        point("cpu")
+            .time(1_700_000_000_000_000_000)
+            .tag("alertID", "stuck1")
+            .tag("level", "CRITICAL")
+            .field("v", 99.0),
+    )
+    .await;
+    // Answers (InfoResponses) far beyond the socket buffers and queues.
+    let flood = tokio::spawn(async move {
+        for _ in 0..200_000 {
+            k.send(req(request::Message::Info(InfoRequest {}))).await;
+        }
+        k
+    });
+    assert!(
+        agent.wait_log("alert event", Duration::from_secs(60)),
+        "no event; log:\n{}",
+        agent.log()
+    );
+    // The session is stuck once the flood stops draining into the agent.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    agent.signal(libc::SIGTERM);
+    let status = agent.wait_exit(Duration::from_secs(60));
+    let log = agent.log();
+    assert!(status.success(), "{status:?}; log:\n{log}");
+    assert!(log.contains("cutting their writers"), "{log}");
+    flood.abort();
+    drop(unread);
+
+    fake.set_outage(None);
+    let dir = agent.kill_keep_dir();
+    let agent = Agent::builder().config(&config).dir(dir).start();
+    assert!(
+        fake.wait_accepted(1, Duration::from_secs(60)).await,
+        "the stuck session's event was not delivered after the restart; log:\n{}",
+        agent.log()
+    );
+}

@@ -71,6 +71,10 @@ pub struct SessionSettings {
     /// **For tests only**: a delay before each data frame is processed, to
     /// make the node slow on purpose (`KAPACITOR_PAGERTREE_FAULT_PROCESS_DELAY_MS`).
     pub fault_process_delay: Option<Duration>,
+    /// Cancelled when shutdown gives up waiting for the sessions: each
+    /// session's writer stops (a client that stopped reading cannot hold
+    /// the session), so the processor hands on and commits what it read.
+    pub cut: CancellationToken,
 }
 
 impl SessionSettings {
@@ -81,6 +85,7 @@ impl SessionSettings {
             process_queue: 256,
             pause_keepalive_every: Duration::from_secs(1),
             fault_process_delay: None,
+            cut: CancellationToken::new(),
         }
     }
 }
@@ -174,7 +179,16 @@ where
     let stop_reading = CancellationToken::new();
 
     let clock = Arc::new(WriteClock::new());
-    let writer_task = tokio::spawn(write_loop(writer, out_rx, ka_rx, clock.clone()));
+    let cut = settings.cut.clone();
+    let write = write_loop(writer, out_rx, ka_rx, clock.clone());
+    let writer_task = tokio::spawn(async move {
+        tokio::select! {
+            r = write => r,
+            _ = cut.cancelled() => Err(std::io::Error::other(
+                "cut at shutdown: the client stopped reading",
+            )),
+        }
+    });
     let processor = Processor::new(id, settings.clone(), ctx.clone(), spent_tx);
     let process_task = tokio::spawn(processor.run(work_rx, out_tx, stop_reading.clone()));
 
