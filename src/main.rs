@@ -396,14 +396,20 @@ fn simulate(global: &Global, args: &SimulateArgs) -> Exit {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The daemon runtime's bound on blocking threads (tokio's default is 512).
+const MAX_BLOCKING_THREADS: usize = 64;
+
 fn run_daemon(global: &Global) -> Exit {
     let loaded = global.load()?;
     logging::init_for_daemon(&loaded).map_err(|e| {
         eprintln!("kapacitor-pagertree: {e}");
         ExitCode::from(2)
     })?;
+    // Blocking work (SQLite reads, spill files, the committer's join) runs
+    // on at most this many threads: a flood of sessions cannot make hundreds.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .max_blocking_threads(MAX_BLOCKING_THREADS)
         .build()
         .map_err(|e| {
             tracing::error!(error = %e, "cannot start the runtime");

@@ -75,6 +75,10 @@ pub struct SessionSettings {
     /// session's writer stops (a client that stopped reading cannot hold
     /// the session), so the processor hands on and commits what it read.
     pub cut: CancellationToken,
+    /// A connection that sends no request at all this long after connecting
+    /// is closed (Kapacitor sends Info or Init at once): idle connections
+    /// must not hold connection slots.
+    pub first_request_timeout: Duration,
 }
 
 impl SessionSettings {
@@ -86,6 +90,7 @@ impl SessionSettings {
             pause_keepalive_every: Duration::from_secs(1),
             fault_process_delay: None,
             cut: CancellationToken::new(),
+            first_request_timeout: FIRST_REQUEST_TIMEOUT,
         }
     }
 }
@@ -147,6 +152,8 @@ type PooledPoint = Box<Point>;
 const SPENT_QUEUE: usize = 4;
 
 const WRITER_QUEUE: usize = 64;
+/// See [`SessionSettings::first_request_timeout`].
+pub const FIRST_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const KEEPALIVE_QUEUE: usize = 16;
 /// Frames the processor takes from its queue at once.
 const PROCESS_CHUNK: usize = 256;
