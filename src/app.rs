@@ -42,10 +42,22 @@ pub const ENV_FAULT_PROCESS_DELAY_MS: &str = "KAPACITOR_PAGERTREE_FAULT_PROCESS_
 /// throughput run measures the protocol and the node, not the log.
 pub const ENV_BENCH_DISCARD_EVENTS: &str = "KAPACITOR_PAGERTREE_BENCH_DISCARD_EVENTS";
 
+/// **For tests only**: `1` freezes the outbox database at its size at start
+/// (SQLite's `max_page_count`), so every later commit fails with SQLite's own
+/// `SQLITE_FULL` — the error a full disk gives — where a test cannot mount a
+/// tiny tmpfs.
+pub const ENV_FAULT_OUTBOX_FULL: &str = "KAPACITOR_PAGERTREE_FAULT_OUTBOX_FULL";
+
 /// Messages the delivery queue holds before `Sink::submit` waits.
 const SINK_QUEUE: usize = 8192;
 /// How long open sessions get, at shutdown, to finish what they read.
 const SESSION_DRAIN_LIMIT: Duration = Duration::from_secs(10);
+/// At shutdown, after the sessions: how long the committer gets to store
+/// what they handed on (it normally needs a commit or two).
+const COMMIT_LIMIT: Duration = Duration::from_secs(5);
+/// After the drain limit, sessions still open have their writers cut (a
+/// client that stopped reading); they get this long to commit and end.
+const SESSION_CUT_LIMIT: Duration = Duration::from_secs(3);
 
 /// Why the agent could not start (or stop cleanly).
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +81,18 @@ pub enum AppError {
     Delivery(#[from] DeliveryError),
     #[error("{name}={value:?} is not a number of milliseconds")]
     FaultHook { name: &'static str, value: String },
+    #[error(
+        "{count} event(s) held only in memory (the outbox could not store them) were written to the spill file {path}; the next start imports them (or: outbox import {path})"
+    )]
+    Spilled { count: usize, path: PathBuf },
+    #[error(
+        "{count} event(s) held only in memory (the outbox could not store them) could not be written anywhere ({reason}); each is logged above at ERROR with its body"
+    )]
+    Lost { count: usize, reason: String },
+    #[error(
+        "{count} event(s) handed to delivery were never committed: the committer did not finish within {limit:?} (see the errors above); they are lost"
+    )]
+    Uncommitted { count: usize, limit: Duration },
 }
 
 /// Test and benchmark hooks, from the environment (never from the config
@@ -77,6 +101,7 @@ pub enum AppError {
 pub struct Hooks {
     pub fault_process_delay: Option<Duration>,
     pub discard_events: bool,
+    pub fault_outbox_full: bool,
 }
 
 impl Hooks {
@@ -100,9 +125,14 @@ impl Hooks {
                 "{ENV_BENCH_DISCARD_EVENTS}=1: alert events are discarded (benchmarks only)"
             );
         }
+        let fault_outbox_full = std::env::var(ENV_FAULT_OUTBOX_FULL).is_ok_and(|v| v == "1");
+        if fault_outbox_full {
+            tracing::warn!("{ENV_FAULT_OUTBOX_FULL}=1: the outbox cannot grow (tests only)");
+        }
         Ok(Hooks {
             fault_process_delay,
             discard_events,
+            fault_outbox_full,
         })
     }
 }
@@ -236,6 +266,7 @@ pub fn daemon_factory(config: &Config, store: Arc<dyn AlertStateStore>) -> Alert
 /// with it, all at once. `Ok` means exit 0.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), AppError> {
     let hooks = Hooks::from_env()?;
+    crate::ops::restrict_umask();
     std::fs::create_dir_all(&config.server.data_dir).map_err(|source| AppError::DataDir {
         path: config.server.data_dir.clone(),
         source,
@@ -304,6 +335,10 @@ async fn run_durable(
     })?;
     let outbox = delivery.outbox().clone();
     tracing::info!(path = %outbox.path().display(), "outbox open");
+    import_spill(&outbox, &config.delivery.spill_file).await;
+    if hooks.fault_outbox_full {
+        outbox.fault_freeze_size();
+    }
     // The alerts view starts from the kept alert state, not empty: an alert
     // open before a restart is listed before its next event.
     match outbox.open_alerts() {
@@ -343,7 +378,7 @@ async fn run_durable(
         }
     });
     let factory = daemon_factory(config, delivery.store());
-    let events = Arc::new(OutboxSessionEvents::new(outbox).with_arrivals(arrivals));
+    let events = Arc::new(OutboxSessionEvents::new(outbox.clone()).with_arrivals(arrivals));
     let result = run_sessions(
         config,
         Arc::new(factory),
@@ -359,10 +394,88 @@ async fn run_durable(
     // Every Sink clone is gone with the sessions: the committer commits what
     // is queued and ends; then the dispatcher gets shutdown_grace for
     // requests on the wire. What is not delivered stays in the outbox.
-    delivery.shutdown().await;
+    let uncommitted = delivery.shutdown(COMMIT_LIMIT).await;
     watch_stop.cancel();
     let _ = watcher.await;
-    result
+    let settled = settle_memory(outbox, config.delivery.spill_file.clone()).await;
+    if uncommitted > 0 {
+        tracing::error!(
+            events = uncommitted,
+            "events handed to delivery were never committed (the committer did not finish): they are lost"
+        );
+        return result.and(settled).and(Err(AppError::Uncommitted {
+            count: uncommitted,
+            limit: COMMIT_LIMIT,
+        }));
+    }
+    result.and(settled)
+}
+
+/// At start: a spill file left by a degraded shutdown goes into the outbox
+/// (then is removed); a failure is logged and the file kept for the next try.
+async fn import_spill(outbox: &crate::delivery::outbox::Outbox, path: &Path) {
+    if !path.exists() {
+        return;
+    }
+    let (ob, p) = (outbox.clone(), path.to_path_buf());
+    let imported = tokio::task::spawn_blocking(move || ob.import(&p)).await;
+    match imported {
+        Ok(Ok(n)) => {
+            tracing::warn!(events = n, path = %path.display(), "events spilled at the last shutdown imported into the outbox");
+            if let Err(e) = std::fs::remove_file(path) {
+                tracing::error!(error = %e, path = %path.display(), "cannot remove the imported spill file: remove it by hand, or its events are imported again at the next start");
+            }
+        }
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, path = %path.display(), "cannot import the spill file; it is kept and tried again at the next start (or: outbox import)")
+        }
+        Err(e) => tracing::error!(error = %e, "the spill import task failed"),
+    }
+}
+
+/// At shutdown, after the dispatcher's grace: events still held only in
+/// memory (degraded) go to the outbox if it stores again, else to the spill
+/// file, else to the log line by line. Anything but the outbox is an ERROR
+/// and a non-zero exit: never a silent loss.
+async fn settle_memory(
+    outbox: crate::delivery::outbox::Outbox,
+    spill: PathBuf,
+) -> Result<(), AppError> {
+    let settled = tokio::task::spawn_blocking(move || {
+        let held = outbox.memory_only();
+        if held == 0 {
+            return Ok(());
+        }
+        if outbox.try_recover() && outbox.memory_only() == 0 {
+            tracing::warn!(events = held, "events held in memory stored in the outbox at shutdown");
+            return Ok(());
+        }
+        match outbox.spill(&spill) {
+            Ok(count) => {
+                tracing::error!(
+                    events = count, path = %spill.display(),
+                    "events held only in memory written to the spill file: the next start imports them"
+                );
+                Err(AppError::Spilled { count, path: spill })
+            }
+            Err(e) => {
+                let count = outbox.memory_only();
+                outbox.log_memory_only();
+                tracing::error!(events = count, error = %e, "events held only in memory could not be stored or spilled: they are in the log lines above only");
+                Err(AppError::Lost {
+                    count,
+                    reason: e.to_string(),
+                })
+            }
+        }
+    })
+    .await;
+    settled.unwrap_or_else(|e| {
+        Err(AppError::Lost {
+            count: 0,
+            reason: format!("the shutdown task failed: {e}"),
+        })
+    })
 }
 
 /// Serves `factory` on the stream and batch sockets until `shutdown`, then
@@ -400,9 +513,11 @@ pub async fn run_sessions(
         sink,
         events,
     });
+    let cut = CancellationToken::new();
     let settings = |edge| {
         let mut s = SessionSettings::new(edge, server_cfg.max_frame_bytes);
         s.fault_process_delay = hooks.fault_process_delay;
+        s.cut = cut.clone();
         s
     };
 
@@ -412,14 +527,23 @@ pub async fn run_sessions(
         data_dir = %absolute(&server_cfg.data_dir).display(),
         "kapacitor-pagertree {} listening", env!("CARGO_PKG_VERSION")
     );
-    eprintln!(
-        "kapacitor-pagertree is listening.\n  stream socket: {}\n  batch socket:  {}\n  data dir:      {}\n\
+    // Under JSON logs (the journal) every line must be JSON: the snippet is a
+    // log event there, plain text otherwise.
+    if crate::ops::logging::json() {
+        tracing::info!(
+            kapacitor_conf = %kapacitor_conf_snippet(&stream_path, &batch_path),
+            "point Kapacitor at this agent with these kapacitor.conf lines, then restart Kapacitor"
+        );
+    } else {
+        eprintln!(
+            "kapacitor-pagertree is listening.\n  stream socket: {}\n  batch socket:  {}\n  data dir:      {}\n\
          Point Kapacitor at it with these kapacitor.conf lines, then restart Kapacitor:\n\n{}",
-        stream_path.display(),
-        batch_path.display(),
-        absolute(&server_cfg.data_dir).display(),
-        kapacitor_conf_snippet(&stream_path, &batch_path)
-    );
+            stream_path.display(),
+            batch_path.display(),
+            absolute(&server_cfg.data_dir).display(),
+            kapacitor_conf_snippet(&stream_path, &batch_path)
+        );
+    }
 
     let tracker = TaskTracker::new();
     let accept: Vec<_> = [
@@ -461,8 +585,18 @@ pub async fn run_sessions(
     {
         tracing::warn!(
             open = tracker.len(),
-            "sessions still open after {SESSION_DRAIN_LIMIT:?}; exiting anyway"
+            "sessions still open after {SESSION_DRAIN_LIMIT:?} (a client that stopped reading?): cutting their writers; what they read is still committed"
         );
+        cut.cancel();
+        if tokio::time::timeout(SESSION_CUT_LIMIT, tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::error!(
+                open = tracker.len(),
+                "sessions still open after their writers were cut (the outbox cannot take their events?); stopping without them"
+            );
+        }
     }
     tracing::info!("kapacitor-pagertree stopped");
     Ok(())

@@ -45,10 +45,13 @@
 //!   `check`, `simulate`.
 //! - [`app`]: the daemon assembled: [`app::run`] owns start and stop order.
 //! - [`ops`]: leaf settings: configuration, metrics, logging, systemd.
+//! - [`fuzzing`]: the properties of the fuzz targets (`fuzz/`), run as
+//!   proptests too.
 
 pub mod alert;
 pub mod app;
 pub mod delivery;
+pub mod fuzzing;
 pub mod gofmt;
 pub mod kapacitor;
 pub mod ops;

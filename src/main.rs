@@ -252,6 +252,14 @@ enum OutboxAction {
         #[arg(required = true, value_name = "all|NUMBER")]
         events: Vec<String>,
     },
+    /// Import a spill file (events a degraded agent could not store at shutdown) into the
+    /// outbox; a running agent sends them within a second. All lines or none. The agent
+    /// imports `[delivery] spill_file` by itself at start; this is for other files.
+    Import {
+        /// The spill file (JSON lines); it is left in place: remove it afterwards.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -392,14 +400,20 @@ fn simulate(global: &Global, args: &SimulateArgs) -> Exit {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The daemon runtime's bound on blocking threads (tokio's default is 512).
+const MAX_BLOCKING_THREADS: usize = 64;
+
 fn run_daemon(global: &Global) -> Exit {
     let loaded = global.load()?;
     logging::init_for_daemon(&loaded).map_err(|e| {
         eprintln!("kapacitor-pagertree: {e}");
         ExitCode::from(2)
     })?;
+    // Blocking work (SQLite reads, spill files, the committer's join) runs
+    // on at most this many threads: a flood of sessions cannot make hundreds.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .max_blocking_threads(MAX_BLOCKING_THREADS)
         .build()
         .map_err(|e| {
             tracing::error!(error = %e, "cannot start the runtime");
@@ -413,14 +427,27 @@ fn run_daemon(global: &Global) -> Exit {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The daemon until SIGTERM or SIGINT. The handlers are installed before the
-/// agent starts: a SIGTERM right after systemd's READY is a graceful stop.
+/// The daemon until SIGTERM or SIGINT; SIGHUP is logged and ignored. The
+/// handlers are installed before the agent starts: a SIGTERM right after
+/// systemd's READY is a graceful stop.
 async fn run_until_signal(config: Config) -> anyhow::Result<()> {
     use anyhow::Context;
     use tokio::signal::unix::{SignalKind, signal};
     use tokio_util::sync::CancellationToken;
     let mut term = signal(SignalKind::terminate()).context("cannot install the signal handlers")?;
     let mut int = signal(SignalKind::interrupt()).context("cannot install the signal handlers")?;
+    // SIGHUP (a closed terminal, `systemctl kill -s HUP`, a log rotator's
+    // habit) must not kill the agent: its default action would, leaving the
+    // socket files behind. Logs go to stderr (no file to re-open) and the
+    // config is read at start only, so it is logged and otherwise ignored.
+    let mut hup = signal(SignalKind::hangup()).context("cannot install the signal handlers")?;
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            tracing::warn!(
+                "SIGHUP ignored: logs go to stderr (nothing to re-open) and the configuration is read at start only; restart the agent to apply a new one"
+            );
+        }
+    });
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();
     tokio::spawn(async move {
@@ -541,6 +568,7 @@ fn outbox(global: &Global, action: OutboxAction) -> Exit {
         OutboxAction::Drop { events } => cli::parse_selection(&events)
             .and_then(|sel| cli::drop_events(&ob, &sel))
             .map(|a| a.to_string()),
+        OutboxAction::Import { file } => cli::import(&ob, &file),
     };
     print!("{}", result.map_err(|e| outbox_exit("outbox", e))?);
     Ok(ExitCode::SUCCESS)

@@ -53,7 +53,7 @@ fn the_shipped_example_config_is_valid() {
     assert!(o.status.success(), "{out}{err}");
     assert!(out.contains("valid"), "{out}");
     assert!(
-        out.contains("endpoint oncall (default): https://api.pagertree.com/… format kapacitor"),
+        out.contains("endpoint oncall (default): https://api.pagertree.com/integration/int_xx… format kapacitor"),
         "{out}"
     );
     assert!(
@@ -154,7 +154,8 @@ fn url_shortcut_alone_is_a_valid_config() {
     let (out, err) = text(&o);
     assert!(o.status.success(), "{out}{err}");
     assert!(
-        out.contains("endpoint default (default): https://api.pagertree.com/…"),
+        out.contains("endpoint default (default): https://api.pagertree.com/integration/int_se…")
+            && !out.contains("int_secret"),
         "{out}"
     );
     assert!(!out.contains("int_secret"), "{out}");

@@ -77,7 +77,11 @@ async fn start_deliver_shutdown_restart() {
     assert_eq!(m.degraded.get(), 0);
     drop(sink);
     shutdown.cancel();
-    d.shutdown().await;
+    assert_eq!(
+        d.shutdown(Duration::from_secs(30)).await,
+        0,
+        "uncommitted events"
+    );
 
     fake.set_outage(None);
     let shutdown = CancellationToken::new();
@@ -94,5 +98,9 @@ async fn start_deliver_shutdown_restart() {
         "{text}"
     );
     shutdown.cancel();
-    d.shutdown().await;
+    assert_eq!(
+        d.shutdown(Duration::from_secs(30)).await,
+        0,
+        "uncommitted events"
+    );
 }

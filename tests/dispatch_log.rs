@@ -89,7 +89,7 @@ async fn each_send_is_one_info_line_without_secrets() {
     assert!(d.contains(" INFO "), "{d}");
     for want in [
         "id=web01",
-        "level=CRITICAL",
+        "alert_level=CRITICAL",
         "endpoint=\"oncall\"",
         "outcome=\"delivered\"",
         "status=200",

@@ -48,7 +48,14 @@ fn starts_usefully_with_no_flags_and_no_config_file() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(data.join("batch.sock").exists());
-    let out = std::fs::read_to_string(&log).unwrap();
+    let log_text = std::fs::read_to_string(&log).unwrap();
+    // Off a terminal the logs are JSON, and the kapacitor.conf lines are the
+    // `kapacitor_conf` field of a log event (every line stays JSON).
+    let out = log_text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find_map(|v| v["kapacitor_conf"].as_str().map(str::to_string))
+        .unwrap_or_else(|| panic!("no kapacitor_conf event; log:\n{log_text}"));
     // Where, and the exact kapacitor.conf lines, with absolute paths.
     let abs_stream = std::fs::canonicalize(cwd.path())
         .unwrap()

@@ -858,7 +858,7 @@ impl Core {
     fn expression_error(&mut self, kind: &str, level: Level, error: &str) {
         self.counters.expression_errors.inc();
         if let Some(suppressed) = self.expr_error_log.allow() {
-            tracing::warn!(task = %self.task, node = %self.node, level = %level, suppressed,
+            tracing::warn!(task = %self.task, node = %self.node, alert_level = %level, suppressed,
                 "error evaluating the {kind} expression; it counts as {}: {error}",
                 if kind == "reset" { "passed" } else { "false" });
         }

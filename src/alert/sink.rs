@@ -78,7 +78,34 @@ struct SpentGroups {
     events: usize,
 }
 
+/// Counts what a sink holds without keeping it open (a [`Sink`] clone would
+/// keep the committer running): for a shutdown that must report what it
+/// could not commit.
+#[derive(Debug, Clone)]
+pub struct SinkProbe {
+    room: Arc<Semaphore>,
+    capacity: usize,
+}
+
+impl SinkProbe {
+    /// Events queued or in the commit under way (0 once the committer ended).
+    pub fn outstanding(&self) -> usize {
+        if self.room.is_closed() {
+            return 0;
+        }
+        self.capacity.saturating_sub(self.room.available_permits())
+    }
+}
+
 impl Sink {
+    /// A probe of this sink's queue (see [`SinkProbe`]).
+    pub fn probe(&self) -> SinkProbe {
+        SinkProbe {
+            room: self.room.clone(),
+            capacity: self.capacity,
+        }
+    }
+
     /// Queues an event, waiting while the bounded queue is full.
     pub async fn submit(&self, event: Box<Event>) -> Result<(), SinkError> {
         self.reserve(1).await?;
@@ -480,6 +507,23 @@ mod tests {
         assert_eq!(rec.all().len(), 85);
         drop(sink);
         handle.join().unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_probe_counts_what_is_not_committed_without_holding_the_sink() {
+        let rec = Record::default();
+        rec.hold.store(true, std::sync::atomic::Ordering::SeqCst);
+        let (sink, handle) = spawn_sink(rec.clone(), 8);
+        let probe = sink.probe();
+        sink.submit_many((0..3).map(event).collect()).await.unwrap();
+        assert_eq!(probe.outstanding(), 3);
+        rec.hold.store(false, std::sync::atomic::Ordering::SeqCst);
+        sink.barrier().await.unwrap();
+        assert_eq!(probe.outstanding(), 0);
+        // The probe does not keep the committer alive.
+        drop(sink);
+        handle.join().unwrap();
+        assert_eq!(probe.outstanding(), 0);
     }
 
     /// Fails every commit: the sink must not hang its senders when the thread dies.

@@ -32,6 +32,17 @@ pub enum CliError {
     NoEndpoint,
     #[error("send-test: {0}")]
     Endpoint(String),
+    #[error(transparent)]
+    Import(#[from] crate::delivery::outbox::ImportError),
+}
+
+/// `outbox import FILE`: the spill file's events into the outbox.
+pub fn import(outbox: &Outbox, file: &Path) -> Result<String, CliError> {
+    let n = outbox.import(file)?;
+    Ok(format!(
+        "imported {n} event(s) from {}; remove the file now (importing it again sends them again)\n",
+        file.display()
+    ))
 }
 
 /// Opens the outbox of a data directory for inspection; refuses to create one.
@@ -107,7 +118,17 @@ fn one_line(s: &str, max: usize) -> String {
 }
 
 impl fmt::Display for Listing {
+    /// The CLI's output boundary: the text goes through the one redaction.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut text = String::new();
+        self.render(&mut text)?;
+        f.write_str(&redact::text(&text, &[]))
+    }
+}
+
+impl Listing {
+    fn render(&self, f: &mut String) -> fmt::Result {
+        use std::fmt::Write as _;
         let oldest = self
             .oldest_pending_ns
             .map(|o| format!(", oldest {} old", age(self.now_ns, o)))
@@ -165,7 +186,17 @@ pub struct Acted {
 }
 
 impl fmt::Display for Acted {
+    /// The CLI's output boundary: the text goes through the one redaction.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut text = String::new();
+        self.render(&mut text)?;
+        f.write_str(&redact::text(&text, &[]))
+    }
+}
+
+impl Acted {
+    fn render(&self, f: &mut String) -> fmt::Result {
+        use std::fmt::Write as _;
         for h in &self.events {
             writeln!(
                 f,
@@ -245,7 +276,17 @@ impl TestReport {
 }
 
 impl fmt::Display for TestReport {
+    /// The CLI's output boundary: the text goes through the one redaction.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut text = String::new();
+        self.render(&mut text)?;
+        f.write_str(&redact::text(&text, &[]))
+    }
+}
+
+impl TestReport {
+    fn render(&self, f: &mut String) -> fmt::Result {
+        use std::fmt::Write as _;
         let ep = if self.endpoint.is_empty() {
             String::new()
         } else {

@@ -11,6 +11,7 @@
 //!   `retry_initial` to `retry_max` with jitter (a random half of the step),
 //!   so a fleet of alerts does not hammer PagerTree in lockstep after an outage;
 //! - 429: `Retry-After` (seconds or HTTP date) when given, else `retry_max`;
+//!   never more than `retry_max` (the log line says when it was capped);
 //! - other 4xx, redirects, an endpoint missing from the config: *parked* —
 //!   kept, logged at error level, retried every `parked_retry`, and holding
 //!   back the later events of its key until it goes through, an operator
@@ -383,12 +384,29 @@ impl State {
         let mut tick = tokio::time::interval(self.cfg.tick);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         self.load().await;
+        // Set at shutdown while events are held only in memory (degraded):
+        // they get `shutdown_grace` to go out before anything is abandoned.
+        let mut drain_until: Option<Instant> = None;
         loop {
+            if drain_until.is_some() && self.outbox.memory_only() == 0 {
+                break;
+            }
             self.start_ready();
             let next_timer = self.timers.peek().map(|Reverse((at, _))| *at);
             tokio::select! {
                 biased;
-                _ = cancel.cancelled() => break,
+                _ = cancel.cancelled(), if drain_until.is_none() => {
+                    let held = self.outbox.memory_only();
+                    if held == 0 {
+                        break;
+                    }
+                    tracing::warn!(
+                        events = held, grace = ?self.cfg.shutdown_grace,
+                        "stopping with events held only in memory (the outbox cannot store): delivering them within the grace"
+                    );
+                    drain_until = Some(later(self.cfg.shutdown_grace));
+                }
+                _ = sleep_until_opt(drain_until) => break,
                 Some(done) = self.inflight.join_next(), if !self.inflight.is_empty() => {
                     if let Ok(done) = done {
                         self.finish(done);
@@ -411,15 +429,17 @@ impl State {
                 }
             }
         }
-        self.shutdown().await;
+        self.shutdown(drain_until).await;
     }
 
-    async fn shutdown(&mut self) {
+    /// Waits for the requests on the wire up to `shutdown_grace`, counted
+    /// from `drain_until`'s start when memory-only events were drained.
+    async fn shutdown(&mut self, drain_until: Option<Instant>) {
         let n = self.inflight.len();
         if n > 0 {
             tracing::info!(in_flight = n, grace = ?self.cfg.shutdown_grace, "stopping delivery: waiting for requests on the wire");
         }
-        let deadline = later(self.cfg.shutdown_grace);
+        let deadline = drain_until.unwrap_or_else(|| later(self.cfg.shutdown_grace));
         while !self.inflight.is_empty() {
             tokio::select! {
                 Some(done) = self.inflight.join_next() => {
@@ -683,7 +703,7 @@ impl State {
         );
         log_sent(&row, "dead_lettered", None, row.attempts, None);
         tracing::error!(
-            seq = row.seq, task = %row.task, node = %row.node, id = %row.alert_id, level = %row.level,
+            seq = row.seq, task = %row.task, node = %row.node, id = %row.alert_id, alert_level = %row.level,
             url = %redact::url(&row.url), age = ?age, reason = %reason,
             "event moved to the dead-letter table: it was never accepted by PagerTree (see `outbox list`)"
         );
@@ -768,7 +788,7 @@ impl State {
                 m.delivery_latency_seconds.observe(latency);
                 if was_parked || row.attempts > 0 {
                     tracing::info!(
-                        seq = row.seq, id = %row.alert_id, level = %row.level, attempts = row.attempts + 1,
+                        seq = row.seq, id = %row.alert_id, alert_level = %row.level, attempts = row.attempts + 1,
                         was_parked, url = %redact::url(&row.url), "event delivered after earlier failures"
                     );
                 }
@@ -791,7 +811,19 @@ impl State {
                     return;
                 };
                 head.attempts += 1;
-                let wait = retry_after.unwrap_or(cfg.retry_max);
+                // Every wait is capped by retry_max: a Retry-After of days
+                // would otherwise age the event out before its next try.
+                let (wait, reason) = match retry_after {
+                    Some(d) if d > cfg.retry_max => (
+                        cfg.retry_max,
+                        format!(
+                            "{reason}; waiting retry_max ({}) instead",
+                            humantime::format_duration(cfg.retry_max)
+                        ),
+                    ),
+                    Some(d) => (d, reason),
+                    None => (cfg.retry_max, reason),
+                };
                 self.retry_later(&key, wait, reason, false);
             }
             Outcome::Park { reason } => {
@@ -839,7 +871,7 @@ impl State {
                 .get_or_create(&OutcomeLabel { outcome: "parked" })
                 .inc();
             tracing::error!(
-                seq = head.seq, task = %head.task, node = %head.node, id = %head.alert_id, level = %head.level,
+                seq = head.seq, task = %head.task, node = %head.node, id = %head.alert_id, alert_level = %head.level,
                 url = %url, attempts = head.attempts, reason = %reason, retry_in = ?wait,
                 "PARKED: PagerTree refused the event; a human must act (fix the config, then `outbox retry`). \
                  Later events of this alert wait behind it"
@@ -851,7 +883,7 @@ impl State {
             m.retries_total.inc();
             if head.attempts == 1 || head.attempts.is_multiple_of(10) {
                 tracing::warn!(
-                    seq = head.seq, id = %head.alert_id, level = %head.level, url = %url,
+                    seq = head.seq, id = %head.alert_id, alert_level = %head.level, url = %url,
                     attempts = head.attempts, reason = %reason, retry_in = ?wait, "delivery failed; will retry"
                 );
             }
@@ -974,7 +1006,7 @@ fn log_sent(
     tracing::info!(
         seq = row.seq,
         id = %row.alert_id,
-        level = %row.level,
+        alert_level = %row.level,
         endpoint,
         url = %redact::url(&row.url),
         outcome,

@@ -154,6 +154,15 @@ pub enum OutboxError {
     },
 }
 
+/// A spill file could not be imported.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error(transparent)]
+    Spill(#[from] crate::delivery::spill::SpillError),
+    #[error(transparent)]
+    Outbox(#[from] OutboxError),
+}
+
 fn sql(what: &'static str) -> impl FnOnce(rusqlite::Error) -> OutboxError {
     move |source| OutboxError::Sql { what, source }
 }
@@ -325,6 +334,8 @@ struct Inner {
     memory_limit: usize,
     degraded: AtomicBool,
     last_degraded_log: Mutex<Option<Instant>>,
+    /// Why the outbox went degraded (repeated in the rate-limited log line).
+    degraded_why: Mutex<String>,
 }
 
 /// The durable outbox. Cheap to clone: every clone is the same database.
@@ -361,6 +372,30 @@ pub(crate) fn connect(path: &Path, full_sync: bool) -> Result<Connection, Outbox
     Ok(conn)
 }
 
+/// The database holds endpoint URLs and tokens: it is created 0640 (SQLite
+/// gives its `-wal` and `-shm` the database's mode), and a database or
+/// companion file left readable by others (an older version, a loose umask)
+/// loses its group-write and other bits. Best effort: a failure shows at
+/// open.
+fn private_files(db: &Path) {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let _ = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o640)
+        .open(db);
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let mut p = db.as_os_str().to_owned();
+        p.push(suffix);
+        if let Ok(meta) = std::fs::metadata(&p) {
+            let mode = meta.permissions().mode() & 0o7777;
+            if mode & !0o640 != 0 {
+                let _ = std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode & 0o640));
+            }
+        }
+    }
+}
+
 impl Outbox {
     /// Opens (creating if needed) `<data_dir>/outbox.db`.
     pub fn open(
@@ -368,11 +403,19 @@ impl Outbox {
         endpoints: Endpoints,
         memory_queue: usize,
     ) -> Result<Outbox, OutboxError> {
-        std::fs::create_dir_all(data_dir).map_err(|source| OutboxError::CreateDir {
-            path: data_dir.to_path_buf(),
-            source,
-        })?;
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o750)
+                .create(data_dir)
+                .map_err(|source| OutboxError::CreateDir {
+                    path: data_dir.to_path_buf(),
+                    source,
+                })?;
+        }
         let path = data_dir.join(DB_FILE);
+        private_files(&path);
         let conn = connect(&path, true)?;
         let version: i64 = conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
@@ -402,6 +445,7 @@ impl Outbox {
                 memory_limit: memory_queue.max(1),
                 degraded: AtomicBool::new(false),
                 last_degraded_log: Mutex::new(None),
+                degraded_why: Mutex::new(String::new()),
             }),
         })
     }
@@ -450,6 +494,141 @@ impl Outbox {
         }
         let mut conn = self.conn();
         self.flush_memory(&mut conn)
+    }
+
+    /// Events held only in memory (degraded mode) and not yet delivered:
+    /// what a shutdown must store, deliver or spill.
+    pub fn memory_only(&self) -> usize {
+        let mem = self.memory();
+        mem.rows
+            .iter()
+            .filter(|(r, _)| !mem.delivered.contains(&r.seq))
+            .count()
+    }
+
+    /// Shutdown, degraded: appends the events held only in memory (not
+    /// delivered) to the spill file `path` and forgets them. Returns how many
+    /// were written (0: nothing was held). On an error they stay in memory.
+    pub fn spill(&self, path: &Path) -> Result<usize, crate::delivery::spill::SpillError> {
+        let mut mem = self.memory();
+        let lines: Vec<crate::delivery::spill::SpillLine> = mem
+            .rows
+            .iter()
+            .filter(|(r, _)| !mem.delivered.contains(&r.seq))
+            .map(|(r, e)| crate::delivery::spill::SpillLine {
+                task: r.task.clone(),
+                node: r.node.clone(),
+                alert_id: r.alert_id.clone(),
+                level: r.level.clone(),
+                endpoint: r.endpoint.clone(),
+                url_override: r.url_override.clone(),
+                url: r.url.clone(),
+                format: r.format.as_str().to_string(),
+                body: String::from_utf8_lossy(&r.body).into_owned(),
+                created_ns: r.created_ns,
+                time_ns: e.time,
+            })
+            .collect();
+        if lines.is_empty() {
+            return Ok(0);
+        }
+        crate::delivery::spill::write(path, &lines)?;
+        mem.rows.clear();
+        mem.delivered.clear();
+        Ok(lines.len())
+    }
+
+    /// Last resort at shutdown (no spill file could be written): each event
+    /// held only in memory as one ERROR log line with its body.
+    pub fn log_memory_only(&self) {
+        let mem = self.memory();
+        for (r, _) in mem
+            .rows
+            .iter()
+            .filter(|(r, _)| !mem.delivered.contains(&r.seq))
+        {
+            tracing::error!(
+                task = %r.task, node = %r.node, id = %r.alert_id, alert_level = %r.level,
+                endpoint = %r.endpoint, format = r.format.as_str(), created_ns = r.created_ns,
+                body = %String::from_utf8_lossy(&r.body),
+                "event held only in memory at shutdown, not stored anywhere"
+            );
+        }
+    }
+
+    /// Tests only (`KAPACITOR_PAGERTREE_FAULT_OUTBOX_FULL`): the committer's
+    /// connection may not grow the database past its size now, so the next
+    /// commit gets `SQLITE_FULL` from SQLite, as on a full disk.
+    pub fn fault_freeze_size(&self) {
+        let conn = self.conn();
+        let r = conn
+            .query_row("PRAGMA page_count", [], |r| r.get::<_, i64>(0))
+            .and_then(|n| {
+                conn.query_row(&format!("PRAGMA max_page_count = {n}"), [], |r| {
+                    r.get::<_, i64>(0)
+                })
+            });
+        if let Err(e) = r {
+            tracing::warn!(error = %e, "cannot freeze the outbox size (fault hook)");
+        }
+    }
+
+    /// Reads a spill file into the outbox: its events become pending rows
+    /// (after every row stored now) and set the alert state, all in one
+    /// transaction; the dispatcher is woken. All or nothing.
+    pub fn import(&self, path: &Path) -> Result<usize, ImportError> {
+        let lines = crate::delivery::spill::read(path)?;
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql("importing a spill file"))?;
+        {
+            let mut ins = tx
+                .prepare_cached(INSERT_ROW)
+                .map_err(sql("importing a spill file"))?;
+            let mut up = tx
+                .prepare_cached(UPSERT_STATE)
+                .map_err(sql("importing a spill file"))?;
+            let mut del = tx
+                .prepare_cached(DELETE_STATE)
+                .map_err(sql("importing a spill file"))?;
+            for l in &lines {
+                ins.execute(params![
+                    l.task,
+                    l.node,
+                    l.alert_id,
+                    l.level,
+                    l.endpoint,
+                    l.url_override,
+                    l.url,
+                    l.format,
+                    l.body.as_bytes(),
+                    l.created_ns,
+                ])
+                .map_err(sql("importing a spill file"))?;
+                match Level::parse(&l.level) {
+                    Some(Level::OK) | None => {
+                        del.execute(params![l.task, l.node, l.alert_id])
+                            .map_err(sql("importing a spill file"))?;
+                    }
+                    Some(level) => {
+                        up.execute(params![
+                            l.task,
+                            l.node,
+                            l.alert_id,
+                            level as u8 as i64,
+                            l.time_ns
+                        ])
+                        .map_err(sql("importing a spill file"))?;
+                    }
+                }
+            }
+        }
+        tx.commit().map_err(sql("importing a spill file"))?;
+        drop(conn);
+        metrics().outbox_depth.inc_by(lines.len() as i64);
+        self.inner.notify.notify_one();
+        Ok(lines.len())
     }
 
     pub(crate) fn memory(&self) -> std::sync::MutexGuard<'_, MemoryQueue> {
@@ -501,7 +680,7 @@ impl Outbox {
             if e.route.dry_run {
                 tracing::info!(
                     target: "pagertree::dry_run",
-                    task = %e.task, node = %e.node, id = %e.id, level = %e.level,
+                    task = %e.task, node = %e.node, id = %e.id, alert_level = %e.level,
                     endpoint = %target.endpoint, url = %redact::url(&target.url), format = target.format.as_str(),
                     body = %String::from_utf8_lossy(&body).trim_end(),
                     "dryRun: event not sent"
@@ -614,10 +793,18 @@ impl Outbox {
                 .last_degraded_log
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
+            let mut kept = self
+                .inner
+                .degraded_why
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if !was || kept.is_empty() || why != "still failing" {
+                *kept = why.to_string();
+            }
             if !was || last.is_none_or(|t| t.elapsed() > Duration::from_secs(30)) {
                 *last = Some(Instant::now());
                 tracing::error!(
-                    path = %self.inner.path.display(), error = why,
+                    path = %self.inner.path.display(), error = %kept,
                     "DEGRADED: the outbox cannot store; events wait in memory and are still delivered from there"
                 );
             }
@@ -1036,7 +1223,7 @@ impl Outbox {
         })?;
         for h in &chosen {
             tracing::warn!(
-                seq = h.seq, id = %h.alert_id, level = %h.level, kind = h.kind.as_str(), url = %h.url_redacted,
+                seq = h.seq, id = %h.alert_id, alert_level = %h.level, kind = h.kind.as_str(), url = %h.url_redacted,
                 "event dropped by the operator (outbox drop)"
             );
         }
@@ -1069,19 +1256,39 @@ impl Outbox {
     }
 }
 
-/// Errors that mean "the disk cannot store" (degraded mode), as opposed to
-/// a bug or a corrupt file.
+/// Errors that mean "the database cannot store" (degraded mode): a full,
+/// read-only or failing disk, and a database file corrupted under the
+/// running agent (issue 13, item 3: commits that fail forever must show in
+/// `/readyz` and `degraded`, and their events must be held, delivered and,
+/// at shutdown, spilled like any other degraded event).
 pub(crate) fn is_storage_error(e: &rusqlite::Error) -> bool {
     use rusqlite::ErrorCode::*;
     match e {
         rusqlite::Error::SqliteFailure(f, _) => {
             matches!(
                 f.code,
-                DiskFull | SystemIoFailure | ReadOnly | CannotOpen | DatabaseBusy | DatabaseLocked
+                DiskFull
+                    | SystemIoFailure
+                    | ReadOnly
+                    | CannotOpen
+                    | DatabaseBusy
+                    | DatabaseLocked
+                    | DatabaseCorrupt
+                    | NotADatabase
             )
         }
         _ => false,
     }
+}
+
+/// A corrupt database (as opposed to a full or failing disk): the operator
+/// must replace the file, which the log line says how to do.
+fn is_corruption(e: &rusqlite::Error) -> bool {
+    matches!(
+        e,
+        rusqlite::Error::SqliteFailure(f, _)
+            if matches!(f.code, rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase)
+    )
 }
 
 impl Committer for Outbox {
@@ -1108,7 +1315,17 @@ impl Committer for Outbox {
             }
             Err(e) if is_storage_error(&e) => {
                 drop(conn);
-                let r = self.hold_in_memory(rows, &e.to_string());
+                let why = if is_corruption(&e) {
+                    format!(
+                        "{e}: the database file is corrupt. Stop the agent (events held in memory then go to [delivery] spill_file), \
+                         move {0} and its -wal/-shm aside, start it again (a new outbox is created and the spill file imported); \
+                         `sqlite3 <old file> .recover` may save its undelivered rows",
+                        self.inner.path.display()
+                    )
+                } else {
+                    e.to_string()
+                };
+                let r = self.hold_in_memory(rows, &why);
                 self.inner.notify.notify_one();
                 r
             }

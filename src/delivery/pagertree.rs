@@ -163,6 +163,8 @@ pub struct Endpoints {
 
 impl Endpoints {
     pub fn from_config(config: &Config) -> Self {
+        // Tokens are scrubbed from every output of the process from now on.
+        redact::register_secrets(config.endpoints.values().map(|e| e.token.as_str()));
         Self {
             map: config.endpoints.clone(),
             default_endpoint: config.delivery.default_endpoint.clone(),
@@ -419,6 +421,33 @@ pub struct HttpClient {
 /// The longest response body kept for logs.
 const BODY_SNIPPET: usize = 300;
 
+/// The most of a response body ever read (PagerTree answers a few hundred
+/// bytes; a larger body is cut, and its connection closed, not pooled).
+pub const BODY_READ_LIMIT: usize = 4096;
+
+/// Reads at most `limit` bytes of a response body, chunk by chunk: a huge or
+/// endless body costs `limit` bytes, not its length. A body read whole goes
+/// back to the pool; a cut one is dropped with its connection.
+async fn read_capped(mut resp: reqwest::Response, limit: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    while out.len() < limit {
+        match resp.chunk().await {
+            Ok(Some(c)) => out.extend_from_slice(&c[..c.len().min(limit - out.len())]),
+            Ok(None) | Err(_) => break,
+        }
+    }
+    out
+}
+
+/// The largest `i <= max` that does not split a UTF-8 character of `b`.
+fn floor_char_boundary(b: &[u8], max: usize) -> usize {
+    let mut i = b.len().min(max);
+    while i > 0 && i < b.len() && (b[i] & 0xC0) == 0x80 {
+        i -= 1;
+    }
+    i
+}
+
 impl HttpClient {
     pub fn new() -> Self {
         Self::default()
@@ -465,9 +494,8 @@ impl HttpClient {
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| parse_retry_after(v, SystemTime::now()));
-        // Read the body (it is small) so the connection goes back to the pool.
-        let bytes = resp.bytes().await.unwrap_or_default();
-        let end = bytes.len().min(BODY_SNIPPET);
+        let bytes = read_capped(resp, BODY_READ_LIMIT).await;
+        let end = floor_char_boundary(&bytes, BODY_SNIPPET);
         let body = redact::text(String::from_utf8_lossy(&bytes[..end]).trim(), &secrets);
         Ok(Answer {
             status,

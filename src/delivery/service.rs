@@ -100,8 +100,11 @@ impl Delivery {
 
     /// Stops delivery. Every other `Sink` clone must be dropped first (the
     /// committer finishes when the last one goes); then the dispatcher stops
-    /// with its grace period.
-    pub async fn shutdown(self) {
+    /// with its grace period. The committer gets `commit_limit`: one that is
+    /// still running then (a session that never let go of its sink, commits
+    /// failing with a full memory queue) is left behind, and the events it
+    /// holds are returned as a count — they are not stored anywhere.
+    pub async fn shutdown(self, commit_limit: std::time::Duration) -> usize {
         let Delivery {
             outbox: _,
             sink,
@@ -109,12 +112,23 @@ impl Delivery {
             dispatcher,
             stop,
         } = self;
+        let probe = sink.probe();
         drop(sink);
-        let joined = tokio::task::spawn_blocking(move || committer.join()).await;
-        if !matches!(joined, Ok(Ok(()))) {
-            tracing::error!("the delivery committer thread ended abnormally");
-        }
+        let joined = tokio::time::timeout(
+            commit_limit,
+            tokio::task::spawn_blocking(move || committer.join()),
+        )
+        .await;
+        let uncommitted = match joined {
+            Ok(Ok(Ok(()))) => 0,
+            Ok(_) => {
+                tracing::error!("the delivery committer thread ended abnormally");
+                probe.outstanding()
+            }
+            Err(_) => probe.outstanding(),
+        };
         stop.cancel();
         dispatcher.join().await;
+        uncommitted
     }
 }

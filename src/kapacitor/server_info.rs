@@ -164,7 +164,17 @@ pub fn persist(path: &Path, si: &ServerInfo) -> Result<(), ServerInfoError> {
     };
     let tmp = path.with_extension("json.tmp");
     let body = serde_json::to_vec_pretty(si).map_err(|e| err(e.into()))?;
-    let mut f = std::fs::File::create(&tmp).map_err(err)?;
+    // Private like the rest of the data directory, whatever the umask.
+    let mut f = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o640)
+            .open(&tmp)
+            .map_err(err)?
+    };
     f.write_all(&body).map_err(err)?;
     f.sync_all().map_err(err)?;
     std::fs::rename(&tmp, path).map_err(err)

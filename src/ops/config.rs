@@ -138,6 +138,12 @@ impl Default for KapacitorConfig {
     }
 }
 
+/// The default `[delivery] spill_file`: outside any data directory, on a
+/// path that survives a reboot (`/var/tmp`). The contrib systemd unit (whose
+/// `PrivateTmp=yes` empties `/var/tmp` at stop) sets it under its
+/// `LogsDirectory=` instead.
+pub const DEFAULT_SPILL_FILE: &str = "/var/tmp/kapacitor-pagertree.spill.jsonl";
+
 /// `[delivery]`
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -157,6 +163,12 @@ pub struct DeliveryConfig {
     pub memory_queue: usize,
     #[serde(deserialize_with = "de_duration")]
     pub shutdown_grace: Duration,
+    /// Where events held only in memory (degraded mode) are written at
+    /// shutdown when the outbox still cannot store them and they were not
+    /// delivered within `shutdown_grace`: JSON lines, mode 0600, read back
+    /// at the next start (or by `outbox import`). Must not be under the
+    /// data directory (that disk is the one that failed).
+    pub spill_file: PathBuf,
 }
 
 impl Default for DeliveryConfig {
@@ -171,6 +183,7 @@ impl Default for DeliveryConfig {
             commit_window: Duration::from_millis(2),
             memory_queue: 100_000,
             shutdown_grace: Duration::from_secs(5),
+            spill_file: PathBuf::from(DEFAULT_SPILL_FILE),
         }
     }
 }
@@ -547,22 +560,10 @@ fn parse_format(v: &str) -> Result<PayloadFormat, String> {
 
 /// Shows a URL without its secret: PagerTree's integration URLs carry the
 /// integration id in the path and sometimes a token in the query, and anyone
-/// who has them can page the rota. Scheme, host and port stay, so a log still
-/// says where a request went.
+/// who has them can page the rota. The one redaction
+/// ([`crate::ops::redact::url`]): scheme, host and the path's shape stay.
 pub fn redact_url(url: &str) -> String {
-    match reqwest::Url::parse(url) {
-        Ok(u) => {
-            let host = u.host_str().unwrap_or("");
-            let port = u.port().map(|p| format!(":{p}")).unwrap_or_default();
-            let path = if u.path() == "/" || u.path().is_empty() {
-                String::new()
-            } else {
-                "/…".to_string()
-            };
-            format!("{}://{host}{port}{path}", u.scheme())
-        }
-        Err(_) => "<invalid url>".to_string(),
-    }
+    crate::ops::redact::url(url)
 }
 
 /// Checks that a URL is absolute http(s) with a host.
@@ -634,6 +635,7 @@ impl Config {
                     "commit_window" => d.commit_window = parse_duration(&v)?,
                     "memory_queue" => d.memory_queue = parse_count(&v)?,
                     "shutdown_grace" => d.shutdown_grace = parse_duration(&v)?,
+                    "spill_file" => d.spill_file = PathBuf::from(v),
                     _ => return Err("unknown key in [delivery]".into()),
                 }
             }
@@ -869,7 +871,7 @@ impl Config {
             }
         }
         // serve would refuse it at bind: refuse it here already.
-        if !s.socket_group.is_empty() && crate::ops::group_id(&s.socket_group).is_none() {
+        if !s.socket_group.is_empty() && crate::ops::lookup_group(&s.socket_group).is_none() {
             err!(
                 "server.socket_group",
                 format!(
@@ -913,6 +915,20 @@ impl Config {
         }
         if d.memory_queue == 0 {
             err!("delivery.memory_queue", "must be at least 1".into());
+        }
+        if d.spill_file.file_name().is_none() {
+            err!("delivery.spill_file", "must name a file".into());
+        } else if std::path::absolute(&d.spill_file).is_ok_and(|f| {
+            std::path::absolute(&self.server.data_dir).is_ok_and(|dd| f.starts_with(dd))
+        }) {
+            err!(
+                "delivery.spill_file",
+                format!(
+                    "{} is under the data directory {}: it is where events go when that disk fails",
+                    d.spill_file.display(),
+                    self.server.data_dir.display()
+                ),
+            );
         }
         if d.retry_initial.is_zero() {
             err!("delivery.retry_initial", "must be more than 0s".into());
@@ -1271,16 +1287,19 @@ mod tests {
     }
 
     #[test]
-    fn redaction_keeps_only_scheme_and_host() {
+    fn redaction_keeps_only_scheme_host_and_path_shape() {
         assert_eq!(
             redact_url("https://api.pagertree.com/integration/int_secret?token=x"),
-            "https://api.pagertree.com/…"
+            "https://api.pagertree.com/integration/int_se…?…"
         );
         assert_eq!(
             redact_url("http://127.0.0.1:8080/"),
-            "http://127.0.0.1:8080"
+            "http://127.0.0.1:8080/"
         );
-        assert_eq!(redact_url("nonsense"), "<invalid url>");
+        assert_eq!(
+            redact_url("http://u:p@[::1/integration/int_secret"),
+            "http://…@[::1/integration/int_se…"
+        );
     }
 
     #[test]

@@ -1,6 +1,10 @@
 //! The log: `tracing` events to stderr, human text on a terminal and JSON
 //! lines otherwise (systemd's journal keeps stderr; JSON keeps fields such as
-//! `id`, `level` and `endpoint` searchable).
+//! `id`, `alert_level` and `endpoint` searchable).
+//!
+//! Every line goes through [`crate::ops::redact::text`] on its way out
+//! ([`RedactingStderr`]): a secret that reaches a log field by any path (a
+//! response body, a library's error, an option echoed back) is cut there.
 
 use std::io::IsTerminal;
 
@@ -15,6 +19,15 @@ pub enum LoggingError {
     Filter { level: String, reason: String },
     #[error("a logger is already installed")]
     AlreadySet,
+}
+
+/// Whether the installed logger writes JSON lines.
+static JSON: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// True when the process's logger writes JSON: then every line on stderr must
+/// be a JSON object, so nothing else may print there.
+pub fn json() -> bool {
+    JSON.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// Which format `auto` means here: text when stderr is a terminal.
@@ -37,8 +50,13 @@ pub fn init(format: LogFormat, level: &str) -> Result<(), LoggingError> {
         })?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let result = match resolve(format) {
+        .with_writer(|| RedactingStderr);
+    let resolved = resolve(format);
+    JSON.store(
+        resolved == LogFormat::Json,
+        std::sync::atomic::Ordering::Relaxed,
+    );
+    let result = match resolved {
         LogFormat::Json => builder
             .json()
             .flatten_event(true)
@@ -88,6 +106,23 @@ pub fn init_for_daemon(loaded: &crate::ops::config::Loaded) -> Result<(), Loggin
         tracing::warn!("{w}");
     }
     Ok(())
+}
+
+/// stderr behind the redaction: the fmt layer writes each formatted event
+/// with one `write_all`, so each call holds whole lines.
+pub struct RedactingStderr;
+
+impl std::io::Write for RedactingStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        let clean = crate::ops::redact::text(&text, &[]);
+        std::io::stderr().lock().write_all(clean.as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
 }
 
 #[cfg(test)]

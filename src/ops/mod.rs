@@ -5,11 +5,11 @@
 //! - [`logging`]: `tracing` to stderr, text or JSON lines.
 //! - [`systemd`]: readiness and stopping notifications (`Type=notify`).
 //! - [`run_blocking`]: short blocking work from async code.
-//! - [`group_id`]: a group name to its gid (sockets, `check`).
 
 pub mod config;
 pub mod logging;
 pub mod metrics;
+pub mod redact;
 pub mod systemd;
 
 /// Runs short blocking work (a small SQLite write, a bounded HTTP read) from
@@ -24,10 +24,21 @@ pub fn run_blocking<T>(f: impl FnOnce() -> T) -> T {
     }
 }
 
-/// A group name (or a numeric gid) to its gid, from the system's group
-/// database; `None` when no such group exists. Used by `check` (which must
-/// refuse what `serve` would) and by the socket setup.
-pub fn group_id(group: &str) -> Option<u32> {
+/// Makes every file and directory this process creates private to its user
+/// and group (umask |= 027: directories 0750, files 0640 at most), whatever
+/// umask it was started with: the data directory holds endpoint URLs and
+/// tokens (credentials that page the rota). Called first thing by `app::run`.
+pub fn restrict_umask() {
+    // SAFETY: umask(2) only swaps the process's mask; it cannot fail.
+    unsafe {
+        let old = libc::umask(0o027);
+        libc::umask(old | 0o027);
+    }
+}
+
+/// A group name (or a numeric gid) to a gid; `None`: no such group. Here
+/// (a leaf) because the config check and the socket binding both need it.
+pub fn lookup_group(group: &str) -> Option<u32> {
     if let Ok(gid) = group.parse::<u32>() {
         return Some(gid);
     }

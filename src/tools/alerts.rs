@@ -85,6 +85,8 @@ pub fn fetch(config: &Config, explicit: Option<String>) -> Result<String, Alerts
                 Ok(body)
             })
         })
+        // The CLI's output boundary (the agent redacts too; an older one may not).
+        .map(|body| crate::delivery::redact::text(&body, &[]))
         .map_err(AlertsError::Fetch)
 }
 

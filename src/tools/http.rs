@@ -144,8 +144,14 @@ fn route(method: &Method, path: &str) -> Response<Full<Bytes>> {
             let body = AlertsResponse {
                 alerts: alerts_view().list(),
             };
-            match serde_json::to_vec(&body) {
-                Ok(json) => reply(StatusCode::OK, "application/json", json),
+            // The output boundary: a delivery detail may quote an endpoint's
+            // answer, which may echo the integration URL.
+            match serde_json::to_string(&body) {
+                Ok(json) => reply(
+                    StatusCode::OK,
+                    "application/json",
+                    crate::delivery::redact::text(&json, &[]),
+                ),
                 Err(e) => reply(StatusCode::INTERNAL_SERVER_ERROR, TEXT, format!("{e}\n")),
             }
         }

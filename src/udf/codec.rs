@@ -6,8 +6,18 @@
 //! [`Request`](crate::proto::Request)s and encodes
 //! [`Response`](crate::proto::Response)s ([`AgentCodec`]); the Kapacitor
 //! emulator of the tests and the benchmark do the reverse ([`KapacitorCodec`]).
+//!
+//! Memory: a frame's announced length is checked against `max_frame_bytes`
+//! but never reserved up front: the buffer grows as the bytes arrive, so a
+//! peer that announces 16 MiB and sends one byte costs one read buffer. The
+//! bytes all connections hold in incomplete frames, beyond
+//! [`FREE_PARTIAL_BYTES`] each, share one budget ([`PARTIAL_FRAMES_BUDGET`],
+//! or twice `max_frame_bytes` when that is larger); a frame that would go over
+//! it is refused ([`CodecError::PartialBudget`]) and its connection ends, so
+//! slow or lying peers cannot hold more than that between them.
 
 use std::marker::PhantomData;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use prost::Message;
@@ -17,6 +27,22 @@ use crate::proto::{Request, Response};
 
 /// A varint is at most 10 bytes long for a `u64`.
 const MAX_VARINT_LEN: usize = 10;
+
+/// The bytes of an incomplete frame a connection may hold outside the
+/// shared budget (most frames are points of a few hundred bytes).
+pub const FREE_PARTIAL_BYTES: usize = 64 * 1024;
+
+/// What all connections' incomplete frames may hold together beyond
+/// [`FREE_PARTIAL_BYTES`] each (at least twice `max_frame_bytes`).
+pub const PARTIAL_FRAMES_BUDGET: usize = 256 * 1024 * 1024;
+
+/// The bytes now counted against [`PARTIAL_FRAMES_BUDGET`], process-wide.
+static PARTIAL_BYTES: AtomicUsize = AtomicUsize::new(0);
+
+/// The bytes incomplete frames hold against the shared budget now.
+pub fn partial_frame_bytes() -> usize {
+    PARTIAL_BYTES.load(Ordering::Relaxed)
+}
 
 /// What can go wrong between bytes and messages. Every variant says enough for
 /// the `ErrorResponse` Kapacitor logs and for our own log.
@@ -35,6 +61,11 @@ pub enum CodecError {
         len: usize,
         source: prost::DecodeError,
     },
+    /// Incomplete frames of all connections hold the whole budget.
+    #[error(
+        "incomplete frames of all connections would hold more than {budget} bytes; refusing this {len}-byte frame"
+    )]
+    PartialBudget { len: usize, budget: usize },
     /// The peer closed its write half in the middle of a frame.
     #[error("connection closed in the middle of a frame: {received} of {expected} bytes received")]
     Truncated { received: usize, expected: usize },
@@ -48,6 +79,7 @@ impl CodecError {
             CodecError::FrameTooLarge { .. } => "frame_too_large",
             CodecError::BadLengthPrefix => "bad_length_prefix",
             CodecError::Decode { .. } => "decode",
+            CodecError::PartialBudget { .. } => "partial_frames_budget",
             CodecError::Truncated { .. } => "truncated",
         }
     }
@@ -60,7 +92,15 @@ pub struct FrameCodec<In, Out> {
     /// The length of the frame being assembled, once its prefix was read: kept
     /// between calls so a frame split across reads is not re-parsed each time.
     pending: Option<(usize, usize)>,
+    /// The bytes of the pending frame counted against the shared budget.
+    counted: usize,
     _dir: PhantomData<fn(Out) -> In>,
+}
+
+impl<In, Out> Drop for FrameCodec<In, Out> {
+    fn drop(&mut self) {
+        self.release();
+    }
 }
 
 /// The agent's side: reads `Request`s, writes `Response`s.
@@ -73,6 +113,7 @@ impl<In, Out> FrameCodec<In, Out> {
         Self {
             max_frame_bytes,
             pending: None,
+            counted: 0,
             _dir: PhantomData,
         }
     }
@@ -131,13 +172,40 @@ impl<In, Out> FrameCodec<In, Out> {
         };
         let total = prefix + len;
         if src.len() < total {
-            // The frame is legal: make room once rather than growing per read.
-            src.reserve(total - src.len());
+            // Not reserved: the buffer grows as the bytes arrive.
+            self.account(src.len(), len)?;
             return Ok(None);
         }
+        self.release();
         self.pending = None;
         src.advance(prefix);
         Ok(Some(src.split_to(len).freeze()))
+    }
+
+    /// Counts `held` bytes of an incomplete frame of `len` bytes against the
+    /// shared budget (beyond [`FREE_PARTIAL_BYTES`]).
+    fn account(&mut self, held: usize, len: usize) -> Result<(), CodecError> {
+        let want = held.saturating_sub(FREE_PARTIAL_BYTES);
+        if want <= self.counted {
+            return Ok(());
+        }
+        let add = want - self.counted;
+        let budget = PARTIAL_FRAMES_BUDGET.max(self.max_frame_bytes.saturating_mul(2));
+        let before = PARTIAL_BYTES.fetch_add(add, Ordering::Relaxed);
+        self.counted = want;
+        if before.saturating_add(add) > budget {
+            self.release();
+            return Err(CodecError::PartialBudget { len, budget });
+        }
+        Ok(())
+    }
+
+    /// Gives the pending frame's counted bytes back to the shared budget.
+    fn release(&mut self) {
+        if self.counted > 0 {
+            PARTIAL_BYTES.fetch_sub(self.counted, Ordering::Relaxed);
+            self.counted = 0;
+        }
     }
 
     /// At EOF: nothing left is fine, a partial frame is `Truncated`.
@@ -301,6 +369,32 @@ mod tests {
         }
         assert_eq!(got, reqs);
         assert_eq!(c.decode_eof(&mut buf).unwrap(), None);
+    }
+
+    #[test]
+    fn an_announced_length_is_not_reserved_before_its_bytes_arrive() {
+        let mut buf = BytesMut::with_capacity(64);
+        put_length_prefix(16 * 1024 * 1024, &mut buf);
+        buf.put_u8(0x0a);
+        let mut c = AgentCodec::new(16 * 1024 * 1024);
+        assert!(c.decode(&mut buf).unwrap().is_none());
+        assert!(buf.capacity() < 64 * 1024, "reserved {}", buf.capacity());
+    }
+
+    #[test]
+    fn incomplete_frames_share_one_budget() {
+        let mut c = RawFrameCodec::new(1 << 20);
+        let over = FREE_PARTIAL_BYTES + PARTIAL_FRAMES_BUDGET + 1;
+        let before = partial_frame_bytes();
+        let err = c.account(over, over).unwrap_err();
+        assert!(matches!(err, CodecError::PartialBudget { .. }), "{err}");
+        assert!(err.to_string().contains("incomplete frames"), "{err}");
+        // A refused frame gives its bytes back; a held one until done or dropped.
+        assert_eq!(c.counted, 0);
+        c.account(FREE_PARTIAL_BYTES + 10, 1 << 20).unwrap();
+        assert!(partial_frame_bytes() >= before + 10);
+        drop(c);
+        assert!(partial_frame_bytes() <= before);
     }
 
     #[test]

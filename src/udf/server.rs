@@ -190,7 +190,7 @@ fn remove_stale(path: &Path) -> Result<(), ServerError> {
 
 /// A group name (or a numeric gid) to a gid.
 pub fn lookup_group(group: &str) -> Result<u32, ServerError> {
-    crate::ops::group_id(group).ok_or_else(|| ServerError::UnknownGroup {
+    crate::ops::lookup_group(group).ok_or_else(|| ServerError::UnknownGroup {
         group: group.to_string(),
     })
 }

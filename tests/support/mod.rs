@@ -28,6 +28,7 @@ pub struct AgentBuilder {
     bin: Option<PathBuf>,
     syscall_filter: Option<std::sync::Arc<seccomp::SeccompProgram>>,
     run_as: Option<(u32, u32)>,
+    umask: Option<u32>,
 }
 
 impl AgentBuilder {
@@ -69,6 +70,12 @@ impl AgentBuilder {
         self
     }
 
+    /// Starts the agent with this umask (e.g. 0o000, the loosest).
+    pub fn umask(mut self, mask: u32) -> Self {
+        self.umask = Some(mask);
+        self
+    }
+
     /// Reuse a data directory (e.g. to start a second agent on the same sockets).
     pub fn dir(mut self, dir: tempfile::TempDir) -> Self {
         self.dir = Some(dir);
@@ -103,6 +110,17 @@ impl AgentBuilder {
         if let Some((uid, gid)) = self.run_as {
             use std::os::unix::process::CommandExt;
             cmd.uid(uid).gid(gid);
+        }
+        if let Some(mask) = self.umask {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: umask(2) is async-signal-safe and touches no memory; before the
+            // syscall filter, which is installed last.
+            unsafe {
+                cmd.pre_exec(move || {
+                    libc::umask(mask as libc::mode_t);
+                    Ok(())
+                });
+            }
         }
         if let Some(program) = self.syscall_filter.clone() {
             use std::os::unix::process::CommandExt;

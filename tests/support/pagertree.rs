@@ -15,7 +15,8 @@
 //!   urgency…) is a *violation*, answered 422 and listed for the test.
 //! - Scripted faults, consumed one per request in order: a status (500…), 429
 //!   with or without `Retry-After`, a delay before answering, a connection
-//!   reset. An *outage* applies one fault to every request until lifted.
+//!   reset, a status whose body echoes the request path (secrets included),
+//!   a huge body. An *outage* applies one fault to every request until lifted.
 //!
 //! Written by hand on tokio's TCP (not hyper) so a test can reset a
 //! connection mid-request.
@@ -55,6 +56,12 @@ pub enum Fault {
     Jitter(Duration),
     /// Close the connection with a TCP reset instead of answering.
     Reset,
+    /// Answer this status with a body that echoes the request line's path
+    /// (query included), as a web framework's 404/405 page does.
+    EchoPath(u16),
+    /// Answer this status with a body of this many bytes (streamed; the
+    /// bytes actually written are counted, see [`FakePagerTree::huge_written`]).
+    HugeBody(u16, usize),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,6 +129,8 @@ struct State {
     violations: Vec<String>,
     /// Requests whose headers arrived (answered or not).
     arrivals: usize,
+    /// Body bytes written for each `HugeBody` fault, in order.
+    huge_written: Vec<usize>,
 }
 
 /// The running fake. Dropping it stops the server.
@@ -232,6 +241,11 @@ impl FakePagerTree {
     pub fn in_flight(&self) -> usize {
         let st = self.lock();
         st.arrivals - st.seen.len()
+    }
+
+    /// Body bytes the client took of each `HugeBody` answer before it hung up.
+    pub fn huge_written(&self) -> Vec<usize> {
+        self.lock().huge_written.clone()
     }
 
     pub fn arrivals(&self) -> usize {
@@ -424,6 +438,42 @@ async fn serve_conn(mut sock: TcpStream, state: Arc<Mutex<State>>, changed: Arc<
                     .await
                     .is_err()
                 {
+                    return;
+                }
+                continue;
+            }
+            Some(Fault::EchoPath(s)) => {
+                record(Some(*s), fault.clone());
+                let body = format!("{{\"error\":\"Cannot {} {}\"}}", req.method, req.path);
+                if respond(&mut sock, *s, &[], &body).await.is_err() {
+                    return;
+                }
+                continue;
+            }
+            Some(Fault::HugeBody(s, len)) => {
+                record(Some(*s), fault.clone());
+                let head = format!(
+                    "HTTP/1.1 {s} Status\r\ncontent-type: text/plain\r\ncontent-length: {len}\r\n\r\n"
+                );
+                if sock.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                let chunk = vec![b'x'; 64 * 1024];
+                let mut written = 0;
+                while written < *len {
+                    let n = chunk.len().min(len - written);
+                    if sock.write_all(&chunk[..n]).await.is_err() {
+                        break;
+                    }
+                    written += n;
+                }
+                state
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .huge_written
+                    .push(written);
+                changed.notify_waiters();
+                if written < *len {
                     return;
                 }
                 continue;

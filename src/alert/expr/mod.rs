@@ -170,8 +170,9 @@ impl Expr {
     fn build(src: String, ast: Node) -> Result<Expr, ExprError> {
         let mut lambdas = 0;
         let root = eval::compile(&ast, &mut lambdas).map_err(|msg| ExprError::Compile {
-            src: src.clone(),
-            msg,
+            // Cut like a parse error's echo: the message names the culprit.
+            src: parser::excerpt(&src, 0),
+            msg: parser::excerpt(&msg, 0),
         })?;
         Ok(Expr {
             references: ast.references(),

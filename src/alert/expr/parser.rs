@@ -14,6 +14,7 @@ use super::ast::{Literal, Node, Op};
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("cannot parse '{src}' at {}: {msg}", self.location())]
 pub struct ParseError {
+    /// The input, cut to [`ECHO_BYTES`] each side of the error ([`excerpt`]).
     pub src: String,
     /// 1-based line of the offending token.
     pub line: usize,
@@ -37,12 +38,43 @@ impl ParseError {
         let line_start = before.rfind('\n').map_or(0, |i| i + 1);
         let column = before[line_start..].chars().count() + 1;
         ParseError {
-            src: src.to_string(),
+            src: excerpt(src, pos),
             line,
             column,
             msg: msg.into(),
         }
     }
+}
+
+/// The most of an expression's text an error repeats, on each side of the
+/// error's position: a huge input must not become a huge log line.
+pub const ECHO_BYTES: usize = 120;
+
+/// `src` cut to [`ECHO_BYTES`] around byte `pos` (on character boundaries),
+/// `…` marking each cut end; short inputs come back whole. The line and
+/// column of the error say where the position is in the whole input.
+pub fn excerpt(src: &str, pos: usize) -> String {
+    if src.len() <= 2 * ECHO_BYTES {
+        return src.to_string();
+    }
+    let pos = pos.min(src.len());
+    let mut start = pos.saturating_sub(ECHO_BYTES);
+    while !src.is_char_boundary(start) {
+        start -= 1;
+    }
+    let mut end = (pos + ECHO_BYTES).min(src.len());
+    while !src.is_char_boundary(end) {
+        end += 1;
+    }
+    let mut out = String::with_capacity(end - start + 8);
+    if start > 0 {
+        out.push('…');
+    }
+    out.push_str(&src[start..end]);
+    if end < src.len() {
+        out.push('…');
+    }
+    out
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -499,7 +531,7 @@ impl<'s> Parser<'s> {
         let msg = match &t.tok {
             Tok::Error(m) => m.clone(),
             Tok::Eof => "unexpected end of expression".to_string(),
-            _ => format!("unexpected '{}'", t.text),
+            _ => format!("unexpected '{}'", excerpt(t.text, 0)),
         };
         ParseError::at(self.src, t.pos, msg)
     }

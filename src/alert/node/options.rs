@@ -663,24 +663,26 @@ fn split_names(s: &str) -> Vec<String> {
         .collect()
 }
 
+/// `.url()` must parse as an absolute http(s) URL with a host (what the
+/// HTTP client will need at delivery), else Init refuses it. The refusal
+/// shows the URL redacted: it is a credential.
 fn check_url(url: &str) -> Result<(), InitError> {
-    let lower = url.to_ascii_lowercase();
-    let rest = lower
-        .strip_prefix("https://")
-        .or_else(|| lower.strip_prefix("http://"));
-    match rest {
-        Some(r)
-            if !r.is_empty() && !r.starts_with('/') && !url.chars().any(char::is_whitespace) =>
-        {
-            Ok(())
+    let why = match reqwest::Url::parse(url) {
+        _ if url.chars().any(char::is_whitespace) => "it contains white space".to_string(),
+        Ok(u) if !matches!(u.scheme(), "http" | "https") => {
+            format!("the scheme is {:?}", u.scheme())
         }
-        _ => Err(InitError::new(
-            "url",
-            format!(
-                "{url:?} is not an http(s) URL such as 'https://api.pagertree.com/integration/int_xxx'"
-            ),
-        )),
-    }
+        Ok(u) if u.host_str().is_none_or(str::is_empty) => "it has no host".to_string(),
+        Ok(_) => return Ok(()),
+        Err(e) => format!("it does not parse ({e})"),
+    };
+    Err(InitError::new(
+        "url",
+        format!(
+            "the value is not an http(s) URL such as 'https://api.pagertree.com/integration/int_xxx': {why} \
+             (not shown: a URL may hold a secret)"
+        ),
+    ))
 }
 
 fn check_destination(route: &Route, destinations: &Destinations) -> Result<(), InitError> {
@@ -872,10 +874,24 @@ mod tests {
     }
 
     #[test]
+    fn url_must_parse_and_is_never_shown() {
+        let e = parse_stream(vec![opt(
+            "url",
+            vec![s("http://bob:pw@[::1/integration/int_SECRET99?token=tok")],
+        )])
+        .unwrap_err();
+        assert!(e.starts_with("url: the value is not an http(s) URL"), "{e}");
+        assert!(e.contains("does not parse"), "{e}");
+        for secret in ["bob", "pw@", "SECRET99", "tok"] {
+            assert!(!e.contains(secret), "{secret} in {e}");
+        }
+    }
+
+    #[test]
     fn url_must_be_http() {
         let e = parse_stream(vec![opt("url", vec![s("ftp://x")])]).unwrap_err();
         assert!(
-            e.starts_with("url: \"ftp://x\" is not an http(s) URL"),
+            e.starts_with("url: the value is not an http(s) URL") && !e.contains("ftp://x"),
             "{e}"
         );
         assert!(

@@ -71,6 +71,14 @@ pub struct SessionSettings {
     /// **For tests only**: a delay before each data frame is processed, to
     /// make the node slow on purpose (`KAPACITOR_PAGERTREE_FAULT_PROCESS_DELAY_MS`).
     pub fault_process_delay: Option<Duration>,
+    /// Cancelled when shutdown gives up waiting for the sessions: each
+    /// session's writer stops (a client that stopped reading cannot hold
+    /// the session), so the processor hands on and commits what it read.
+    pub cut: CancellationToken,
+    /// A connection that sends no request at all this long after connecting
+    /// is closed (Kapacitor sends Info or Init at once): idle connections
+    /// must not hold connection slots.
+    pub first_request_timeout: Duration,
 }
 
 impl SessionSettings {
@@ -81,6 +89,8 @@ impl SessionSettings {
             process_queue: 256,
             pause_keepalive_every: Duration::from_secs(1),
             fault_process_delay: None,
+            cut: CancellationToken::new(),
+            first_request_timeout: FIRST_REQUEST_TIMEOUT,
         }
     }
 }
@@ -142,6 +152,8 @@ type PooledPoint = Box<Point>;
 const SPENT_QUEUE: usize = 4;
 
 const WRITER_QUEUE: usize = 64;
+/// See [`SessionSettings::first_request_timeout`].
+pub const FIRST_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const KEEPALIVE_QUEUE: usize = 16;
 /// Frames the processor takes from its queue at once.
 const PROCESS_CHUNK: usize = 256;
@@ -174,7 +186,16 @@ where
     let stop_reading = CancellationToken::new();
 
     let clock = Arc::new(WriteClock::new());
-    let writer_task = tokio::spawn(write_loop(writer, out_rx, ka_rx, clock.clone()));
+    let cut = settings.cut.clone();
+    let write = write_loop(writer, out_rx, ka_rx, clock.clone());
+    let writer_task = tokio::spawn(async move {
+        tokio::select! {
+            r = write => r,
+            _ = cut.cancelled() => Err(std::io::Error::other(
+                "cut at shutdown: the client stopped reading",
+            )),
+        }
+    });
     let processor = Processor::new(id, settings.clone(), ctx.clone(), spent_tx);
     let process_task = tokio::spawn(processor.run(work_rx, out_tx, stop_reading.clone()));
 

@@ -158,10 +158,10 @@ impl Processor {
         self.ctx.sink.submit_many(events).await
     }
 
-    /// Responses to the writer, then events to delivery. A closed sink ends
-    /// the conversation (the agent is stopping or delivery failed).
+    /// Events to delivery, then responses to the writer: a client that stops
+    /// reading blocks the flush, never the events already produced. A closed
+    /// sink ends the conversation (the agent is stopping or delivery failed).
     pub(super) async fn hand_on(&mut self, out_tx: &mpsc::Sender<Outgoing>) -> Step {
-        self.flush(out_tx).await;
         if !self.spent.is_empty() {
             let spent = std::mem::replace(&mut self.spent, Vec::with_capacity(PROCESS_CHUNK));
             // A full queue (the reader is not decoding): freed here instead.
@@ -175,6 +175,7 @@ impl Processor {
             self.flush(out_tx).await;
             return step;
         }
+        self.flush(out_tx).await;
         Step::Continue
     }
 
@@ -291,10 +292,13 @@ impl Processor {
                 Step::Continue
             }
             M::Snapshot(_) => {
-                // In order: responses before it are written first, and every
-                // event before it is committed before the answer.
+                // In order: every event before it is committed before the
+                // answer, and responses before it are written first (events
+                // are handed on before the flush, which a client that stops
+                // reading may block).
+                let submitted = self.submit_events().await;
                 self.flush(out_tx).await;
-                let committed = match self.submit_events().await {
+                let committed = match submitted {
                     Ok(()) => self.ctx.sink.barrier().await,
                     Err(e) => Err(e),
                 };

@@ -41,13 +41,22 @@ pub(super) async fn read_loop<R: AsyncRead + Unpin>(
     } = channels;
     let stream = settings.edge == EdgeType::Stream;
     let mut pool: Vec<PooledPoint> = Vec::new();
+    // Until the first request arrives: a connection that stays silent is closed.
+    let mut first = Some(tokio::time::Instant::now() + settings.first_request_timeout);
     loop {
         let next = tokio::select! {
             biased;
             _ = stop.cancelled() => return ReadEnd::Stopped,
             _ = shutdown.cancelled() => return ReadEnd::Shutdown,
+            _ = sleep_until_some(first) => {
+                return ReadEnd::Aborted(format!(
+                    "no request within {:?} of connecting: closed (Kapacitor sends its first request at once)",
+                    settings.first_request_timeout
+                ));
+            }
             f = frames.next() => f,
         };
+        first = None;
         let work = match next {
             None => return ReadEnd::Eof,
             Some(Ok(frame)) => {
@@ -167,5 +176,13 @@ pub(super) async fn forward(
                 }
             }
         }
+    }
+}
+
+/// Sleeps until `at`, or forever when it is `None`.
+async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
