@@ -378,24 +378,79 @@ async fn json_logs_are_json_only_with_alert_level() {
     k.close().await;
 }
 
-/// Item 13: an expression error on a 900 KB input repeats a few hundred
-/// bytes of it, with the position.
+/// Item 13: an expression error on a 60 KB input (under the 64 KiB option
+/// limit of item 6) repeats a few hundred bytes of it, with the position.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expression_errors_echo_little() {
     let agent = Agent::start();
     let mut k = Kapacitor::connect(agent.stream_socket()).await;
-    let expr = format!("\"v\" == '{}' >> 2", "a".repeat(900_000));
+    let expr = format!("\"v\" == '{}' >> 2", "a".repeat(60_000));
     let opts = vec![opt("dryRun"), opt("crit").string(&expr)];
     let init = k.init("t", "pagertree2", opts).await;
     assert!(!init.success);
     let shown = &init.error[..init.error.len().min(2000)];
-    assert!(init.error.contains("column 900012"), "{shown}");
+    assert!(init.error.contains("column 60012"), "{shown}");
     assert!(
         init.error.len() < 1024,
         "a {}-byte error: {shown}",
         init.error.len()
     );
-    let _ = agent.wait_log("column 900012", Duration::from_secs(10));
+    let _ = agent.wait_log("column 60012", Duration::from_secs(10));
     let longest = agent.log().lines().map(str::len).max().unwrap_or(0);
     assert!(longest < 4096, "a {longest}-byte log line");
+}
+
+/// Item 6: an Init with a 2 MB message template is refused at once with a
+/// message naming the option, its size and the limit, and another session's
+/// keepalives keep being answered meanwhile and after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_init_options_are_refused_and_stall_nobody() {
+    let agent = Agent::start();
+    let mut other = Kapacitor::connect(agent.stream_socket()).await;
+    let init = other.init("t", "steady", vec![opt("dryRun")]).await;
+    assert!(init.success, "{}", init.error);
+
+    let mut big = Kapacitor::connect(agent.stream_socket()).await;
+    let template = "{{ .Name }}".repeat(200_000); // 2.2 MB
+    let refused = tokio::spawn(async move {
+        let mut opts = vec![opt("dryRun"), opt("message").string(&template)];
+        opts.extend(level_opts());
+        let r = big.init("t", "huge", opts).await;
+        (r, big)
+    });
+    // The other session's keepalives are answered while the big Init is
+    // read and refused.
+    for _ in 0..5 {
+        other.keepalive().await;
+        assert!(
+            other
+                .next_keepalive_response(Duration::from_secs(30))
+                .await
+                .is_some(),
+            "a keepalive went unanswered; log:\n{}",
+            agent.log()
+        );
+    }
+    let (init, big) = refused.await.unwrap();
+    assert!(!init.success);
+    assert!(
+        init.error.starts_with("message: is 2200000 bytes"),
+        "{}",
+        init.error
+    );
+    assert!(
+        init.error.contains("at most 65536 bytes (64 KiB)"),
+        "{}",
+        init.error
+    );
+    assert!(agent.wait_log("Init refused", Duration::from_secs(30)));
+    big.close().await;
+    other.keepalive().await;
+    assert!(
+        other
+            .next_keepalive_response(Duration::from_secs(30))
+            .await
+            .is_some()
+    );
+    other.close().await;
 }
