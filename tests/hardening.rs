@@ -454,3 +454,80 @@ async fn oversized_init_options_are_refused_and_stall_nobody() {
     );
     other.close().await;
 }
+
+async fn get(url: &str) -> (u16, String) {
+    let r = reqwest::get(url).await.unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+/// Item 8: with `server.max_connections = 3`, a fourth connection is closed
+/// at once, counted, logged, and `/readyz` says why until one closes; then a
+/// new connection is served again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_limit_are_refused_and_shown() {
+    use tokio::io::AsyncReadExt;
+    let agent = Agent::builder()
+        .config("[server]\nmax_connections = 3\n")
+        .arg("--http-addr")
+        .arg("127.0.0.1:0")
+        .start();
+    let addr = agent.data_dir().join("http.addr");
+    wait_for("http.addr", async || addr.exists()).await;
+    let base = format!("http://{}", std::fs::read_to_string(&addr).unwrap().trim());
+    let mut held = Vec::new();
+    for (i, path) in [
+        agent.stream_socket(),
+        agent.batch_socket(),
+        agent.stream_socket(),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut k = Kapacitor::connect(path).await;
+        let init = k.init("t", &format!("n{i}"), vec![opt("dryRun")]).await;
+        assert!(init.success, "{}", init.error);
+        held.push(k);
+    }
+    let (ready, why) = get(&format!("{base}/readyz")).await;
+    assert_eq!(ready, 503, "{why}");
+    assert!(why.contains("server.max_connections = 3"), "{why}");
+
+    // The fourth is closed by the agent without a word.
+    let mut fourth = tokio::net::UnixStream::connect(agent.stream_socket())
+        .await
+        .unwrap();
+    let mut buf = [0u8; 16];
+    let read = tokio::time::timeout(Duration::from_secs(30), fourth.read(&mut buf))
+        .await
+        .expect("the fourth connection was not closed");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    assert!(agent.wait_log(
+        "connection refused: server.max_connections (3)",
+        Duration::from_secs(30)
+    ));
+    let (_, metrics) = get(&format!("{base}/metrics")).await;
+    assert!(
+        metrics.contains("kapacitor_pagertree_connections_refused_total{edge=\"stream\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("kapacitor_pagertree_connections_open{edge=\"stream\"} 2"),
+        "{metrics}"
+    );
+
+    // One closes: ready again, and a new connection is served.
+    held.pop().unwrap().close().await;
+    let mut status = 0;
+    wait_for("readyz 200", async || {
+        status = get(&format!("{base}/readyz")).await.0;
+        status == 200
+    })
+    .await;
+    let mut k = Kapacitor::connect(agent.stream_socket()).await;
+    let init = k.init("t", "again", vec![opt("dryRun")]).await;
+    assert!(init.success, "{}", init.error);
+    k.close().await;
+    for k in held {
+        k.close().await;
+    }
+}

@@ -8,18 +8,100 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
 use tokio::net::UnixListener;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::ops::metrics::{EdgeLabel, metrics};
 use crate::proto::EdgeType;
+use crate::tools::status::readiness;
 use crate::udf::session::{self, SessionContext, SessionSettings, edge_name};
 
-/// Connections served at once per socket. Kapacitor opens one per node of
-/// each task; beyond this, new connections wait in the listen backlog.
-pub const MAX_CONNECTIONS: usize = 4096;
+/// How often at most the "connection refused" WARN line is written while
+/// connections are refused at the limit (the line counts the refusals).
+const REFUSED_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// `server.max_connections`: the connections served at once on both sockets
+/// together. Beyond it a new connection is closed at once (Kapacitor logs
+/// the task's error and retries), counted in `connections_refused_total`,
+/// logged (at most once per [`REFUSED_LOG_EVERY`]) and shown by `/readyz`.
+#[derive(Debug)]
+pub struct ConnectionLimit {
+    max: usize,
+    state: Mutex<LimitState>,
+}
+
+#[derive(Debug, Default)]
+struct LimitState {
+    open: usize,
+    /// Refusals not yet reported in a log line, and when the last line was.
+    unreported: u64,
+    last_log: Option<Instant>,
+}
+
+/// One admitted connection; dropping it frees its place.
+#[derive(Debug)]
+pub struct ConnectionPermit {
+    limit: Arc<ConnectionLimit>,
+}
+
+impl Drop for ConnectionPermit {
+    fn drop(&mut self) {
+        let mut st = self.limit.lock();
+        st.open = st.open.saturating_sub(1);
+        readiness().set_connections(st.open, self.limit.max);
+    }
+}
+
+impl ConnectionLimit {
+    pub fn new(max: usize) -> Arc<Self> {
+        readiness().set_connections(0, max);
+        Arc::new(Self {
+            max,
+            state: Mutex::new(LimitState::default()),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, LimitState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A place for one more connection, or `None` at the limit (the refusal
+    /// is counted, and logged when the last line is old enough).
+    pub fn try_admit(self: &Arc<Self>, edge: &'static str) -> Option<ConnectionPermit> {
+        let mut st = self.lock();
+        if st.open < self.max {
+            st.open += 1;
+            readiness().set_connections(st.open, self.max);
+            return Some(ConnectionPermit {
+                limit: Arc::clone(self),
+            });
+        }
+        st.unreported += 1;
+        let now = Instant::now();
+        if st
+            .last_log
+            .is_none_or(|t| now.duration_since(t) >= REFUSED_LOG_EVERY)
+        {
+            tracing::warn!(
+                edge,
+                open = st.open,
+                refused = st.unreported,
+                "connection refused: server.max_connections ({}) connections are open; \
+                 closed {} new connection(s) since the last such line (raise \
+                 server.max_connections if Kapacitor really runs this many nodes)",
+                self.max,
+                st.unreported
+            );
+            st.unreported = 0;
+            st.last_log = Some(now);
+        }
+        None
+    }
+}
 
 /// Why a socket could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -196,22 +278,19 @@ pub fn lookup_group(group: &str) -> Result<u32, ServerError> {
 }
 
 /// Accepts connections on `socket` until `shutdown`, each served by its own
-/// session task (tracked by `tracker`, so shutdown can wait for them).
+/// session task (tracked by `tracker`, so shutdown can wait for them), as
+/// long as `limit` has room; beyond it a connection is closed at once.
 pub async fn accept_sessions(
     socket: &BoundSocket,
     settings: SessionSettings,
     ctx: Arc<SessionContext>,
+    limit: Arc<ConnectionLimit>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
     let edge = edge_name(socket.edge);
     let label = EdgeLabel { edge };
-    let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
-        let permit = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            p = limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-        };
         let stream = tokio::select! {
             _ = shutdown.cancelled() => break,
             a = socket.listener.accept() => match a {
@@ -219,10 +298,18 @@ pub async fn accept_sessions(
                 Err(e) => {
                     // EMFILE and the like: wait a little rather than spin.
                     tracing::error!(edge, error = %e, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
             },
+        };
+        let Some(permit) = limit.try_admit(edge) else {
+            metrics()
+                .connections_refused_total
+                .get_or_create(&label)
+                .inc();
+            drop(stream);
+            continue;
         };
         metrics().connections_total.get_or_create(&label).inc();
         let open = metrics().connections_open.get_or_create(&label).clone();
