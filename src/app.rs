@@ -508,7 +508,9 @@ pub async fn run_sessions(
     }
 
     let tracker = TaskTracker::new();
-    let limit = server::ConnectionLimit::new(server_cfg.max_connections);
+    let limit = server::ConnectionLimit::new(server_cfg.max_connections, |open, max| {
+        readiness().set_connections(open, max)
+    });
     let accept: Vec<_> = [
         (stream, settings(EdgeType::Stream)),
         (batch, settings(EdgeType::Batch)),

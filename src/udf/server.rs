@@ -17,7 +17,6 @@ use tokio_util::task::TaskTracker;
 
 use crate::ops::metrics::{EdgeLabel, metrics};
 use crate::proto::EdgeType;
-use crate::tools::status::readiness;
 use crate::udf::session::{self, SessionContext, SessionSettings, edge_name};
 
 /// How often at most the "connection refused" WARN line is written while
@@ -28,10 +27,20 @@ const REFUSED_LOG_EVERY: Duration = Duration::from_secs(10);
 /// together. Beyond it a new connection is closed at once (Kapacitor logs
 /// the task's error and retries), counted in `connections_refused_total`,
 /// logged (at most once per [`REFUSED_LOG_EVERY`]) and shown by `/readyz`.
-#[derive(Debug)]
 pub struct ConnectionLimit {
     max: usize,
     state: Mutex<LimitState>,
+    /// Told (open, max) after every change, under the lock (so the last
+    /// call is the current count): the caller's readiness report.
+    on_change: Box<dyn Fn(usize, usize) + Send + Sync>,
+}
+
+impl std::fmt::Debug for ConnectionLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectionLimit")
+            .field("max", &self.max)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Default)]
@@ -52,16 +61,18 @@ impl Drop for ConnectionPermit {
     fn drop(&mut self) {
         let mut st = self.limit.lock();
         st.open = st.open.saturating_sub(1);
-        readiness().set_connections(st.open, self.limit.max);
+        (self.limit.on_change)(st.open, self.limit.max);
     }
 }
 
 impl ConnectionLimit {
-    pub fn new(max: usize) -> Arc<Self> {
-        readiness().set_connections(0, max);
+    /// `on_change` is told (open, max) now and after every change.
+    pub fn new(max: usize, on_change: impl Fn(usize, usize) + Send + Sync + 'static) -> Arc<Self> {
+        on_change(0, max);
         Arc::new(Self {
             max,
             state: Mutex::new(LimitState::default()),
+            on_change: Box::new(on_change),
         })
     }
 
@@ -75,7 +86,7 @@ impl ConnectionLimit {
         let mut st = self.lock();
         if st.open < self.max {
             st.open += 1;
-            readiness().set_connections(st.open, self.max);
+            (self.on_change)(st.open, self.max);
             return Some(ConnectionPermit {
                 limit: Arc::clone(self),
             });
@@ -347,6 +358,24 @@ mod tests {
         assert!(err.to_string().contains("already listening"));
         drop(a);
         assert!(!path.exists(), "the socket file is removed on drop");
+    }
+
+    #[test]
+    fn the_limit_admits_refuses_and_reports() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let seen = Arc::new(AtomicUsize::new(usize::MAX));
+        let s = seen.clone();
+        let limit = ConnectionLimit::new(2, move |open, _| s.store(open, Ordering::SeqCst));
+        assert_eq!(seen.load(Ordering::SeqCst), 0);
+        let a = limit.try_admit("stream").unwrap();
+        let b = limit.try_admit("batch").unwrap();
+        assert_eq!(seen.load(Ordering::SeqCst), 2);
+        assert!(limit.try_admit("stream").is_none());
+        drop(a);
+        assert_eq!(seen.load(Ordering::SeqCst), 1);
+        let _c = limit.try_admit("stream").unwrap();
+        drop(b);
+        assert_eq!(seen.load(Ordering::SeqCst), 1);
     }
 
     #[tokio::test]
