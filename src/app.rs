@@ -546,6 +546,9 @@ pub async fn run_sessions(
     }
 
     let tracker = TaskTracker::new();
+    let limit = server::ConnectionLimit::new(server_cfg.max_connections, |open, max| {
+        readiness().set_connections(open, max)
+    });
     let accept: Vec<_> = [
         (stream, settings(EdgeType::Stream)),
         (batch, settings(EdgeType::Batch)),
@@ -553,8 +556,9 @@ pub async fn run_sessions(
     .into_iter()
     .map(|(socket, settings)| {
         let (ctx, shutdown, tracker) = (ctx.clone(), shutdown.clone(), tracker.clone());
+        let limit = limit.clone();
         tokio::spawn(async move {
-            server::accept_sessions(&socket, settings, ctx, shutdown, tracker).await;
+            server::accept_sessions(&socket, settings, ctx, limit, shutdown, tracker).await;
             // Removed as soon as we stop accepting, so a new agent can start.
             socket.remove_file();
             drop(socket);

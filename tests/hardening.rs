@@ -378,24 +378,156 @@ async fn json_logs_are_json_only_with_alert_level() {
     k.close().await;
 }
 
-/// Item 13: an expression error on a 900 KB input repeats a few hundred
-/// bytes of it, with the position.
+/// Item 13: an expression error on a 60 KB input (under the 64 KiB option
+/// limit of item 6) repeats a few hundred bytes of it, with the position.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expression_errors_echo_little() {
     let agent = Agent::start();
     let mut k = Kapacitor::connect(agent.stream_socket()).await;
-    let expr = format!("\"v\" == '{}' >> 2", "a".repeat(900_000));
+    let expr = format!("\"v\" == '{}' >> 2", "a".repeat(60_000));
     let opts = vec![opt("dryRun"), opt("crit").string(&expr)];
     let init = k.init("t", "pagertree2", opts).await;
     assert!(!init.success);
     let shown = &init.error[..init.error.len().min(2000)];
-    assert!(init.error.contains("column 900012"), "{shown}");
+    assert!(init.error.contains("column 60012"), "{shown}");
     assert!(
         init.error.len() < 1024,
         "a {}-byte error: {shown}",
         init.error.len()
     );
-    let _ = agent.wait_log("column 900012", Duration::from_secs(10));
+    let _ = agent.wait_log("column 60012", Duration::from_secs(10));
     let longest = agent.log().lines().map(str::len).max().unwrap_or(0);
     assert!(longest < 4096, "a {longest}-byte log line");
+}
+
+/// Item 6: an Init with a 2 MB message template is refused at once with a
+/// message naming the option, its size and the limit, and another session's
+/// keepalives keep being answered meanwhile and after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_init_options_are_refused_and_stall_nobody() {
+    let agent = Agent::start();
+    let mut other = Kapacitor::connect(agent.stream_socket()).await;
+    let init = other.init("t", "steady", vec![opt("dryRun")]).await;
+    assert!(init.success, "{}", init.error);
+
+    let mut big = Kapacitor::connect(agent.stream_socket()).await;
+    let template = "{{ .Name }}".repeat(200_000); // 2.2 MB
+    let refused = tokio::spawn(async move {
+        let mut opts = vec![opt("dryRun"), opt("message").string(&template)];
+        opts.extend(level_opts());
+        let r = big.init("t", "huge", opts).await;
+        (r, big)
+    });
+    // The other session's keepalives are answered while the big Init is
+    // read and refused.
+    for _ in 0..5 {
+        other.keepalive().await;
+        assert!(
+            other
+                .next_keepalive_response(Duration::from_secs(30))
+                .await
+                .is_some(),
+            "a keepalive went unanswered; log:\n{}",
+            agent.log()
+        );
+    }
+    let (init, big) = refused.await.unwrap();
+    assert!(!init.success);
+    assert!(
+        init.error.starts_with("message: is 2200000 bytes"),
+        "{}",
+        init.error
+    );
+    assert!(
+        init.error.contains("at most 65536 bytes (64 KiB)"),
+        "{}",
+        init.error
+    );
+    assert!(agent.wait_log("Init refused", Duration::from_secs(30)));
+    big.close().await;
+    other.keepalive().await;
+    assert!(
+        other
+            .next_keepalive_response(Duration::from_secs(30))
+            .await
+            .is_some()
+    );
+    other.close().await;
+}
+
+async fn get(url: &str) -> (u16, String) {
+    let r = reqwest::get(url).await.unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+/// Item 8: with `server.max_connections = 3`, a fourth connection is closed
+/// at once, counted, logged, and `/readyz` says why until one closes; then a
+/// new connection is served again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_limit_are_refused_and_shown() {
+    use tokio::io::AsyncReadExt;
+    let agent = Agent::builder()
+        .config("[server]\nmax_connections = 3\n")
+        .arg("--http-addr")
+        .arg("127.0.0.1:0")
+        .start();
+    let addr = agent.data_dir().join("http.addr");
+    wait_for("http.addr", async || addr.exists()).await;
+    let base = format!("http://{}", std::fs::read_to_string(&addr).unwrap().trim());
+    let mut held = Vec::new();
+    for (i, path) in [
+        agent.stream_socket(),
+        agent.batch_socket(),
+        agent.stream_socket(),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut k = Kapacitor::connect(path).await;
+        let init = k.init("t", &format!("n{i}"), vec![opt("dryRun")]).await;
+        assert!(init.success, "{}", init.error);
+        held.push(k);
+    }
+    let (ready, why) = get(&format!("{base}/readyz")).await;
+    assert_eq!(ready, 503, "{why}");
+    assert!(why.contains("server.max_connections = 3"), "{why}");
+
+    // The fourth is closed by the agent without a word.
+    let mut fourth = tokio::net::UnixStream::connect(agent.stream_socket())
+        .await
+        .unwrap();
+    let mut buf = [0u8; 16];
+    let read = tokio::time::timeout(Duration::from_secs(30), fourth.read(&mut buf))
+        .await
+        .expect("the fourth connection was not closed");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    assert!(agent.wait_log(
+        "connection refused: server.max_connections (3)",
+        Duration::from_secs(30)
+    ));
+    let (_, metrics) = get(&format!("{base}/metrics")).await;
+    assert!(
+        metrics.contains("kapacitor_pagertree_connections_refused_total{edge=\"stream\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("kapacitor_pagertree_connections_open{edge=\"stream\"} 2"),
+        "{metrics}"
+    );
+
+    // One closes: ready again, and a new connection is served.
+    held.pop().unwrap().close().await;
+    let mut status = 0;
+    wait_for("readyz 200", async || {
+        status = get(&format!("{base}/readyz")).await.0;
+        status == 200
+    })
+    .await;
+    let mut k = Kapacitor::connect(agent.stream_socket()).await;
+    let init = k.init("t", "again", vec![opt("dryRun")]).await;
+    assert!(init.success, "{}", init.error);
+    k.close().await;
+    for k in held {
+        k.close().await;
+    }
 }

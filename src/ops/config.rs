@@ -39,6 +39,15 @@ pub struct Config {
     pub endpoints: BTreeMap<String, EndpointConfig>,
 }
 
+/// `server.max_connections` by default: Kapacitor opens one connection per
+/// `@pagertree()` node of each running task, so 1024 is far above a real
+/// deployment, and at the measured cost of an idle session bounds what a
+/// local peer can make the agent hold.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+/// The largest `server.max_connections`: each connection is a file
+/// descriptor (the shipped unit sets LimitNOFILE) and a session's memory.
+pub const MAX_MAX_CONNECTIONS: usize = 65_536;
+
 /// `[server]`
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -55,6 +64,9 @@ pub struct ServerConfig {
     /// `"off"` disables the HTTP listener.
     pub http_addr: String,
     pub max_frame_bytes: usize,
+    /// UDF connections served at once on both sockets together; beyond it a
+    /// new connection is closed at once.
+    pub max_connections: usize,
     pub log_format: String,
     pub log_level: String,
 }
@@ -69,6 +81,7 @@ impl Default for ServerConfig {
             socket_group: String::new(),
             http_addr: "127.0.0.1:9096".into(),
             max_frame_bytes: 16 * 1024 * 1024,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
             log_format: "auto".into(),
             log_level: "info".into(),
         }
@@ -602,6 +615,7 @@ impl Config {
                     "socket_group" => s.socket_group = v,
                     "http_addr" => s.http_addr = v,
                     "max_frame_bytes" => s.max_frame_bytes = parse_count(&v)?,
+                    "max_connections" => s.max_connections = parse_count(&v)?,
                     "log_format" => s.log_format = v,
                     "log_level" => s.log_level = v,
                     _ => return Err("unknown key in [server]".into()),
@@ -833,6 +847,15 @@ impl Config {
             err!(
                 "server.max_frame_bytes",
                 format!("{} is too small; at least 1024", s.max_frame_bytes),
+            );
+        }
+        if !(1..=MAX_MAX_CONNECTIONS).contains(&s.max_connections) {
+            err!(
+                "server.max_connections",
+                format!(
+                    "{} is out of range; between 1 and {MAX_MAX_CONNECTIONS}",
+                    s.max_connections
+                ),
             );
         }
         let (stream, batch) = (s.stream_socket_path(), s.batch_socket_path());
@@ -1246,6 +1269,20 @@ mod tests {
         c.server.batch_socket = Some(PathBuf::from("/run/x.sock"));
         let keys = invalid_keys(&c.validate(&Origins::default()).unwrap_err());
         assert_eq!(keys, vec!["server.batch_socket".to_string()]);
+    }
+
+    #[test]
+    fn max_connections_is_bounded() {
+        for bad in [0, MAX_MAX_CONNECTIONS + 1] {
+            let mut c = Config::default();
+            c.server.max_connections = bad;
+            let keys = invalid_keys(&c.validate(&Origins::default()).unwrap_err());
+            assert_eq!(keys, vec!["server.max_connections".to_string()]);
+        }
+        let mut c = Config::default();
+        c.set("server.max_connections", "3").unwrap();
+        assert_eq!(c.server.max_connections, 3);
+        assert_eq!(Config::default().server.max_connections, 1024);
     }
 
     #[test]

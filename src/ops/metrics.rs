@@ -46,6 +46,8 @@ pub struct Metrics {
     pub connections_total: Family<EdgeLabel, Counter>,
     /// Connections open now.
     pub connections_open: Family<EdgeLabel, Gauge>,
+    /// Connections closed at once because `server.max_connections` were open.
+    pub connections_refused_total: Family<EdgeLabel, Counter>,
     /// Sessions that ended with a protocol error, by reason.
     pub protocol_errors_total: Family<ReasonLabel, Counter>,
     pub points_total: Family<EdgeLabel, Counter>,
@@ -82,6 +84,7 @@ impl Metrics {
         Self {
             connections_total: Family::default(),
             connections_open: Family::default(),
+            connections_refused_total: Family::default(),
             protocol_errors_total: Family::default(),
             points_total: Family::default(),
             batches_total: Counter::default(),
@@ -114,6 +117,11 @@ impl Metrics {
             "connections_open",
             "UDF connections open now",
             self.connections_open.clone(),
+        );
+        r.register(
+            "connections_refused",
+            "UDF connections closed at once because server.max_connections were open",
+            self.connections_refused_total.clone(),
         );
         r.register(
             "protocol_errors",

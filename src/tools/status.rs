@@ -16,7 +16,7 @@
 //!   [`AlertsView::set_delivery`] / [`AlertsView::sync_delivery`].
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 use serde::{Deserialize, Serialize};
@@ -34,6 +34,9 @@ pub struct Readiness {
     batch: AtomicBool,
     outbox: AtomicBool,
     outbox_reason: Mutex<String>,
+    /// Connections open now and `server.max_connections` (0: not serving yet).
+    connections: AtomicUsize,
+    max_connections: AtomicUsize,
 }
 
 impl Default for Readiness {
@@ -44,6 +47,8 @@ impl Default for Readiness {
             batch: AtomicBool::new(false),
             outbox: AtomicBool::new(true),
             outbox_reason: Mutex::new(String::new()),
+            connections: AtomicUsize::new(0),
+            max_connections: AtomicUsize::new(0),
         }
     }
 }
@@ -68,6 +73,12 @@ impl Readiness {
         self.outbox.store(writable, Ordering::Release);
     }
 
+    /// The UDF connections open now and the limit (`server.max_connections`).
+    pub fn set_connections(&self, open: usize, max: usize) {
+        self.max_connections.store(max, Ordering::Release);
+        self.connections.store(open, Ordering::Release);
+    }
+
     /// `Ok` when ready, else every reason it is not.
     pub fn check(&self) -> Result<(), Vec<String>> {
         let mut why = Vec::new();
@@ -80,6 +91,14 @@ impl Readiness {
         if !self.outbox.load(Ordering::Acquire) {
             let r = self.outbox_reason.lock().unwrap_or_else(|p| p.into_inner());
             why.push(format!("the outbox cannot store events (degraded): {r}"));
+        }
+        let max = self.max_connections.load(Ordering::Acquire);
+        let open = self.connections.load(Ordering::Acquire);
+        if max > 0 && open >= max {
+            why.push(format!(
+                "at the connection limit: {open} connections open, server.max_connections = {max}; \
+                 new connections are refused"
+            ));
         }
         if why.is_empty() { Ok(()) } else { Err(why) }
     }
@@ -424,6 +443,11 @@ mod tests {
         assert_eq!(why.len(), 1);
         assert!(why[0].contains("disk full"));
         r.set_outbox_writable(true, "");
+        assert!(r.check().is_ok());
+        r.set_connections(3, 3);
+        let why = r.check().unwrap_err();
+        assert!(why[0].contains("server.max_connections = 3"), "{why:?}");
+        r.set_connections(2, 3);
         assert!(r.check().is_ok());
     }
 

@@ -8,8 +8,10 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
 use tokio::net::UnixListener;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -17,9 +19,100 @@ use crate::ops::metrics::{EdgeLabel, metrics};
 use crate::proto::EdgeType;
 use crate::udf::session::{self, SessionContext, SessionSettings, edge_name};
 
-/// Connections served at once per socket. Kapacitor opens one per node of
-/// each task; beyond this, new connections wait in the listen backlog.
-pub const MAX_CONNECTIONS: usize = 4096;
+/// How often at most the "connection refused" WARN line is written while
+/// connections are refused at the limit (the line counts the refusals).
+const REFUSED_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// `server.max_connections`: the connections served at once on both sockets
+/// together. Beyond it a new connection is closed at once (Kapacitor logs
+/// the task's error and retries), counted in `connections_refused_total`,
+/// logged (at most once per [`REFUSED_LOG_EVERY`]) and shown by `/readyz`.
+pub struct ConnectionLimit {
+    max: usize,
+    state: Mutex<LimitState>,
+    /// Told (open, max) after every change, under the lock (so the last
+    /// call is the current count): the caller's readiness report.
+    on_change: Box<dyn Fn(usize, usize) + Send + Sync>,
+}
+
+impl std::fmt::Debug for ConnectionLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectionLimit")
+            .field("max", &self.max)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Default)]
+struct LimitState {
+    open: usize,
+    /// Refusals not yet reported in a log line, and when the last line was.
+    unreported: u64,
+    last_log: Option<Instant>,
+}
+
+/// One admitted connection; dropping it frees its place.
+#[derive(Debug)]
+pub struct ConnectionPermit {
+    limit: Arc<ConnectionLimit>,
+}
+
+impl Drop for ConnectionPermit {
+    fn drop(&mut self) {
+        let mut st = self.limit.lock();
+        st.open = st.open.saturating_sub(1);
+        (self.limit.on_change)(st.open, self.limit.max);
+    }
+}
+
+impl ConnectionLimit {
+    /// `on_change` is told (open, max) now and after every change.
+    pub fn new(max: usize, on_change: impl Fn(usize, usize) + Send + Sync + 'static) -> Arc<Self> {
+        on_change(0, max);
+        Arc::new(Self {
+            max,
+            state: Mutex::new(LimitState::default()),
+            on_change: Box::new(on_change),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, LimitState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A place for one more connection, or `None` at the limit (the refusal
+    /// is counted, and logged when the last line is old enough).
+    pub fn try_admit(self: &Arc<Self>, edge: &'static str) -> Option<ConnectionPermit> {
+        let mut st = self.lock();
+        if st.open < self.max {
+            st.open += 1;
+            (self.on_change)(st.open, self.max);
+            return Some(ConnectionPermit {
+                limit: Arc::clone(self),
+            });
+        }
+        st.unreported += 1;
+        let now = Instant::now();
+        if st
+            .last_log
+            .is_none_or(|t| now.duration_since(t) >= REFUSED_LOG_EVERY)
+        {
+            tracing::warn!(
+                edge,
+                open = st.open,
+                refused = st.unreported,
+                "connection refused: server.max_connections ({}) connections are open; \
+                 closed {} new connection(s) since the last such line (raise \
+                 server.max_connections if Kapacitor really runs this many nodes)",
+                self.max,
+                st.unreported
+            );
+            st.unreported = 0;
+            st.last_log = Some(now);
+        }
+        None
+    }
+}
 
 /// Why a socket could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -196,22 +289,19 @@ pub fn lookup_group(group: &str) -> Result<u32, ServerError> {
 }
 
 /// Accepts connections on `socket` until `shutdown`, each served by its own
-/// session task (tracked by `tracker`, so shutdown can wait for them).
+/// session task (tracked by `tracker`, so shutdown can wait for them), as
+/// long as `limit` has room; beyond it a connection is closed at once.
 pub async fn accept_sessions(
     socket: &BoundSocket,
     settings: SessionSettings,
     ctx: Arc<SessionContext>,
+    limit: Arc<ConnectionLimit>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
     let edge = edge_name(socket.edge);
     let label = EdgeLabel { edge };
-    let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
-        let permit = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            p = limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-        };
         let stream = tokio::select! {
             _ = shutdown.cancelled() => break,
             a = socket.listener.accept() => match a {
@@ -219,10 +309,18 @@ pub async fn accept_sessions(
                 Err(e) => {
                     // EMFILE and the like: wait a little rather than spin.
                     tracing::error!(edge, error = %e, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
             },
+        };
+        let Some(permit) = limit.try_admit(edge) else {
+            metrics()
+                .connections_refused_total
+                .get_or_create(&label)
+                .inc();
+            drop(stream);
+            continue;
         };
         metrics().connections_total.get_or_create(&label).inc();
         let open = metrics().connections_open.get_or_create(&label).clone();
@@ -260,6 +358,24 @@ mod tests {
         assert!(err.to_string().contains("already listening"));
         drop(a);
         assert!(!path.exists(), "the socket file is removed on drop");
+    }
+
+    #[test]
+    fn the_limit_admits_refuses_and_reports() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let seen = Arc::new(AtomicUsize::new(usize::MAX));
+        let s = seen.clone();
+        let limit = ConnectionLimit::new(2, move |open, _| s.store(open, Ordering::SeqCst));
+        assert_eq!(seen.load(Ordering::SeqCst), 0);
+        let a = limit.try_admit("stream").unwrap();
+        let b = limit.try_admit("batch").unwrap();
+        assert_eq!(seen.load(Ordering::SeqCst), 2);
+        assert!(limit.try_admit("stream").is_none());
+        drop(a);
+        assert_eq!(seen.load(Ordering::SeqCst), 1);
+        let _c = limit.try_admit("stream").unwrap();
+        drop(b);
+        assert_eq!(seen.load(Ordering::SeqCst), 1);
     }
 
     #[tokio::test]

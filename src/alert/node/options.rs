@@ -41,6 +41,15 @@ const ONE_STRING: &[ValueType] = &[ValueType::String];
 const TWO_STRINGS: &[ValueType] = &[ValueType::String, ValueType::String];
 const FLAG: &[ValueType] = &[];
 
+/// The most bytes one string option (a template, an expression, a URL, a
+/// name) may have. The largest real template is a few KB; 64 KiB is ten
+/// times that, and bounds what one Init makes the agent compile (a 2 MB
+/// template took seconds and a GB before this bound; issue 13 item 6).
+pub const MAX_OPTION_BYTES: usize = 64 * 1024;
+/// The most bytes all the options of one Init may have together (names and
+/// string values): sixteen options at the per-option limit.
+pub const MAX_INIT_OPTIONS_BYTES: usize = 1024 * 1024;
+
 /// Every option a `@pagertree()` node declares (README, *TICKscript
 /// reference*).
 const SPECS: &[Spec] = &[
@@ -308,6 +317,7 @@ pub fn parse(
     let mut state_changes_only = false;
     let mut no_recoveries = false;
 
+    check_sizes(req)?;
     for opt in &req.options {
         let name = opt.name.as_str();
         let Some(spec) = SPECS.iter().find(|s| s.name == name) else {
@@ -574,6 +584,40 @@ fn default_is_webhook(route: &Route, destinations: &Destinations) -> bool {
             .is_some_and(|f| *f == Format::Webhook)
 }
 
+/// Refuses an Init whose options are too large, before anything is parsed
+/// or compiled: names the option, its size and the limit.
+fn check_sizes(req: &InitRequest) -> Result<(), InitError> {
+    let mut total = 0usize;
+    for opt in &req.options {
+        total = total.saturating_add(opt.name.len());
+        for v in &opt.values {
+            if let Some(Value::StringValue(s)) = &v.value {
+                if s.len() > MAX_OPTION_BYTES {
+                    // The name is the peer's text: cut it so the refusal stays short.
+                    let name: String = opt.name.chars().take(64).collect();
+                    return Err(InitError::new(
+                        name,
+                        format!(
+                            "is {} bytes; an option takes at most {MAX_OPTION_BYTES} bytes (64 KiB)",
+                            s.len()
+                        ),
+                    ));
+                }
+                total = total.saturating_add(s.len());
+            }
+        }
+    }
+    if total > MAX_INIT_OPTIONS_BYTES {
+        return Err(InitError::new(
+            "options",
+            format!(
+                "are {total} bytes together; one Init takes at most {MAX_INIT_OPTIONS_BYTES} bytes (1 MiB) of options"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 fn unknown_option(edge: EdgeType, name: &str) -> InitError {
     let mut known: Vec<&str> = SPECS
         .iter()
@@ -768,6 +812,24 @@ mod tests {
         parse(EdgeType::Stream, &req(opts), &Destinations::default())
             .map(|x| x.0)
             .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn oversized_options_are_refused_with_size_and_limit() {
+        let big = "x".repeat(MAX_OPTION_BYTES + 1);
+        let e = parse_stream(vec![opt("message", vec![s(&big)])]).unwrap_err();
+        assert!(e.starts_with("message: is 65537 bytes"), "{e}");
+        assert!(e.contains("at most 65536 bytes"), "{e}");
+        // At the limit: accepted by the size check (parsed as usual).
+        let at = "x".repeat(MAX_OPTION_BYTES);
+        assert!(parse_stream(vec![opt("message", vec![s(&at)])]).is_ok());
+        // Many options each under the limit, over the total.
+        let opts = (0..20)
+            .map(|_| opt("message", vec![s(&at)]))
+            .collect::<Vec<_>>();
+        let e = parse_stream(opts).unwrap_err();
+        assert!(e.starts_with("options: are "), "{e}");
+        assert!(e.contains("at most 1048576 bytes"), "{e}");
     }
 
     #[test]

@@ -236,7 +236,24 @@ impl Processor {
                     return self.violation("second_init", msg);
                 }
                 self.init_seen = true;
-                match self.ctx.factory.init(self.settings.edge, &req) {
+                // Parsing and compiling the options (and loading the node's
+                // open alerts) run on the blocking pool, never on a runtime
+                // worker: a slow Init must not stall other sessions.
+                let factory = Arc::clone(&self.ctx.factory);
+                let edge = self.settings.edge;
+                let (built, req) = match tokio::task::spawn_blocking(move || {
+                    let built = factory.init(edge, &req);
+                    (built, req)
+                })
+                .await
+                {
+                    Ok(done) => done,
+                    Err(e) => {
+                        let msg = format!("the Init could not be completed: {e}");
+                        return self.violation("init_failed", msg);
+                    }
+                };
+                match built {
                     Ok(h) => {
                         let key = NodeKey {
                             task: req.task_id,
