@@ -8,37 +8,12 @@ mod support;
 #[path = "support/pagertree.rs"]
 mod pagertree;
 
-use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use pagertree::{FakePagerTree, Fmt};
 use support::Agent;
 use support::kapacitor::{Kapacitor, opt, point};
-
-fn bin() -> Command {
-    let mut c = Command::new(support::BIN);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("KAPACITOR_PAGERTREE_") {
-            c.env_remove(k);
-        }
-    }
-    c
-}
-
-/// Runs the binary off the runtime's threads (the fake server runs on them).
-async fn run(args: Vec<String>) -> Output {
-    tokio::task::spawn_blocking(move || bin().args(args).output().unwrap())
-        .await
-        .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+use support::{bin, run, text};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_test_creates_and_resolves_a_test_alert() {

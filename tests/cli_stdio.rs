@@ -5,22 +5,13 @@
 mod support;
 
 use std::io::{Read, Write};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use bytes::BytesMut;
 use kapacitor_pagertree::proto::{InfoRequest, Request, Response, request, response};
 use prost::Message;
 use support::Agent;
-
-fn bin() -> Command {
-    let mut c = Command::new(support::BIN);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("KAPACITOR_PAGERTREE_") {
-            c.env_remove(k);
-        }
-    }
-    c
-}
+use support::bin;
 
 fn info_request() -> Vec<u8> {
     let req = Request {

@@ -8,12 +8,12 @@ mod support;
 #[path = "support/pagertree.rs"]
 mod pagertree;
 
-use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use pagertree::{FakePagerTree, Fault, Fmt};
 use support::Agent;
 use support::kapacitor::{Kapacitor, opt, point};
+use support::{run, text};
 
 const ID: &str = "int_SECRETabc123";
 const TOKEN: &str = "tok_secret_zzz";
@@ -26,30 +26,6 @@ fn assert_clean(what: &str, text: &str) {
     for s in SECRETS {
         assert!(!text.contains(s), "{s:?} in {what}:\n{text}");
     }
-}
-
-fn bin() -> Command {
-    let mut c = Command::new(support::BIN);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("KAPACITOR_PAGERTREE_") {
-            c.env_remove(k);
-        }
-    }
-    c
-}
-
-async fn run(args: Vec<String>) -> Output {
-    tokio::task::spawn_blocking(move || bin().args(args).output().unwrap())
-        .await
-        .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 async fn wait_for(what: &str, mut check: impl AsyncFnMut() -> bool) {

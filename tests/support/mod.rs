@@ -337,3 +337,32 @@ impl Drop for Agent {
         }
     }
 }
+
+/// The agent's binary as a command, with none of the test process's own
+/// `KAPACITOR_PAGERTREE_*` variables leaking into it.
+pub fn bin() -> Command {
+    let mut c = Command::new(BIN);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("KAPACITOR_PAGERTREE_") {
+            c.env_remove(k);
+        }
+    }
+    c
+}
+
+/// Runs the binary to completion off the runtime's threads (a fake server
+/// of the test may run on them).
+pub async fn run(args: Vec<String>) -> std::process::Output {
+    tokio::task::spawn_blocking(move || bin().args(args).output().unwrap())
+        .await
+        .unwrap()
+}
+
+/// A finished command's stdout then stderr, as text.
+pub fn text(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
