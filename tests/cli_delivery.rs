@@ -82,12 +82,7 @@ async fn refused_events_are_parked_listed_retried_and_dropped() {
         .arg("127.0.0.1:0")
         .start();
     let data = agent.data_dir().display().to_string();
-    let base = format!(
-        "http://{}",
-        std::fs::read_to_string(agent.data_dir().join("http.addr"))
-            .unwrap()
-            .trim()
-    );
+    let base = agent.http_base();
 
     let mut k = Kapacitor::connect(agent.stream_socket()).await;
     let init = k
@@ -322,12 +317,7 @@ async fn failing_sends_show_retrying_then_delivered() {
         .arg("--http-addr")
         .arg("127.0.0.1:0")
         .start();
-    let base = format!(
-        "http://{}",
-        std::fs::read_to_string(agent.data_dir().join("http.addr"))
-            .unwrap()
-            .trim()
-    );
+    let base = agent.http_base();
     let mut k = Kapacitor::connect(agent.stream_socket()).await;
     let init = k
         .init(

@@ -89,12 +89,7 @@ async fn planted_secrets_reach_no_output() {
         .join("agent.toml")
         .display()
         .to_string();
-    let base = format!(
-        "http://{}",
-        std::fs::read_to_string(agent.data_dir().join("http.addr"))
-            .unwrap()
-            .trim()
-    );
+    let base = agent.http_base();
 
     // Init refusals that would show the URL: not http, and not parseable.
     let mut k = Kapacitor::connect(agent.stream_socket()).await;

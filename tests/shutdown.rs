@@ -213,12 +213,7 @@ async fn a_corrupt_database_shows_in_readiness_and_loses_nothing() {
         .arg("--http-addr")
         .arg("127.0.0.1:0")
         .start();
-    let base = format!(
-        "http://{}",
-        std::fs::read_to_string(agent.data_dir().join("http.addr"))
-            .unwrap()
-            .trim()
-    );
+    let base = agent.http_base();
     let mut k = Kapacitor::connect(agent.stream_socket()).await;
     let init = k
         .init(

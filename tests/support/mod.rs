@@ -246,6 +246,13 @@ impl Agent {
         false
     }
 
+    /// `http://ADDR` of the agent's local HTTP API, from the address it
+    /// recorded in `<data_dir>/http.addr` (started with `--http-addr 127.0.0.1:0`).
+    pub fn http_base(&self) -> String {
+        let addr = std::fs::read_to_string(self.data_dir().join("http.addr")).unwrap();
+        format!("http://{}", addr.trim())
+    }
+
     /// The agent's resident memory in KiB (from /proc).
     pub fn rss_kib(&self) -> u64 {
         self.proc_status_kib("VmRSS:")
