@@ -51,23 +51,7 @@ impl Outbox {
             )
             .map_err(sql("listing parked events"))?;
         let rows = stmt
-            .query_map([], |r| {
-                Ok(HeldEvent {
-                    kind: HeldKind::Parked,
-                    seq: r.get(0)?,
-                    task: r.get(1)?,
-                    node: r.get(2)?,
-                    alert_id: r.get(3)?,
-                    level: r.get(4)?,
-                    endpoint: r.get(5)?,
-                    url_redacted: redact::url(&r.get::<_, String>(6)?),
-                    format: r.get(7)?,
-                    created_ns: r.get(8)?,
-                    attempts: r.get(9)?,
-                    reason: r.get(10)?,
-                    dead_at_ns: None,
-                })
-            })
+            .query_map([], |r| held_row(r, HeldKind::Parked))
             .map_err(sql("listing parked events"))?;
         for r in rows {
             out.push(r.map_err(sql("listing parked events"))?);
@@ -79,23 +63,7 @@ impl Outbox {
             )
             .map_err(sql("listing dead letters"))?;
         let rows = stmt
-            .query_map([], |r| {
-                Ok(HeldEvent {
-                    kind: HeldKind::DeadLetter,
-                    seq: r.get(0)?,
-                    task: r.get(1)?,
-                    node: r.get(2)?,
-                    alert_id: r.get(3)?,
-                    level: r.get(4)?,
-                    endpoint: r.get(5)?,
-                    url_redacted: redact::url(&r.get::<_, String>(6)?),
-                    format: r.get(7)?,
-                    created_ns: r.get(8)?,
-                    attempts: r.get(9)?,
-                    reason: r.get(10)?,
-                    dead_at_ns: Some(r.get(11)?),
-                })
-            })
+            .query_map([], |r| held_row(r, HeldKind::DeadLetter))
             .map_err(sql("listing dead letters"))?;
         for r in rows {
             out.push(r.map_err(sql("listing dead letters"))?);
@@ -177,4 +145,27 @@ impl Outbox {
         tx.commit().map_err(sql(what))?;
         Ok(chosen)
     }
+}
+
+/// One held row: columns seq, task, node, alert_id, level, endpoint, url,
+/// format, created_ns, attempts, reason, and for a dead letter dead_at_ns.
+fn held_row(r: &rusqlite::Row<'_>, kind: HeldKind) -> rusqlite::Result<HeldEvent> {
+    Ok(HeldEvent {
+        kind,
+        seq: r.get(0)?,
+        task: r.get(1)?,
+        node: r.get(2)?,
+        alert_id: r.get(3)?,
+        level: r.get(4)?,
+        endpoint: r.get(5)?,
+        url_redacted: redact::url(&r.get::<_, String>(6)?),
+        format: r.get(7)?,
+        created_ns: r.get(8)?,
+        attempts: r.get(9)?,
+        reason: r.get(10)?,
+        dead_at_ns: match kind {
+            HeldKind::DeadLetter => Some(r.get(11)?),
+            HeldKind::Parked => None,
+        },
+    })
 }
