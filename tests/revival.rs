@@ -1,4 +1,4 @@
-//! Task revival through the real binary (architecture.md, *Restarts*):
+//! Task revival through the real binary (docs/architecture.md, *Restarts*):
 //! Kapacitor never reconnects a broken UDF session, so after an agent
 //! restart the agent brings back, through Kapacitor's HTTP API, exactly
 //! the tasks whose sessions it held. Kapacitor here is the emulator

@@ -1,4 +1,4 @@
-//! Session marks for restart safety (architecture.md, *Restarts*), through
+//! Session marks for restart safety (docs/architecture.md, *Restarts*), through
 //! the real binary and read with `kapacitor-pagertree tasks`: a successful
 //! Init marks (task, node, edge); Kapacitor closing or aborting the session
 //! clears the mark; a refused Init never marks; the agent's own SIGTERM

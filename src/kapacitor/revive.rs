@@ -1,4 +1,4 @@
-//! Task revival after an agent restart (architecture.md, *Restarts*).
+//! Task revival after an agent restart (docs/architecture.md, *Restarts*).
 //!
 //! Kapacitor never reconnects a broken UDF session: every task whose session
 //! the previous agent process held stops with an error and stays stopped
