@@ -553,3 +553,63 @@ async fn abort_keeps_what_was_accepted() {
     );
     assert_eq!(committed.lock().unwrap().len(), 1);
 }
+
+/// Frames of `reqs`, encoded back to back.
+fn frames_of(reqs: &[request::Message]) -> BytesMut {
+    let mut b = BytesMut::new();
+    for m in reqs {
+        encode_frame(
+            &Request {
+                message: Some(m.clone()),
+            },
+            &mut b,
+        );
+    }
+    b
+}
+
+#[test]
+fn the_read_buffer_grows_when_a_read_fills_it_and_shrinks_when_quiet() {
+    use reader::{BUSY_READ_BUFFER, IDLE_READ_BUFFER, size_read_buffer};
+    let keepalive = request::Message::Keepalive(KeepaliveRequest { time: 1 });
+    let mut codec = RawFrameCodec::new(1 << 20);
+    // A read filled the idle buffer: the first frame is taken, the rest waits.
+    let flood = frames_of(&vec![point("p", "CRITICAL", 1); 200]);
+    assert!(flood.len() > IDLE_READ_BUFFER);
+    let mut buf = BytesMut::with_capacity(IDLE_READ_BUFFER);
+    let room = buf.capacity();
+    buf.extend_from_slice(&flood[..room]);
+    let frame = codec.decode(&mut buf).unwrap().unwrap();
+    size_read_buffer(&mut buf, &frame);
+    assert!(
+        buf.capacity() - buf.len() >= BUSY_READ_BUFFER,
+        "{}",
+        buf.capacity()
+    );
+    // A keepalive with more bytes behind it: still busy, the buffer stays.
+    let mut busy = frames_of(&[keepalive.clone(), point("p", "OK", 2)]);
+    busy.reserve(BUSY_READ_BUFFER);
+    let frame = codec.decode(&mut busy).unwrap().unwrap();
+    size_read_buffer(&mut busy, &frame);
+    assert!(busy.capacity() >= BUSY_READ_BUFFER);
+    // A keepalive with nothing behind it: quiet, back to the idle size.
+    let mut quiet = frames_of(std::slice::from_ref(&keepalive));
+    quiet.reserve(BUSY_READ_BUFFER);
+    let frame = codec.decode(&mut quiet).unwrap().unwrap();
+    size_read_buffer(&mut quiet, &frame);
+    assert!(quiet.capacity() <= IDLE_READ_BUFFER, "{}", quiet.capacity());
+    // A point that emptied a large buffer is not a sign of quiet.
+    let mut last = frames_of(&[point("p", "OK", 3)]);
+    last.reserve(BUSY_READ_BUFFER);
+    let frame = codec.decode(&mut last).unwrap().unwrap();
+    size_read_buffer(&mut last, &frame);
+    assert!(last.capacity() >= BUSY_READ_BUFFER);
+    // A small buffer with room left and a partial frame: nothing to do.
+    let mut partial = frames_of(&[point("p", "OK", 4), point("p", "OK", 5)]);
+    partial.truncate(partial.len() - 3);
+    partial.reserve(IDLE_READ_BUFFER);
+    let (cap, len) = (partial.capacity(), partial.len());
+    let frame = codec.decode(&mut partial).unwrap().unwrap();
+    size_read_buffer(&mut partial, &frame);
+    assert_eq!(partial.capacity(), cap - (len - partial.len()));
+}
