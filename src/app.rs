@@ -17,7 +17,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::alert::handler::HandlerFactory;
 use crate::alert::node::{AlertFactory, NodeCounters, NodeEnv};
-use crate::alert::sink::{CommitError, Committer, Sink, spawn_sink};
+use crate::alert::sink::{CommitError, Committer, CommitterHandle, Sink, spawn_sink};
 use crate::alert::store::{AlertStateStore, MemoryStore};
 use crate::alert::{Destinations, Event, Level, ServerInfo};
 use crate::delivery::log_sink::LogCommitter;
@@ -162,7 +162,7 @@ fn absolute(p: &Path) -> PathBuf {
 
 /// The sink of the agent without delivery (benchmarks: discards; else the
 /// log committer), with the alert store it feeds.
-pub fn build_sink(hooks: &Hooks) -> (Sink, std::thread::JoinHandle<()>, MemoryStore) {
+pub fn build_sink(hooks: &Hooks) -> (Sink, CommitterHandle, MemoryStore) {
     let store = MemoryStore::new();
     let (sink, handle) = if hooks.discard_events {
         spawn_sink(DiscardCommitter, SINK_QUEUE)
@@ -392,19 +392,25 @@ async fn run_durable(
     // Revival stopped with `shutdown` (or never started: no socket).
     let _ = revival.await;
     // Every Sink clone is gone with the sessions: the committer commits what
-    // is queued and ends; then the dispatcher gets shutdown_grace for
+    // is queued and ends (or, its commits still failing at COMMIT_LIMIT,
+    // gives its events back); then the dispatcher gets shutdown_grace for
     // requests on the wire. What is not delivered stays in the outbox.
-    let uncommitted = delivery.shutdown(COMMIT_LIMIT).await;
+    let unfinished = delivery.shutdown(COMMIT_LIMIT).await;
     watch_stop.cancel();
     let _ = watcher.await;
-    let settled = settle_memory(outbox, config.delivery.spill_file.clone()).await;
-    if uncommitted > 0 {
+    let settled = settle_memory(
+        outbox,
+        config.delivery.spill_file.clone(),
+        unfinished.events,
+    )
+    .await;
+    if unfinished.stranded > 0 {
         tracing::error!(
-            events = uncommitted,
+            events = unfinished.stranded,
             "events handed to delivery were never committed (the committer did not finish): they are lost"
         );
         return result.and(settled).and(Err(AppError::Uncommitted {
-            count: uncommitted,
+            count: unfinished.stranded,
             limit: COMMIT_LIMIT,
         }));
     }
@@ -434,23 +440,33 @@ async fn import_spill(outbox: &crate::delivery::outbox::Outbox, path: &Path) {
 }
 
 /// At shutdown, after the dispatcher's grace: events still held only in
-/// memory (degraded) go to the outbox if it stores again, else to the spill
-/// file, else to the log line by line. Anything but the outbox is an ERROR
-/// and a non-zero exit: never a silent loss.
+/// memory (degraded), then `given_back` (events a committer that gave up
+/// never stored; they are newer), go to the outbox if it stores again, else
+/// to the spill file, else to the log line by line. Anything but the outbox
+/// is an ERROR and a non-zero exit: never a silent loss.
 async fn settle_memory(
     outbox: crate::delivery::outbox::Outbox,
     spill: PathBuf,
+    given_back: Vec<crate::alert::Event>,
 ) -> Result<(), AppError> {
     let settled = tokio::task::spawn_blocking(move || {
         let held = outbox.memory_only();
-        if held == 0 {
+        if held == 0 && given_back.is_empty() {
             return Ok(());
         }
-        if outbox.try_recover() && outbox.memory_only() == 0 {
-            tracing::warn!(events = held, "events held in memory stored in the outbox at shutdown");
+        if outbox.try_recover()
+            && outbox.memory_only() == 0
+            && (given_back.is_empty() || outbox.clone().commit(&given_back).is_ok())
+        {
+            tracing::warn!(
+                events = held + given_back.len(),
+                "events held in memory stored in the outbox at shutdown"
+            );
             return Ok(());
         }
-        match outbox.spill(&spill) {
+        match outbox.spill(&spill, &given_back) {
+            // Only dryRun events were given back: nothing to keep.
+            Ok(0) => Ok(()),
             Ok(count) => {
                 tracing::error!(
                     events = count, path = %spill.display(),
@@ -459,8 +475,8 @@ async fn settle_memory(
                 Err(AppError::Spilled { count, path: spill })
             }
             Err(e) => {
-                let count = outbox.memory_only();
-                outbox.log_memory_only();
+                let count = outbox.memory_only() + given_back.len();
+                outbox.log_memory_only(&given_back);
                 tracing::error!(events = count, error = %e, "events held only in memory could not be stored or spilled: they are in the log lines above only");
                 Err(AppError::Lost {
                     count,

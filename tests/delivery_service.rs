@@ -77,11 +77,8 @@ async fn start_deliver_shutdown_restart() {
     assert_eq!(m.degraded.get(), 0);
     drop(sink);
     shutdown.cancel();
-    assert_eq!(
-        d.shutdown(Duration::from_secs(30)).await,
-        0,
-        "uncommitted events"
-    );
+    let left = d.shutdown(Duration::from_secs(30)).await;
+    assert!(left.is_empty(), "uncommitted events: {left:?}");
 
     fake.set_outage(None);
     let shutdown = CancellationToken::new();
@@ -98,9 +95,6 @@ async fn start_deliver_shutdown_restart() {
         "{text}"
     );
     shutdown.cancel();
-    assert_eq!(
-        d.shutdown(Duration::from_secs(30)).await,
-        0,
-        "uncommitted events"
-    );
+    let left = d.shutdown(Duration::from_secs(30)).await;
+    assert!(left.is_empty(), "uncommitted events: {left:?}");
 }

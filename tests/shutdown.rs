@@ -64,106 +64,203 @@ impl Drop for Tmpfs {
     }
 }
 
+/// An agent whose data directory is (or acts as) a full disk, PagerTree
+/// answering 500, and one session with a `levelFrom`/`idFrom` node.
+struct FullDisk {
+    fake: FakePagerTree,
+    config: String,
+    spill: PathBuf,
+    agent: Agent,
+    k: Kapacitor,
+    tmpfs: Option<Tmpfs>,
+}
+
+impl FullDisk {
+    async fn start(extra_delivery: &str) -> FullDisk {
+        let fake = FakePagerTree::start().await;
+        let url = fake.integration("int_full", Fmt::Kapacitor, None);
+        fake.set_outage(Some(Fault::Status(500)));
+        let dir = tempfile::tempdir().unwrap();
+        let spill = dir.path().join("spill").join("spill.jsonl");
+        let config = format!(
+            "[delivery]\ndefault_endpoint = \"oncall\"\nretry_initial = \"100ms\"\nretry_max = \"500ms\"\n\
+             shutdown_grace = \"1s\"\nspill_file = \"{}\"\n{extra_delivery}[endpoints.oncall]\nurl = \"{url}\"\n",
+            spill.display()
+        );
+        let tmpfs = Tmpfs::mount(&dir.path().join("data"), "2m");
+        eprintln!(
+            "full disk: {}",
+            if tmpfs.is_some() {
+                "a 2 MB tmpfs"
+            } else {
+                "SQLite's page limit (no mount privilege)"
+            }
+        );
+        let mut builder = Agent::builder().config(&config).dir(dir);
+        if tmpfs.is_none() {
+            builder = builder.env("KAPACITOR_PAGERTREE_FAULT_OUTBOX_FULL", "1");
+        }
+        let agent = builder.start();
+        let mut k = Kapacitor::connect(agent.stream_socket()).await;
+        let init = k
+            .init(
+                "disk",
+                "pagertree2",
+                vec![
+                    opt("levelFrom").string("level"),
+                    opt("idFrom").string("alertID"),
+                ],
+            )
+            .await;
+        assert!(init.success, "{}", init.error);
+        FullDisk {
+            fake,
+            config,
+            spill,
+            agent,
+            k,
+            tmpfs,
+        }
+    }
+
+    /// Fills the disk (tmpfs variant); the filler file, to free it later.
+    fn fill(&self) -> Option<PathBuf> {
+        self.tmpfs.as_ref().map(Tmpfs::fill)
+    }
+
+    /// Sends a CRITICAL point for each of `ids` (`disk00`, `disk01`, …).
+    async fn send(&mut self, ids: std::ops::Range<usize>) {
+        for i in ids {
+            self.k
+                .point(
+                    point("cpu")
+                        .time(1_700_000_000_000_000_000 + i as i64)
+                        .tag("alertID", &format!("disk{i:02}"))
+                        .tag("level", "CRITICAL")
+                        .field("v", 99.0),
+                )
+                .await;
+        }
+    }
+
+    /// SIGTERM: exit 1 and one ERROR line naming the spill file and how many
+    /// it holds; returns its ids, in file order.
+    fn terminate_expecting_spill(&mut self) -> Vec<String> {
+        let status = self.agent.terminate();
+        let log = self.agent.log();
+        assert!(
+            !status.success(),
+            "exit 0 with events only in memory; log:\n{log}"
+        );
+        let line = log
+            .lines()
+            .find(|l| l.contains("ERROR") && l.contains("spill file"))
+            .unwrap_or_else(|| panic!("no ERROR line naming the spill file; log:\n{log}"));
+        assert!(line.contains(&self.spill.display().to_string()), "{line}");
+        let spilled = std::fs::read_to_string(&self.spill).expect("the spill file");
+        let ids: Vec<String> = spilled
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                v["alert_id"].as_str().unwrap().to_string()
+            })
+            .collect();
+        assert!(!ids.is_empty(), "nothing spilled; log:\n{log}");
+        assert!(line.contains(&format!("events={}", ids.len())), "{line}");
+        assert_eq!(self.fake.accepted_count(), 0);
+        ids
+    }
+
+    /// Frees the disk, lets PagerTree answer, restarts: all `n` arrive and
+    /// the spill file is imported and removed.
+    async fn restart_delivers(self, filler: Option<PathBuf>, n: usize) {
+        let FullDisk {
+            fake,
+            config,
+            spill,
+            agent,
+            tmpfs,
+            ..
+        } = self;
+        let dir = agent.kill_keep_dir();
+        if let Some(f) = filler {
+            std::fs::remove_file(f).unwrap();
+        }
+        fake.set_outage(None);
+        let agent = Agent::builder().config(&config).dir(dir).start();
+        assert!(
+            fake.wait_accepted(n, Duration::from_secs(60)).await,
+            "{} of {n} delivered after the restart; log:\n{}",
+            fake.accepted_count(),
+            agent.log()
+        );
+        let mut ids: Vec<String> = fake.per_id().into_keys().collect();
+        ids.sort();
+        assert_eq!(ids.len(), n, "{ids:?}");
+        assert!(
+            agent.wait_log(
+                "spilled at the last shutdown imported",
+                Duration::from_secs(10)
+            ),
+            "{}",
+            agent.log()
+        );
+        assert!(!spill.exists(), "the imported spill file was kept");
+        drop(agent);
+        drop(tmpfs);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_held_in_memory_at_sigterm_are_spilled_then_delivered() {
-    let fake = FakePagerTree::start().await;
-    let url = fake.integration("int_full", Fmt::Kapacitor, None);
-    fake.set_outage(Some(Fault::Status(500)));
-    let dir = tempfile::tempdir().unwrap();
-    let spill = dir.path().join("spill").join("spill.jsonl");
-    let config = format!(
-        "[delivery]\ndefault_endpoint = \"oncall\"\nretry_initial = \"100ms\"\nretry_max = \"500ms\"\n\
-         shutdown_grace = \"1s\"\nspill_file = \"{}\"\n[endpoints.oncall]\nurl = \"{url}\"\n",
-        spill.display()
-    );
-    let tmpfs = Tmpfs::mount(&dir.path().join("data"), "2m");
-    eprintln!(
-        "full disk: {}",
-        if tmpfs.is_some() {
-            "a 2 MB tmpfs"
-        } else {
-            "SQLite's page limit (no mount privilege)"
-        }
-    );
-    let mut builder = Agent::builder().config(&config).dir(dir);
-    if tmpfs.is_none() {
-        builder = builder.env("KAPACITOR_PAGERTREE_FAULT_OUTBOX_FULL", "1");
-    }
-    let mut agent = builder.start();
-    let mut k = Kapacitor::connect(agent.stream_socket()).await;
-    let init = k
-        .init(
-            "disk",
-            "pagertree2",
-            vec![
-                opt("levelFrom").string("level"),
-                opt("idFrom").string("alertID"),
-            ],
-        )
-        .await;
-    assert!(init.success, "{}", init.error);
-    let filler = tmpfs.as_ref().map(Tmpfs::fill);
-    for i in 0..50 {
-        k.point(
-            point("cpu")
-                .time(1_700_000_000_000_000_000 + i)
-                .tag("alertID", &format!("disk{i:02}"))
-                .tag("level", "CRITICAL")
-                .field("v", 99.0),
-        )
-        .await;
-    }
+    let mut disk = FullDisk::start("").await;
+    let filler = disk.fill();
+    disk.send(0..50).await;
     // Kapacitor's snapshot is answered: the 50 count as stored.
-    let _ = k.snapshot().await;
+    let _ = disk.k.snapshot().await;
     assert!(
-        agent.wait_log("DEGRADED", Duration::from_secs(60)),
+        disk.agent.wait_log("DEGRADED", Duration::from_secs(60)),
         "never degraded; log:\n{}",
-        agent.log()
+        disk.agent.log()
     );
-    let status = agent.terminate();
-    let log = agent.log();
-    assert!(
-        !status.success(),
-        "exit 0 with events only in memory; log:\n{log}"
-    );
-    let line = log
-        .lines()
-        .find(|l| l.contains("ERROR") && l.contains("spill file"))
-        .unwrap_or_else(|| panic!("no ERROR line naming the spill file; log:\n{log}"));
-    assert!(line.contains(&spill.display().to_string()), "{line}");
-    let spilled = std::fs::read_to_string(&spill).expect("the spill file");
-    let n = spilled.lines().count();
-    assert!(n > 0, "nothing spilled; log:\n{log}");
-    assert!(line.contains(&format!("events={n}")), "{line}");
-    assert_eq!(fake.accepted_count(), 0);
+    disk.terminate_expecting_spill();
+    disk.restart_delivers(filler, 50).await;
+}
 
-    // The disk is freed and PagerTree answers again: every event arrives.
-    let dir = agent.kill_keep_dir();
-    if let Some(f) = filler {
-        std::fs::remove_file(f).unwrap();
-    }
-    fake.set_outage(None);
-    let agent = Agent::builder().config(&config).dir(dir).start();
+/// Item 2's last case: the outbox cannot store *and* the memory queue is
+/// full, so the committer can neither commit nor hold its group and retries
+/// it until shutdown (5 events held in memory, then a group of 45). At SIGTERM it gives up and hands its events back: they
+/// go to the spill file after the memory-only ones, in order (before: they
+/// were only counted, "never committed", and lost).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_a_committer_could_not_hold_are_spilled_in_order() {
+    let mut disk = FullDisk::start("memory_queue = 10\n").await;
+    let filler = disk.fill();
+    // Five fit in memory (degraded mode); the group of 45 after them does not.
+    disk.send(0..5).await;
     assert!(
-        fake.wait_accepted(50, Duration::from_secs(60)).await,
-        "{} of 50 delivered after the restart; log:\n{}",
-        fake.accepted_count(),
-        agent.log()
+        disk.agent.wait_log("DEGRADED", Duration::from_secs(60)),
+        "never degraded; log:\n{}",
+        disk.agent.log()
     );
-    let mut ids: Vec<String> = fake.per_id().into_keys().collect();
-    ids.sort();
-    assert_eq!(ids.len(), 50, "{ids:?}");
+    disk.send(5..50).await;
     assert!(
-        agent.wait_log(
-            "spilled at the last shutdown imported",
-            Duration::from_secs(10)
-        ),
+        disk.agent
+            .wait_log("the memory queue is full", Duration::from_secs(60)),
+        "the committer never hit the full memory queue; log:\n{}",
+        disk.agent.log()
+    );
+    let started = std::time::Instant::now();
+    let ids = disk.terminate_expecting_spill();
+    eprintln!("stopped in {:?}", started.elapsed());
+    let expected: Vec<String> = (0..50).map(|i| format!("disk{i:02}")).collect();
+    assert_eq!(ids, expected, "log:\n{}", disk.agent.log());
+    assert!(
+        !disk.agent.log().contains("never committed"),
         "{}",
-        agent.log()
+        disk.agent.log()
     );
-    assert!(!spill.exists(), "the imported spill file was kept");
-    drop(agent);
-    drop(tmpfs);
+    disk.restart_delivers(filler, 50).await;
 }
 
 /// Item 12: SIGHUP is logged and ignored; the agent keeps serving on the

@@ -11,6 +11,7 @@
 //! the log committer). This module needs nothing but [`Event`].
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 
 use tokio::sync::{Semaphore, mpsc, oneshot};
@@ -223,12 +224,45 @@ pub struct CommitError {
 /// The most events the committer takes into one group (one `commit` call).
 const GROUP_MAX: usize = 4096;
 
+/// The committer thread: join it, or, at a shutdown that cannot wait any
+/// longer, make it give up ([`CommitterHandle::give_up`]).
+#[derive(Debug)]
+pub struct CommitterHandle {
+    thread: thread::JoinHandle<Vec<Event>>,
+    give_up: Arc<AtomicBool>,
+}
+
+impl CommitterHandle {
+    /// Makes a committer whose commits keep failing stop retrying: after one
+    /// more try it ends and hands back, in order, the group it could not
+    /// commit and every event still queued behind it (what [`Self::join`]
+    /// returns). Events are never dropped inside the committer; whoever
+    /// calls this stores them elsewhere. A committer that is committing
+    /// successfully, or waiting for events, is not affected: it ends when
+    /// the last [`Sink`] is dropped, as always.
+    pub fn give_up(&self) {
+        self.give_up.store(true, Ordering::Release);
+        self.thread.thread().unpark();
+    }
+
+    /// Whether the thread has ended (then [`Self::join`] does not block).
+    pub fn is_finished(&self) -> bool {
+        self.thread.is_finished()
+    }
+
+    /// Waits for the thread; `Ok` holds the events it gave up on (empty
+    /// unless [`Self::give_up`] was called while commits were failing).
+    pub fn join(self) -> thread::Result<Vec<Event>> {
+        self.thread.join()
+    }
+}
+
 /// Starts the committer thread behind a new [`Sink`] whose queue holds at
 /// most `capacity` events (and `capacity` messages); as many committed events
 /// again may wait to be freed by a session ([`Sink::reclaim`]). The thread
 /// ends when every `Sink` is dropped, after committing what was queued.
 /// No commit window: each group is what is queued when the committer wakes.
-pub fn spawn_sink<C: Committer>(committer: C, capacity: usize) -> (Sink, thread::JoinHandle<()>) {
+pub fn spawn_sink<C: Committer>(committer: C, capacity: usize) -> (Sink, CommitterHandle) {
     spawn_sink_with_window(committer, capacity, std::time::Duration::ZERO)
 }
 
@@ -242,7 +276,7 @@ pub fn spawn_sink_with_window<C: Committer>(
     mut committer: C,
     capacity: usize,
     window: std::time::Duration,
-) -> (Sink, thread::JoinHandle<()>) {
+) -> (Sink, CommitterHandle) {
     // Permits are u32; a larger queue would not fit in memory anyway.
     let capacity = capacity.clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize));
     let (tx, mut rx) = mpsc::channel::<SinkMsg>(capacity);
@@ -250,6 +284,8 @@ pub fn spawn_sink_with_window<C: Committer>(
     let closer = CloseOnDrop(room.clone());
     let spent = Arc::new(Spent::default());
     let spent_c = spent.clone();
+    let give_up = Arc::new(AtomicBool::new(false));
+    let giving_up = give_up.clone();
     let handle = thread::Builder::new()
         .name("pagertree-commit".into())
         .spawn(move || {
@@ -308,8 +344,13 @@ pub fn spawn_sink_with_window<C: Committer>(
                 if !events.is_empty() {
                     let mut delay = std::time::Duration::from_millis(50);
                     while let Err(e) = committer.commit(&events) {
+                        if giving_up.load(Ordering::Acquire) {
+                            tracing::error!(error = %e, events = events.len(), "commit failed at shutdown; the events go back to the shutdown to be stored elsewhere");
+                            return give_back(events, rx);
+                        }
                         tracing::error!(error = %e, "commit failed; retrying, nothing is dropped");
-                        thread::sleep(delay);
+                        // Woken early by `give_up` (a spurious wake-up only retries sooner).
+                        thread::park_timeout(delay);
                         delay = (delay * 2).min(std::time::Duration::from_secs(5));
                     }
                     let n = events.len();
@@ -322,6 +363,7 @@ pub fn spawn_sink_with_window<C: Committer>(
                     let _ = b.send(());
                 }
             }
+            Vec::new()
         })
         .expect("spawning the committer thread");
     (
@@ -331,8 +373,24 @@ pub fn spawn_sink_with_window<C: Committer>(
             capacity,
             spent,
         },
-        handle,
+        CommitterHandle {
+            thread: handle,
+            give_up,
+        },
     )
+}
+
+/// A committer that gave up: `group` (not committed) and then everything
+/// still queued, in order. The queue is closed first, so nothing arrives
+/// after; the barriers waiting in it are dropped (their waiters see
+/// [`SinkError::Closed`]: their events were not committed).
+fn give_back(mut group: Vec<Event>, mut rx: mpsc::Receiver<SinkMsg>) -> Vec<Event> {
+    rx.close();
+    let mut barriers = Vec::new();
+    while let Ok(msg) = rx.try_recv() {
+        take(msg, &mut group, &mut barriers);
+    }
+    group
 }
 
 impl Spent {
@@ -551,5 +609,61 @@ mod tests {
             sink.try_submit(Box::new(event(9))),
             Err(TrySubmitError::Closed(SinkError::Closed))
         ));
+    }
+
+    /// Refuses every commit, counting the tries.
+    #[derive(Clone, Default)]
+    struct Refuses(Arc<std::sync::atomic::AtomicUsize>);
+    impl Committer for Refuses {
+        fn commit(&mut self, events: &[Event]) -> Result<(), CommitError> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Err(CommitError {
+                count: events.len(),
+                reason: "refused (test)".into(),
+            })
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_committer_that_gives_up_hands_back_every_event_in_order() {
+        let tries = Refuses::default();
+        let (sink, handle) = spawn_sink(tries.clone(), 16);
+        sink.submit_many((0..3).map(event).collect()).await.unwrap();
+        // The first group is being retried; more queue up behind it.
+        while tries.0.load(std::sync::atomic::Ordering::SeqCst) < 2 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        sink.submit_many((3..5).map(event).collect()).await.unwrap();
+        sink.submit(Box::new(event(5))).await.unwrap();
+        let waiter = tokio::spawn({
+            let sink = sink.clone();
+            async move { sink.barrier().await }
+        });
+        assert!(!handle.is_finished(), "ended without being asked");
+        handle.give_up();
+        let back = tokio::task::spawn_blocking(move || handle.join())
+            .await
+            .unwrap()
+            .expect("the committer panicked");
+        let times: Vec<i64> = back.iter().map(|e| e.time).collect();
+        assert_eq!(times, [0, 1, 2, 3, 4, 5]);
+        // Nothing is accepted after, and nobody waits forever.
+        assert!(matches!(waiter.await.unwrap(), Err(SinkError::Closed)));
+        assert!(matches!(
+            sink.submit(Box::new(event(6))).await,
+            Err(SinkError::Closed)
+        ));
+    }
+
+    #[tokio::test]
+    async fn give_up_does_not_touch_a_committer_that_commits() {
+        let rec = Record::default();
+        let (sink, handle) = spawn_sink(rec.clone(), 8);
+        handle.give_up();
+        sink.submit_many((0..3).map(event).collect()).await.unwrap();
+        sink.barrier().await.unwrap();
+        drop(sink);
+        assert!(handle.join().unwrap().is_empty());
+        assert_eq!(rec.all(), [0, 1, 2]);
     }
 }

@@ -510,15 +510,24 @@ impl Outbox {
     }
 
     /// Shutdown, degraded: appends the events held only in memory (not
-    /// delivered) to the spill file `path` and forgets them. Returns how many
-    /// were written (0: nothing was held). On an error they stay in memory.
-    pub fn spill(&self, path: &Path) -> Result<usize, crate::delivery::spill::SpillError> {
+    /// delivered), then `later` (events a committer gave back, never
+    /// stored: they come after), to the spill file `path`, and forgets the
+    /// memory ones. Returns how many were written (0: nothing to write). On
+    /// an error the memory ones stay in memory.
+    pub fn spill(
+        &self,
+        path: &Path,
+        later: &[Event],
+    ) -> Result<usize, crate::delivery::spill::SpillError> {
         let mut mem = self.memory();
+        let later = self.rows_of(later, now_ns());
         let lines: Vec<crate::delivery::spill::SpillLine> = mem
             .rows
             .iter()
             .filter(|(r, _)| !mem.delivered.contains(&r.seq))
-            .map(|(r, e)| crate::delivery::spill::SpillLine {
+            .map(|(r, e)| (r, e.time))
+            .chain(later.iter().map(|(r, e)| (r, e.time)))
+            .map(|(r, time_ns)| crate::delivery::spill::SpillLine {
                 task: r.task.clone(),
                 node: r.node.clone(),
                 alert_id: r.alert_id.clone(),
@@ -529,7 +538,7 @@ impl Outbox {
                 format: r.format.as_str().to_string(),
                 body: String::from_utf8_lossy(&r.body).into_owned(),
                 created_ns: r.created_ns,
-                time_ns: e.time,
+                time_ns,
             })
             .collect();
         if lines.is_empty() {
@@ -542,13 +551,17 @@ impl Outbox {
     }
 
     /// Last resort at shutdown (no spill file could be written): each event
-    /// held only in memory as one ERROR log line with its body.
-    pub fn log_memory_only(&self) {
+    /// held only in memory, then each of `later` (as [`Self::spill`]), as
+    /// one ERROR log line with its body.
+    pub fn log_memory_only(&self, later: &[Event]) {
         let mem = self.memory();
-        for (r, _) in mem
+        let later = self.rows_of(later, now_ns());
+        for r in mem
             .rows
             .iter()
             .filter(|(r, _)| !mem.delivered.contains(&r.seq))
+            .map(|(r, _)| r)
+            .chain(later.iter().map(|(r, _)| r))
         {
             tracing::error!(
                 task = %r.task, node = %r.node, id = %r.alert_id, alert_level = %r.level,
@@ -673,23 +686,14 @@ impl Outbox {
         tx.commit()
     }
 
-    /// Turns events into rows (dry-run events are logged and skipped).
+    /// The outbox rows of `events` (none for `dryRun` ones: see
+    /// [`Self::log_dry_run`]).
     fn rows_of<'a>(&self, events: &'a [Event], created_ns: i64) -> Vec<(StoredRow, &'a Event)> {
         let endpoints = self.endpoints();
         let mut rows = Vec::with_capacity(events.len());
-        for e in events {
+        for e in events.iter().filter(|e| !e.route.dry_run) {
             let target = endpoints.resolve(&e.route);
             let body = pagertree::body(e, target.format);
-            if e.route.dry_run {
-                tracing::info!(
-                    target: "pagertree::dry_run",
-                    task = %e.task, node = %e.node, id = %e.id, alert_level = %e.level,
-                    endpoint = %target.endpoint, url = %redact::url(&target.url), format = target.format.as_str(),
-                    body = %String::from_utf8_lossy(&body).trim_end(),
-                    "dryRun: event not sent"
-                );
-                continue;
-            }
             rows.push((
                 StoredRow {
                     seq: 0,
@@ -973,6 +977,37 @@ fn is_corruption(e: &rusqlite::Error) -> bool {
 
 impl Committer for Outbox {
     fn commit(&mut self, events: &[Event]) -> Result<(), CommitError> {
+        let r = self.commit_rows(events);
+        if r.is_ok() {
+            // Once per event: a failed commit is retried with the same group.
+            self.log_dry_run(events);
+        }
+        r
+    }
+}
+
+impl Outbox {
+    /// The `dryRun` events of a committed group, one log line each.
+    fn log_dry_run(&self, events: &[Event]) {
+        let mut dry = events.iter().filter(|e| e.route.dry_run).peekable();
+        if dry.peek().is_none() {
+            return;
+        }
+        let endpoints = self.endpoints();
+        for e in dry {
+            let target = endpoints.resolve(&e.route);
+            let body = pagertree::body(e, target.format);
+            tracing::info!(
+                target: "pagertree::dry_run",
+                task = %e.task, node = %e.node, id = %e.id, alert_level = %e.level,
+                endpoint = %target.endpoint, url = %redact::url(&target.url), format = target.format.as_str(),
+                body = %String::from_utf8_lossy(&body).trim_end(),
+                "dryRun: event not sent"
+            );
+        }
+    }
+
+    fn commit_rows(&mut self, events: &[Event]) -> Result<(), CommitError> {
         let rows = self.rows_of(events, now_ns());
         if rows.is_empty() {
             return Ok(());

@@ -13,7 +13,8 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::alert::sink::{Committer, Sink, spawn_sink_with_window};
+use crate::alert::Event;
+use crate::alert::sink::{Committer, CommitterHandle, Sink, spawn_sink_with_window};
 use crate::alert::store::AlertStateStore;
 use crate::delivery::dispatch::{DispatchConfig, DispatchError, Dispatcher};
 use crate::delivery::outbox::{Outbox, OutboxError};
@@ -38,7 +39,7 @@ pub const SINK_CAPACITY: usize = 8192;
 pub struct Delivery {
     outbox: Outbox,
     sink: Sink,
-    committer: std::thread::JoinHandle<()>,
+    committer: CommitterHandle,
     dispatcher: Dispatcher,
     stop: CancellationToken,
 }
@@ -100,11 +101,13 @@ impl Delivery {
 
     /// Stops delivery. Every other `Sink` clone must be dropped first (the
     /// committer finishes when the last one goes); then the dispatcher stops
-    /// with its grace period. The committer gets `commit_limit`: one that is
-    /// still running then (a session that never let go of its sink, commits
-    /// failing with a full memory queue) is left behind, and the events it
-    /// holds are returned as a count — they are not stored anywhere.
-    pub async fn shutdown(self, commit_limit: std::time::Duration) -> usize {
+    /// with its grace period. The committer gets `commit_limit`: one whose
+    /// commits are still failing then (the outbox cannot store and its memory
+    /// queue is full) is made to give up, and the events it held come back in
+    /// [`Unfinished::events`] for the caller to store elsewhere (the spill
+    /// file). Only a committer stuck inside one commit, or behind a sink
+    /// someone still holds, is left behind; its events are only counted.
+    pub async fn shutdown(self, commit_limit: std::time::Duration) -> Unfinished {
         let Delivery {
             outbox: _,
             sink,
@@ -114,21 +117,67 @@ impl Delivery {
         } = self;
         let probe = sink.probe();
         drop(sink);
-        let joined = tokio::time::timeout(
-            commit_limit,
-            tokio::task::spawn_blocking(move || committer.join()),
-        )
-        .await;
-        let uncommitted = match joined {
-            Ok(Ok(Ok(()))) => 0,
-            Ok(_) => {
-                tracing::error!("the delivery committer thread ended abnormally");
-                probe.outstanding()
+        // The last part of the limit is for a committer that gives up: one
+        // more try, then it hands its events back.
+        let give_up_after = commit_limit.saturating_sub(GIVE_UP_WAIT);
+        let mut finished = wait_finished(&committer, give_up_after).await;
+        if !finished {
+            committer.give_up();
+            finished = wait_finished(&committer, commit_limit - give_up_after).await;
+        }
+        let unfinished = if finished {
+            match tokio::task::spawn_blocking(move || committer.join()).await {
+                Ok(Ok(events)) => Unfinished {
+                    events,
+                    stranded: 0,
+                },
+                _ => {
+                    tracing::error!("the delivery committer thread ended abnormally");
+                    Unfinished {
+                        events: Vec::new(),
+                        stranded: probe.outstanding(),
+                    }
+                }
             }
-            Err(_) => probe.outstanding(),
+        } else {
+            Unfinished {
+                events: Vec::new(),
+                stranded: probe.outstanding(),
+            }
         };
         stop.cancel();
         dispatcher.join().await;
-        uncommitted
+        unfinished
+    }
+}
+
+/// Of the committer's time at shutdown, what is kept for giving up.
+const GIVE_UP_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Polls (every 20 ms) until the committer thread ends or `limit` passes.
+async fn wait_finished(committer: &CommitterHandle, limit: std::time::Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    while !committer.is_finished() {
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    true
+}
+
+/// What [`Delivery::shutdown`] could not commit.
+#[derive(Debug, Default)]
+pub struct Unfinished {
+    /// Events a committer that gave up handed back, in order: never stored.
+    pub events: Vec<Event>,
+    /// Events held by a committer that did not end: counted, not stored.
+    pub stranded: usize,
+}
+
+impl Unfinished {
+    /// Nothing was left uncommitted.
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty() && self.stranded == 0
     }
 }

@@ -93,7 +93,7 @@ pub fn level_at(n: usize) -> Level {
 pub struct Harness {
     pub outbox: Outbox,
     pub sink: Option<Sink>,
-    commit_thread: Option<std::thread::JoinHandle<()>>,
+    commit_thread: Option<kapacitor_pagertree::alert::sink::CommitterHandle>,
     dispatcher: Option<Dispatcher>,
     pub cancel: CancellationToken,
     /// The markers submitted per id, in order.
