@@ -343,12 +343,17 @@ pub fn spawn_sink_with_window<C: Committer>(
                 }
                 if !events.is_empty() {
                     let mut delay = std::time::Duration::from_millis(50);
+                    let mut failures = 0u64;
                     while let Err(e) = committer.commit(&events) {
                         if giving_up.load(Ordering::Acquire) {
                             tracing::error!(error = %e, events = events.len(), "commit failed at shutdown; the events go back to the shutdown to be stored elsewhere");
                             return give_back(events, rx);
                         }
-                        tracing::error!(error = %e, "commit failed; retrying, nothing is dropped");
+                        failures += 1;
+                        // The 1st and every 10th: a long outage must not flood the journal.
+                        if failures % 10 == 1 {
+                            tracing::error!(error = %e, failures, "commit failed; retrying, nothing is dropped");
+                        }
                         // Woken early by `give_up` (a spurious wake-up only retries sooner).
                         thread::park_timeout(delay);
                         delay = (delay * 2).min(std::time::Duration::from_secs(5));

@@ -5,9 +5,11 @@
 //!
 //! Shutdown order (docs/architecture.md, *graceful shutdown*): the sessions stop
 //! and drop their sinks; [`Delivery::shutdown`] then lets the committer
-//! store whatever was queued, stops the dispatcher from starting requests,
-//! gives those on the wire `shutdown_grace`, and returns. Undelivered rows
-//! stay in the outbox for the next start.
+//! store whatever was queued (or, if its commits still fail near the limit,
+//! makes it give its events back), stops the dispatcher from starting
+//! requests, gives those on the wire `shutdown_grace`, and returns what it
+//! could not commit. Undelivered rows stay in the outbox for the next start;
+//! the caller spills what never got there.
 
 use std::sync::Arc;
 
