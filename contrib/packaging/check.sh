@@ -100,8 +100,8 @@ echo "$postinst" | grep -q 'deb-systemd-helper enable kapacitor-pagertree.servic
 echo "$postinst" | grep -q 'try-restart' || fail "postinst does not restart on upgrade"
 ! echo "$postinst" | grep -Eq '_dh_action=start|invoke start' || fail "postinst starts the unit"
 ok "postinst: enables the unit, try-restart on upgrade, no start on install"
-dpkg-deb -I "$deb" prerm | grep -q 'outbox list' || fail "prerm does not list the outbox"
-dpkg-deb -I "$deb" postrm | grep -q 'rm -rf /var/lib/kapacitor-pagertree' || fail "postrm purge"
+grep -q 'outbox list' <<<"$(dpkg-deb -I "$deb" prerm)" || fail "prerm does not list the outbox"
+grep -q 'rm -rf /var/lib/kapacitor-pagertree' <<<"$(dpkg-deb -I "$deb" postrm)" || fail "postrm purge"
 ok "prerm lists the outbox; postrm purges the data directory"
 
 # A maintainer script that runs but breaks (a word run as a command, a
@@ -266,15 +266,19 @@ if command -v rpm >/dev/null; then
     rpm -qp --queryformat '[%{FILEMODES:perms} %{FILEUSERNAME}:%{FILEGROUPNAME} %{FILENAMES}\n]' "$rpm" |
         grep -qx -- '-rw-r----- root:kapacitor /etc/kapacitor-pagertree.toml' ||
         fail "the rpm's config is not 0640 root:kapacitor"
-    rpm -qcp "$rpm" | grep -qx /etc/kapacitor-pagertree.toml || fail "the rpm's config is not %config"
+    # Lists read whole first: `rpm … | grep -q` under pipefail fails when grep
+    # stops reading early and rpm dies of SIGPIPE (a match reported as missing).
+    rpm_config=$(rpm -qcp "$rpm")
+    rpm_files=$(rpm -qlp "$rpm")
+    grep -qx /etc/kapacitor-pagertree.toml <<<"$rpm_config" || fail "the rpm's config is not %config"
     for f in /usr/bin/kapacitor-pagertree /usr/lib/systemd/system/kapacitor-pagertree.service \
         /usr/share/man/man1/kapacitor-pagertree.1 /usr/share/bash-completion/completions/kapacitor-pagertree \
         /usr/share/zsh/site-functions/_kapacitor-pagertree /usr/share/fish/vendor_completions.d/kapacitor-pagertree.fish \
         /usr/share/doc/kapacitor-pagertree/README.md; do
-        rpm -qlp "$rpm" | grep -qx "$f" || fail "the rpm lacks $f"
+        grep -qx -- "$f" <<<"$rpm_files" || fail "the rpm lacks $f"
     done
     for page in $pages; do
-        rpm -qlp "$rpm" | grep -qx "/usr/share/man/man1/$page" || fail "the rpm lacks the page $page"
+        grep -qx -- "/usr/share/man/man1/$page" <<<"$rpm_files" || fail "the rpm lacks the page $page"
     done
     scripts=$(rpm -qp --scripts "$rpm")
     for want in 'preinstall' 'useradd --system --gid kapacitor' 'postinstall' 'systemctl enable' \
