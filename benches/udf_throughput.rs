@@ -20,9 +20,10 @@
 //!   node's.
 //!
 //! Reports points/s for each, the agent's ratio to the ceiling (the issue's
-//! target: >= 0.5) and to the decode-mirror, the agent's RSS while the
-//! client floods faster than it reads (bounded queues keep it flat), and how
-//! long the mid-flood keepalive took to be answered.
+//! target: >= 0.5) and to the decode-mirror, the agent's CPU time per point
+//! over the flood, its RSS while the client floods faster
+//! than it reads (bounded queues keep it flat), and how long the mid-flood
+//! keepalive took to be answered.
 //!
 //! Run: `cargo bench --bench udf_throughput` (builds the agent in release).
 //! `POINTS=300000 cargo bench --bench udf_throughput` for a shorter run.
@@ -317,6 +318,28 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// The process's CPU time so far (user + system), from `/proc/PID/stat`.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces): state is the 1st,
+    // utime the 12th, stime the 13th.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // SAFETY: sysconf has no preconditions.
+    let tck = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Duration::from_micros(f.iter().sum::<u64>() * 1_000_000 / tck)
+}
+
+/// What the agent spent on the flood: CPU time, user and system.
+struct Cost {
+    cpu: Duration,
+}
+
 fn start_agent(dir: &Path) -> (Child, std::path::PathBuf) {
     let data = dir.join("data");
     let child = Command::new(env!("CARGO_BIN_EXE_kapacitor-pagertree"))
@@ -353,7 +376,7 @@ async fn mirror(
     flood: Arc<Vec<u8>>,
     ka_end: usize,
     n: usize,
-) -> (Run, Vec<(usize, u64)>, u64) {
+) -> (Run, Vec<(usize, u64)>, u64, Cost) {
     let (mut child, sock) = start_agent(dir);
     let pid = child.id();
     let idle_rss = rss_kib(pid);
@@ -367,6 +390,7 @@ async fn mirror(
         "unexpected InitResponse bytes {:?}",
         &b[..got]
     );
+    let cpu0 = cpu_time(pid);
     let samples = Arc::new(std::sync::Mutex::new(Vec::new()));
     let progress = Arc::new(AtomicUsize::new(0));
     let s2 = samples.clone();
@@ -376,10 +400,13 @@ async fn mirror(
         s2.lock().unwrap().push((done, rss_kib(pid)));
     })
     .await;
+    let cost = Cost {
+        cpu: cpu_time(pid).saturating_sub(cpu0),
+    };
     let _ = child.kill();
     let _ = child.wait();
     let samples = samples.lock().unwrap().clone();
-    (run, samples, idle_rss)
+    (run, samples, idle_rss, cost)
 }
 
 fn main() {
@@ -407,7 +434,7 @@ fn main() {
 
     let echo = rt.block_on(ceiling(dir.path(), flood.clone(), ka_end, n));
     let reference = rt.block_on(decode_mirror(dir.path(), flood.clone(), ka_end, n));
-    let (agent, samples, idle_rss) = rt.block_on(mirror(dir.path(), flood, ka_end, n));
+    let (agent, samples, idle_rss, cost) = rt.block_on(mirror(dir.path(), flood, ka_end, n));
 
     let rate = |r: &Run| r.points as f64 / r.elapsed.as_secs_f64();
     println!(
@@ -439,6 +466,11 @@ fn main() {
         "ratio agent/decode-mirror:   {:.2} (decode-mirror/ceiling {:.2})",
         rate(&agent) / rate(&reference),
         rate(&reference) / rate(&echo)
+    );
+    println!(
+        "agent cost:                  {:.2} µs CPU per point (user+system, {:.2?} in all)",
+        cost.cpu.as_secs_f64() * 1e6 / agent.points as f64,
+        cost.cpu
     );
     let rss: Vec<u64> = samples.iter().map(|s| s.1).collect();
     println!(
