@@ -307,9 +307,10 @@ struct Core {
     opts: NodeOptions,
     levels: [Option<Expr>; 4],
     resets: [Option<Expr>; 4],
-    id_template: Template,
-    message_template: Template,
-    details_template: Template,
+    /// Shared with every node that uses the same default ([`defaults`]).
+    id_template: Arc<Template>,
+    message_template: Arc<Template>,
+    details_template: Arc<Template>,
     server_info: ServerInfo,
     inhibitors: Arc<Inhibitors>,
     /// The last event handed on per alert id, non-OK ones only (an OK removes
@@ -342,21 +343,27 @@ impl AlertNode {
         }
         let levels = compile_all(&opts.levels, ["", "info", "warn", "crit"])?;
         let resets = compile_all(&opts.resets, ["", "infoReset", "warnReset", "critReset"])?;
-        let id_template =
-            template_option("id", Engine::Text, TemplateScope::Id, &opts.id, DEFAULT_ID)?;
+        let defaults = defaults();
+        let id_template = template_option(
+            "id",
+            Engine::Text,
+            TemplateScope::Id,
+            &opts.id,
+            (DEFAULT_ID, &defaults.id),
+        )?;
         let message_template = template_option(
             "message",
             Engine::Text,
             TemplateScope::Message,
             &opts.message,
-            DEFAULT_MESSAGE,
+            (DEFAULT_MESSAGE, &defaults.message),
         )?;
         let details_template = template_option(
             "details",
             Engine::Html,
             TemplateScope::Details,
             &opts.details,
-            DEFAULT_DETAILS,
+            (DEFAULT_DETAILS, &defaults.details),
         )?;
 
         let last_events = match env.store.load(&req.task_id, &req.node_id) {
@@ -677,19 +684,49 @@ fn compile_all(
     Ok(out)
 }
 
-/// Parses one of the node's templates (Kapacitor's default when not given;
-/// `''` is a real, empty template).
+/// Kapacitor's default templates, parsed once per process and shared by
+/// every node that does not set its own: most nodes keep the default
+/// `details`, many the default `id`, and a parsed template is a few KB that
+/// every idle session would otherwise hold (BENCHMARKS.md, *Idle sessions*).
+struct Defaults {
+    id: Arc<Template>,
+    message: Arc<Template>,
+    details: Arc<Template>,
+}
+
+fn defaults() -> &'static Defaults {
+    static DEFAULTS: std::sync::OnceLock<Defaults> = std::sync::OnceLock::new();
+    DEFAULTS.get_or_init(|| {
+        // Constants, checked by the tests: a failure is a bug, not input.
+        let parse = |engine, scope, text| {
+            Arc::new(Template::parse(engine, scope, text).expect("a default template parses"))
+        };
+        Defaults {
+            id: parse(Engine::Text, TemplateScope::Id, DEFAULT_ID),
+            message: parse(Engine::Text, TemplateScope::Message, DEFAULT_MESSAGE),
+            details: parse(Engine::Html, TemplateScope::Details, DEFAULT_DETAILS),
+        }
+    })
+}
+
+/// Parses one of the node's templates. Not given, or given as the default
+/// text (`default.0`): the shared default (`default.1`); `''` is a real,
+/// empty template.
 fn template_option(
     name: &str,
     engine: Engine,
     scope: TemplateScope,
     value: &Option<String>,
-    default: &str,
-) -> Result<Template, InitError> {
-    let template = Template::parse(engine, scope, value.as_deref().unwrap_or(default))
-        .map_err(|e| InitError::new(name, e.to_string()))?;
+    default: (&str, &Arc<Template>),
+) -> Result<Arc<Template>, InitError> {
+    let text = value.as_deref().unwrap_or(default.0);
+    if text == default.0 {
+        return Ok(default.1.clone());
+    }
+    let template =
+        Template::parse(engine, scope, text).map_err(|e| InitError::new(name, e.to_string()))?;
     check_fields(name, &template)?;
-    Ok(template)
+    Ok(Arc::new(template))
 }
 
 /// Renders a template once over sample data at Init, so that a field the

@@ -739,3 +739,41 @@ fn mode1_restore_seeds_new_groups_from_the_store() {
         ("cpu:host=A", Level::OK, Level::CRITICAL, 20)
     );
 }
+
+#[test]
+fn default_templates_are_parsed_once_and_shared() {
+    let store = MemoryStore::default();
+    let env = env(&store);
+    let a = init(&env, EdgeType::Stream, "shared_a", mode2());
+    let b = init(&env, EdgeType::Stream, "shared_b", vec![]);
+    // The defaults pass the Init-time field check like any given template.
+    let d = defaults();
+    for (name, t) in [
+        ("id", &d.id),
+        ("message", &d.message),
+        ("details", &d.details),
+    ] {
+        check_fields(name, t).unwrap();
+    }
+    assert!(Arc::ptr_eq(&a.core.details_template, &d.details));
+    assert!(Arc::ptr_eq(&b.core.details_template, &d.details));
+    assert!(Arc::ptr_eq(&b.core.id_template, &d.id));
+    assert!(Arc::ptr_eq(&b.core.message_template, &d.message));
+    // The default text given explicitly is the default too.
+    let c = init(
+        &env,
+        EdgeType::Stream,
+        "shared_c",
+        vec![opt("message", vec![s(DEFAULT_MESSAGE)])],
+    );
+    assert!(Arc::ptr_eq(&c.core.message_template, &d.message));
+    // A node's own template is its own.
+    let own = init(
+        &env,
+        EdgeType::Stream,
+        "own",
+        vec![opt("message", vec![s("{{ .ID }} needs a look")])],
+    );
+    assert!(!Arc::ptr_eq(&own.core.message_template, &d.message));
+    assert!(Arc::ptr_eq(&own.core.details_template, &d.details));
+}

@@ -78,7 +78,8 @@ impl Processor {
         out_tx: mpsc::Sender<Outgoing>,
         stop_reading: CancellationToken,
     ) -> ProcessOutcome {
-        let mut chunk = Vec::with_capacity(PROCESS_CHUNK);
+        // Grows to PROCESS_CHUNK only under load: an idle session holds a few slots.
+        let mut chunk = Vec::new();
         'outer: while work_rx.recv_many(&mut chunk, PROCESS_CHUNK).await > 0 {
             let mut since_flush = tokio::time::Instant::now();
             for work in chunk.drain(..) {
