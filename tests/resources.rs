@@ -122,8 +122,9 @@ async fn idle_sessions_cost_little_memory() {
         "{N} idle sessions: RSS {before} KiB -> {after} KiB, {per} bytes per session; {} threads",
         threads()
     );
-    // The target: under 100 KB per idle session (65–70 KB measured,
-    // debug and release; 130 KB with a 64 KiB read buffer each).
+    // The target: under 100 KB per idle session (21–23 KB measured,
+    // debug and release; 130 KB with a 64 KiB read buffer each and the
+    // default templates parsed per node).
     assert!(
         per < 100 * 1024,
         "{per} bytes per idle session; log:\n{}",

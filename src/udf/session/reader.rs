@@ -112,9 +112,9 @@ pub(super) async fn read_loop<R: AsyncRead + Unpin>(
 }
 
 /// The read buffer a connection starts with (it grows, doubling, only to
-/// hold a frame larger than this). 4 KiB, not 64: an idle session costs
-/// about 70 KB instead of 130 (BENCHMARKS.md, *Idle sessions*), and a flood is
-/// read 4 KiB at a time at no measurable cost — CPU per point and
+/// hold a frame larger than this). 4 KiB, not 64: 58 KB less per idle
+/// session (BENCHMARKS.md, *Idle sessions*), and a flood is read 4 KiB at a
+/// time at no measurable cost — CPU per point and
 /// throughput were the same with 4 KiB, 64 KiB and a buffer growing from 4
 /// to 64 KiB under load (*UDF throughput*, *Read buffer size*).
 pub(super) const READ_BUFFER: usize = 4 * 1024;
