@@ -89,11 +89,10 @@ pub struct SinkProbe {
 }
 
 impl SinkProbe {
-    /// Events queued or in the commit under way (0 once the committer ended).
+    /// Events queued or in the commit under way. After the committer ended
+    /// normally, 0 (every commit gave its room back); after it died (a
+    /// panicking committer), what it never committed.
     pub fn outstanding(&self) -> usize {
-        if self.room.is_closed() {
-            return 0;
-        }
         self.capacity.saturating_sub(self.room.available_permits())
     }
 }
@@ -600,8 +599,11 @@ mod tests {
     #[tokio::test]
     async fn a_dead_committer_is_closed_not_a_hang() {
         let (sink, handle) = spawn_sink(Panics, 2);
+        let probe = sink.probe();
         sink.submit_many((0..2).map(event).collect()).await.unwrap();
         assert!(handle.join().is_err());
+        // What it never committed is still counted (a shutdown reports it).
+        assert_eq!(probe.outstanding(), 2);
         let r = tokio::time::timeout(
             Duration::from_secs(5),
             sink.submit_many((2..4).map(event).collect()),
