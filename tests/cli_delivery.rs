@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use pagertree::{FakePagerTree, Fmt};
 use support::Agent;
-use support::kapacitor::{Kapacitor, opt, point};
+use support::kapacitor::{Kapacitor, level_and_id, opt, point};
 use support::{bin, run, text};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -85,17 +85,7 @@ async fn refused_events_are_parked_listed_retried_and_dropped() {
     let base = agent.http_base();
 
     let mut k = Kapacitor::connect(agent.stream_socket()).await;
-    let init = k
-        .init(
-            "cpu_alert",
-            "pagertree2",
-            vec![
-                opt("levelFrom").string("level"),
-                opt("idFrom").string("alertID"),
-            ],
-        )
-        .await;
-    assert!(init.success, "{}", init.error);
+    k.init_ok("cpu_alert", "pagertree2", level_and_id()).await;
     let t0 = 1_700_000_000_000_000_000i64;
     k.point(
         point("cpu")
@@ -260,17 +250,15 @@ async fn the_url_variable_alone_delivers() {
         .env("KAPACITOR_PAGERTREE_URL", &url)
         .start();
     let mut k = Kapacitor::connect(agent.stream_socket()).await;
-    let init = k
-        .init(
-            "cpu",
-            "pagertree2",
-            vec![
-                opt("crit").string("\"value\" > 90"),
-                opt("id").string("cpu:{{ index .Tags \"host\" }}"),
-            ],
-        )
-        .await;
-    assert!(init.success, "{}", init.error);
+    k.init_ok(
+        "cpu",
+        "pagertree2",
+        vec![
+            opt("crit").string("\"value\" > 90"),
+            opt("id").string("cpu:{{ index .Tags \"host\" }}"),
+        ],
+    )
+    .await;
     let t0 = 1_700_000_000_000_000_000i64;
     k.point(
         point("cpu")
@@ -319,17 +307,7 @@ async fn failing_sends_show_retrying_then_delivered() {
         .start();
     let base = agent.http_base();
     let mut k = Kapacitor::connect(agent.stream_socket()).await;
-    let init = k
-        .init(
-            "cpu_alert",
-            "pagertree2",
-            vec![
-                opt("levelFrom").string("level"),
-                opt("idFrom").string("alertID"),
-            ],
-        )
-        .await;
-    assert!(init.success, "{}", init.error);
+    k.init_ok("cpu_alert", "pagertree2", level_and_id()).await;
     k.point(
         point("cpu")
             .time(1_700_000_000_000_000_000)

@@ -73,8 +73,7 @@ async fn metrics_health_readiness_and_open_alerts() {
         opt("idFrom").string("alertID"),
         opt("dryRun"),
     ];
-    let init = k.init("cpu_alert", "pagertree2", options).await;
-    assert!(init.success, "{}", init.error);
+    k.init_ok("cpu_alert", "pagertree2", options).await;
     let t0 = 1_700_000_000_000_000_000i64;
     let p = |id: &str, level: &str, t: i64| {
         point("cpu")

@@ -52,18 +52,16 @@ async fn kill_9_of_the_agent_mid_delivery_then_restart_loses_nothing() {
     );
     let agent = start(config.clone(), None).await;
     let mut k = Kapacitor::connect(agent.stream_socket()).await;
-    let init = k
-        .init(
-            "crash",
-            "pagertree1",
-            vec![
-                opt("levelFrom").string("level"),
-                opt("idFrom").string("alertID"),
-                opt("messageFrom").string("message"),
-            ],
-        )
-        .await;
-    assert!(init.success, "{}", init.error);
+    k.init_ok(
+        "crash",
+        "pagertree1",
+        vec![
+            opt("levelFrom").string("level"),
+            opt("idFrom").string("alertID"),
+            opt("messageFrom").string("message"),
+        ],
+    )
+    .await;
     let t0 = 1_764_000_000_000_000_000i64;
     for n in 0..ROUNDS {
         for i in 0..IDS {
@@ -122,13 +120,7 @@ async fn kill_9_of_the_agent_mid_delivery_then_restart_loses_nothing() {
     for i in 0..IDS {
         let id = format!("a{i}");
         let want: Vec<String> = (0..ROUNDS).map(|n| marker(i, n)).collect();
-        let of = |range: &[pagertree::Accepted]| -> Vec<String> {
-            range
-                .iter()
-                .filter(|a| a.id == id)
-                .map(|a| a.marker.clone())
-                .collect()
-        };
+        let of = |range: &[pagertree::Accepted]| pagertree::markers_of(range, &id);
         let (pre, post) = (of(&accepted[..before]), of(&accepted[before..]));
         pagertree::assert_order_across_restart(&id, &pre, &post, &want);
         let mut all = pre.clone();

@@ -160,13 +160,7 @@ async fn kill_9_with_requests_in_flight_then_restart_loses_nothing() {
     let split = accepted_before_restart_total;
     for i in 0..IDS {
         let id = format!("c{i}");
-        let of = |range: &[pagertree::Accepted]| -> Vec<String> {
-            range
-                .iter()
-                .filter(|a| a.id == id)
-                .map(|a| a.marker.clone())
-                .collect()
-        };
+        let of = |range: &[pagertree::Accepted]| pagertree::markers_of(range, &id);
         let expected: Vec<String> = all
             .iter()
             .filter(|e| e.id == id)

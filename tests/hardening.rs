@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use pagertree::{FakePagerTree, Fault, Fmt};
 use support::Agent;
-use support::kapacitor::{Kapacitor, opt, point};
+use support::kapacitor::{Kapacitor, level_and_id, opt, point};
 use support::{run, text};
 
 const ID: &str = "int_SECRETabc123";
@@ -49,13 +49,6 @@ async fn crit_point(k: &mut Kapacitor, id: &str) {
     )
     .await;
     let _ = k.snapshot().await;
-}
-
-fn level_opts() -> Vec<support::kapacitor::Opt> {
-    vec![
-        opt("levelFrom").string("level"),
-        opt("idFrom").string("alertID"),
-    ]
 }
 
 /// Item 4 and 14: an endpoint URL with user-info, an `int_` id and a token
@@ -97,7 +90,7 @@ async fn planted_secrets_reach_no_output() {
         format!("ftp://bob:{PASSWORD}@h/integration/{ID}?token={TOKEN}"),
         format!("http://bob:{PASSWORD}@[::1/integration/{ID}?token={TOKEN}"),
     ] {
-        let mut opts = level_opts();
+        let mut opts = level_and_id();
         opts.push(opt("url").string(&bad));
         let init = k.init("cpu_alert", "pagertree2", opts).await;
         assert!(!init.success, "{bad} was accepted");
@@ -106,8 +99,7 @@ async fn planted_secrets_reach_no_output() {
         k = Kapacitor::connect(agent.stream_socket()).await;
     }
 
-    let init = k.init("cpu_alert", "pagertree2", level_opts()).await;
-    assert!(init.success, "{}", init.error);
+    k.init_ok("cpu_alert", "pagertree2", level_and_id()).await;
     crit_point(&mut k, "web01").await;
 
     // Parked with the echoed body as the reason.
@@ -192,7 +184,7 @@ async fn data_files_are_private_whatever_the_umask() {
         .arg("127.0.0.1:0")
         .start();
     let mut k = Kapacitor::connect(agent.stream_socket()).await;
-    let mut opts = level_opts();
+    let mut opts = level_and_id();
     opts.push(opt("dryRun"));
     let _ = k.init("t", "pagertree2", opts).await;
     let dir = agent.data_dir();
@@ -270,8 +262,7 @@ async fn retry_after_is_capped_by_retry_max() {
     );
     let agent = Agent::builder().config(&config).start();
     let mut k = Kapacitor::connect(agent.stream_socket()).await;
-    let init = k.init("t", "pagertree2", level_opts()).await;
-    assert!(init.success, "{}", init.error);
+    k.init_ok("t", "pagertree2", level_and_id()).await;
     crit_point(&mut k, "web01").await;
     assert!(
         fake.wait_accepted(1, Duration::from_secs(60)).await,
@@ -296,8 +287,7 @@ async fn huge_response_bodies_are_cut() {
     );
     let agent = Agent::builder().config(&config).start();
     let mut k = Kapacitor::connect(agent.stream_socket()).await;
-    let init = k.init("t", "pagertree2", level_opts()).await;
-    assert!(init.success, "{}", init.error);
+    k.init_ok("t", "pagertree2", level_and_id()).await;
     crit_point(&mut k, "web01").await;
     assert!(
         fake.wait_accepted(1, Duration::from_secs(60)).await,
@@ -330,8 +320,7 @@ async fn json_logs_are_json_only_with_alert_level() {
         .arg("info")
         .start();
     let mut k = Kapacitor::connect(agent.stream_socket()).await;
-    let init = k.init("t", "pagertree2", level_opts()).await;
-    assert!(init.success, "{}", init.error);
+    k.init_ok("t", "pagertree2", level_and_id()).await;
     crit_point(&mut k, "web01").await;
     assert!(fake.wait_accepted(1, Duration::from_secs(30)).await);
     assert!(agent.wait_log("event delivered", Duration::from_secs(30)));
@@ -378,15 +367,14 @@ async fn expression_errors_echo_little() {
 async fn oversized_init_options_are_refused_and_stall_nobody() {
     let agent = Agent::start();
     let mut other = Kapacitor::connect(agent.stream_socket()).await;
-    let init = other.init("t", "steady", vec![opt("dryRun")]).await;
-    assert!(init.success, "{}", init.error);
+    other.init_ok("t", "steady", vec![opt("dryRun")]).await;
 
     let peak_before = agent.peak_rss_kib();
     let mut big = Kapacitor::connect(agent.stream_socket()).await;
     let template = "{{ .Name }}".repeat(200_000); // 2.2 MB
     let refused = tokio::spawn(async move {
         let mut opts = vec![opt("dryRun"), opt("message").string(&template)];
-        opts.extend(level_opts());
+        opts.extend(level_and_id());
         let r = big.init("t", "huge", opts).await;
         (r, big)
     });
@@ -465,8 +453,7 @@ async fn connections_beyond_the_limit_are_refused_and_shown() {
     .enumerate()
     {
         let mut k = Kapacitor::connect(path).await;
-        let init = k.init("t", &format!("n{i}"), vec![opt("dryRun")]).await;
-        assert!(init.success, "{}", init.error);
+        k.init_ok("t", &format!("n{i}"), vec![opt("dryRun")]).await;
         held.push(k);
     }
     let (ready, why) = get(&format!("{base}/readyz")).await;
@@ -505,8 +492,7 @@ async fn connections_beyond_the_limit_are_refused_and_shown() {
     })
     .await;
     let mut k = Kapacitor::connect(agent.stream_socket()).await;
-    let init = k.init("t", "again", vec![opt("dryRun")]).await;
-    assert!(init.success, "{}", init.error);
+    k.init_ok("t", "again", vec![opt("dryRun")]).await;
     k.close().await;
     for k in held {
         k.close().await;

@@ -99,6 +99,25 @@ fn triples(events: &[Value]) -> Vec<(String, String, String)> {
         .collect()
 }
 
+/// The markers (messages) of the pages received on `integration`, in order.
+fn markers(rig: &Rig, integration: &str) -> Vec<String> {
+    rig.accepted_on(integration)
+        .iter()
+        .map(|a| a.marker.clone())
+        .collect()
+}
+
+/// Every message `simulate` predicted was paged on `integration`.
+fn assert_messages_paged(rig: &Rig, integration: &str, want: &[Value]) {
+    let got = markers(rig, integration);
+    for w in want {
+        assert!(
+            got.contains(&w["message"].as_str().unwrap().to_string()),
+            "{got:?} lacks {w}"
+        );
+    }
+}
+
 fn page_triples(rig: &Rig, integration: &str) -> Vec<(String, String, String)> {
     rig.accepted_on(integration)
         .iter()
@@ -175,17 +194,7 @@ fn e2e_high_cpu_mode1_pages_what_simulate_says() {
     rig.wait_quiet(Duration::from_secs(2), LONG);
     assert_eq!(per_id(&page_triples(&rig, "e2e")), per_id(&triples(&want)));
     // The message renders the mean the real window/mean chain produced.
-    let got: Vec<String> = rig
-        .accepted_on("e2e")
-        .iter()
-        .map(|a| a.marker.clone())
-        .collect();
-    for w in &want {
-        assert!(
-            got.contains(&w["message"].as_str().unwrap().to_string()),
-            "{got:?} lacks {w}"
-        );
-    }
+    assert_messages_paged(&rig, "e2e", &want);
 }
 
 #[test]
@@ -205,17 +214,7 @@ fn e2e_high_cpu_mode2_pages_once_per_change() {
     assert!(rig.wait_on("e2e", want.len(), LONG));
     rig.wait_quiet(Duration::from_secs(2), LONG);
     assert_eq!(per_id(&page_triples(&rig, "e2e")), per_id(&triples(&want)));
-    let got: Vec<String> = rig
-        .accepted_on("e2e")
-        .iter()
-        .map(|a| a.marker.clone())
-        .collect();
-    for w in &want {
-        assert!(
-            got.contains(&w["message"].as_str().unwrap().to_string()),
-            "{got:?} lacks {w}"
-        );
-    }
+    assert_messages_paged(&rig, "e2e", &want);
 }
 
 #[test]
@@ -430,10 +429,7 @@ fn e2e_points_written_to_influxdb_reach_the_stream_task_by_subscription() {
     assert!(
         rig.wait_on("e2e", want.len(), LONG),
         "pages: {:?}",
-        rig.accepted_on("e2e")
-            .iter()
-            .map(|a| a.marker.clone())
-            .collect::<Vec<_>>()
+        markers(&rig, "e2e")
     );
     let got: Vec<String> = rig
         .accepted_on("e2e")
@@ -473,11 +469,7 @@ fn e2e_stdio_relay_serves_a_task() {
     );
     let want = simulate("disk_webhook");
     assert!(rig.wait_on("e2e", want.len(), LONG));
-    let got: Vec<String> = rig
-        .accepted_on("e2e")
-        .iter()
-        .map(|a| a.marker.clone())
-        .collect();
+    let got = markers(&rig, "e2e");
     let want: Vec<String> = want
         .iter()
         .map(|v| v["message"].as_str().unwrap().into())

@@ -41,17 +41,15 @@ async fn the_info_probe_and_a_prompt_init_are_served() {
     assert!(!probe.info().await.options.is_empty());
     drop(probe);
     let mut k = Kapacitor::connect(agent.stream_socket()).await;
-    let init = k
-        .init(
-            "prompt",
-            "pagertree2",
-            vec![
-                support::kapacitor::opt("levelFrom").string("level"),
-                support::kapacitor::opt("dryRun"),
-            ],
-        )
-        .await;
-    assert!(init.success, "{}", init.error);
+    k.init_ok(
+        "prompt",
+        "pagertree2",
+        vec![
+            support::kapacitor::opt("levelFrom").string("level"),
+            support::kapacitor::opt("dryRun"),
+        ],
+    )
+    .await;
     // Past the first-request timeout, the initialized session stays open.
     tokio::time::sleep(Duration::from_secs(12)).await;
     assert!(!k.info().await.options.is_empty());
@@ -93,17 +91,15 @@ async fn idle_sessions_cost_little_memory() {
     let mut sessions = Vec::with_capacity(N);
     for i in 0..N {
         let mut k = Kapacitor::connect(agent.stream_socket()).await;
-        let init = k
-            .init(
-                "idle",
-                &format!("n{i}"),
-                vec![
-                    support::kapacitor::opt("levelFrom").string("level"),
-                    support::kapacitor::opt("dryRun"),
-                ],
-            )
-            .await;
-        assert!(init.success, "{}", init.error);
+        k.init_ok(
+            "idle",
+            &format!("n{i}"),
+            vec![
+                support::kapacitor::opt("levelFrom").string("level"),
+                support::kapacitor::opt("dryRun"),
+            ],
+        )
+        .await;
         sessions.push(k);
     }
     // Settle: poll until the RSS stops moving.

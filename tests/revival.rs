@@ -37,6 +37,22 @@ fn config(api_url: &str, endpoint: &str, kapacitor: &str) -> String {
     )
 }
 
+/// A fake PagerTree with one integration, a fake Kapacitor API, and the
+/// agent's config naming both (`kapacitor`: more `[kapacitor]` lines).
+struct Setup {
+    fake: FakePagerTree,
+    api: KapacitorApi,
+    cfg: String,
+}
+
+async fn setup(integration: &str, auth: Auth, kapacitor: &str) -> Setup {
+    let fake = FakePagerTree::start().await;
+    let endpoint = fake.integration(integration, Fmt::Kapacitor, None);
+    let api = KapacitorApi::with_auth(auth);
+    let cfg = config(&api.url(), &endpoint, kapacitor);
+    Setup { fake, api, cfg }
+}
+
 async fn start(config: &str, dir: Option<tempfile::TempDir>) -> Agent {
     let config = config.to_string();
     tokio::task::spawn_blocking(move || {
@@ -234,10 +250,7 @@ async fn marked_then_killed(
     kapacitor: &str,
     udf_timeout: Option<Duration>,
 ) -> Marked {
-    let fake = FakePagerTree::start().await;
-    let endpoint = fake.integration(integration, Fmt::Kapacitor, None);
-    let api = KapacitorApi::with_auth(auth);
-    let cfg = config(&api.url(), &endpoint, kapacitor);
+    let Setup { fake, api, cfg } = setup(integration, auth, kapacitor).await;
     let agent = start(&cfg, None).await;
     let (stream, _) = via_socket(&agent);
     let def = stream_task(task, &stream, &["pagertree2"]);
@@ -263,10 +276,7 @@ async fn marked_then_killed(
 }
 
 async fn restart_revives_exactly_the_broken_tasks(how: Stop) {
-    let fake = FakePagerTree::start().await;
-    let endpoint = fake.integration("int_revive1", Fmt::Kapacitor, None);
-    let api = KapacitorApi::with_auth(Auth::None);
-    let cfg = config(&api.url(), &endpoint, "");
+    let Setup { fake, api, cfg } = setup("int_revive1", Auth::None, "").await;
     let agent = start(&cfg, None).await;
     let data = agent.data_dir();
     let (stream, batch) = via_socket(&agent);
@@ -649,10 +659,7 @@ async fn revive_tasks_false_touches_nothing_and_keeps_the_marks() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn process_mode_tasks_through_the_stdio_relay_are_revived() {
-    let fake = FakePagerTree::start().await;
-    let endpoint = fake.integration("int_revive8", Fmt::Kapacitor, None);
-    let api = KapacitorApi::with_auth(Auth::None);
-    let cfg = config(&api.url(), &endpoint, "");
+    let Setup { fake, api, cfg } = setup("int_revive8", Auth::None, "").await;
     let agent = start(&cfg, None).await;
     let data = agent.data_dir();
     let relay = |batch: bool| {
@@ -699,10 +706,7 @@ async fn process_mode_tasks_through_the_stdio_relay_are_revived() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_re_page_and_no_lost_recovery_across_a_revival() {
-    let fake = FakePagerTree::start().await;
-    let endpoint = fake.integration("int_revive9", Fmt::Kapacitor, None);
-    let api = KapacitorApi::with_auth(Auth::None);
-    let cfg = config(&api.url(), &endpoint, "");
+    let Setup { fake, api, cfg } = setup("int_revive9", Auth::None, "").await;
     let agent = start(&cfg, None).await;
     let data = agent.data_dir();
     let (stream, _) = via_socket(&agent);
@@ -752,10 +756,8 @@ async fn no_re_page_and_no_lost_recovery_across_a_revival() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_restarts_with_traffic_flowing_leave_every_task_alive_and_the_ledger_exact() {
     const ROUNDS: usize = 10;
-    let fake = FakePagerTree::start().await;
-    let endpoint = fake.integration("int_revive10", Fmt::Kapacitor, None);
-    let api = Arc::new(KapacitorApi::with_auth(Auth::None));
-    let cfg = config(&api.url(), &endpoint, "");
+    let Setup { fake, api, cfg } = setup("int_revive10", Auth::None, "").await;
+    let api = Arc::new(api);
     let mut agent = start(&cfg, None).await;
     let (stream, batch) = via_socket(&agent);
     api.define(stream_task("s", &stream, &["pagertree2"]), true);
@@ -878,11 +880,12 @@ async fn ten_restarts_with_traffic_flowing_leave_every_task_alive_and_the_ledger
 /// Kapacitor's shapes, and a broken session is noticed only at a write.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_api_fake_answers_as_kapacitor_does() {
-    let fake = FakePagerTree::start().await;
-    let endpoint = fake.integration("int_revive11", Fmt::Kapacitor, None);
-    let api = KapacitorApi::with_auth(Auth::None);
     // Revival off: only this test talks to the API.
-    let cfg = config(&api.url(), &endpoint, "revive_tasks = false");
+    let Setup {
+        fake: _fake,
+        api,
+        cfg,
+    } = setup("int_revive11", Auth::None, "revive_tasks = false").await;
     let agent = start(&cfg, None).await;
     let (stream, _) = via_socket(&agent);
     let http = reqwest::Client::new();

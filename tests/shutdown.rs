@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use pagertree::{FakePagerTree, Fault, Fmt};
 use support::Agent;
-use support::kapacitor::{Kapacitor, opt, point};
+use support::kapacitor::{Kapacitor, level_and_id, opt, point};
 
 /// A tmpfs mounted on a directory, unmounted (lazily) on drop.
 struct Tmpfs(PathBuf);
@@ -102,17 +102,7 @@ impl FullDisk {
         }
         let agent = builder.start();
         let mut k = Kapacitor::connect(agent.stream_socket()).await;
-        let init = k
-            .init(
-                "disk",
-                "pagertree2",
-                vec![
-                    opt("levelFrom").string("level"),
-                    opt("idFrom").string("alertID"),
-                ],
-            )
-            .await;
-        assert!(init.success, "{}", init.error);
+        k.init_ok("disk", "pagertree2", level_and_id()).await;
         FullDisk {
             fake,
             config,
@@ -312,17 +302,7 @@ async fn a_corrupt_database_shows_in_readiness_and_loses_nothing() {
         .start();
     let base = agent.http_base();
     let mut k = Kapacitor::connect(agent.stream_socket()).await;
-    let init = k
-        .init(
-            "corrupt",
-            "pagertree2",
-            vec![
-                opt("levelFrom").string("level"),
-                opt("idFrom").string("alertID"),
-            ],
-        )
-        .await;
-    assert!(init.success, "{}", init.error);
+    k.init_ok("corrupt", "pagertree2", level_and_id()).await;
     // Every page of the file, its WAL and its WAL index overwritten, sizes kept.
     let db = agent.data_dir().join("outbox.db");
     for f in [

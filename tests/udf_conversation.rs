@@ -68,8 +68,7 @@ async fn full_stream_conversation() {
     let agent = Agent::start();
     let mut k = Kapacitor::connect(agent.stream_socket()).await;
 
-    let init = k.init("cpu_alert", "pagertree2", mode2()).await;
-    assert!(init.success, "{}", init.error);
+    k.init_ok("cpu_alert", "pagertree2", mode2()).await;
     let restore = k
         .restore(kapacitor_pagertree::udf::snapshot::snapshot_bytes())
         .await;
@@ -143,8 +142,7 @@ async fn full_stream_conversation() {
 async fn full_batch_conversation() {
     let agent = Agent::start();
     let mut k = Kapacitor::connect(agent.batch_socket()).await;
-    let init = k.init("batch_alert", "pagertreeBatch2", mode2()).await;
-    assert!(init.success, "{}", init.error);
+    k.init_ok("batch_alert", "pagertreeBatch2", mode2()).await;
 
     let t0 = 1_700_000_000_000_000_000;
     for b in 0..3 {
@@ -225,8 +223,7 @@ async fn hundred_concurrent_connections() {
         .to_path_buf();
         sessions.push(tokio::spawn(async move {
             let mut k = Kapacitor::connect(&path).await;
-            let init = k.init(&format!("task{c}"), "pagertree2", mode2()).await;
-            assert!(init.success, "{}", init.error);
+            k.init_ok(&format!("task{c}"), "pagertree2", mode2()).await;
             let id = format!("conn{c}");
             let batch = c % 2 == 1;
             for i in 0..20 {

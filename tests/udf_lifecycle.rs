@@ -135,14 +135,12 @@ fn with_nothing_set_a_taken_default_http_port_is_refused_by_name() {
 async fn sigterm_ends_sessions_removes_sockets_and_exits_zero() {
     let mut agent = Agent::start();
     let mut k = Kapacitor::connect(agent.stream_socket()).await;
-    let init = k
-        .init(
-            "t",
-            "n",
-            vec![opt("levelFrom").string("level"), opt("dryRun")],
-        )
-        .await;
-    assert!(init.success, "{}", init.error);
+    k.init_ok(
+        "t",
+        "n",
+        vec![opt("levelFrom").string("level"), opt("dryRun")],
+    )
+    .await;
     let status = agent.terminate();
     assert!(
         status.success(),

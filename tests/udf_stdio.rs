@@ -58,18 +58,16 @@ async fn full_conversation_through_the_relay() {
     let mut k = over_child(&mut child);
 
     assert!(k.info().await.options.contains_key("levelFrom"));
-    let init = k
-        .init(
-            "relayed",
-            "pagertree2",
-            vec![
-                opt("levelFrom").string("level"),
-                opt("idFrom").string("alertID"),
-                opt("dryRun"),
-            ],
-        )
-        .await;
-    assert!(init.success, "{}", init.error);
+    k.init_ok(
+        "relayed",
+        "pagertree2",
+        vec![
+            opt("levelFrom").string("level"),
+            opt("idFrom").string("alertID"),
+            opt("dryRun"),
+        ],
+    )
+    .await;
     assert!(k.restore(b"old".to_vec()).await.success);
     k.point(
         point("cpu")

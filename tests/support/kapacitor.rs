@@ -327,6 +327,12 @@ impl Kapacitor {
         }
     }
 
+    /// An Init that must succeed: the test fails with the agent's error.
+    pub async fn init_ok(&mut self, task: &str, node: &str, options: Vec<Opt>) {
+        let init = self.init(task, node, options).await;
+        assert!(init.success, "{}", init.error);
+    }
+
     pub async fn restore(&mut self, snapshot: Vec<u8>) -> RestoreResponse {
         self.send(req(request::Message::Restore(RestoreRequest { snapshot })))
             .await;
@@ -426,6 +432,15 @@ impl Drop for Kapacitor {
 /// One option call of a node, e.g. `opt("levelFrom").string("level")`.
 #[derive(Debug, Clone)]
 pub struct Opt(pub proto::Option);
+
+/// A node that takes each point's level from its `level` tag and its alert
+/// id from its `alertID` tag (mode 2): what most delivery tests run.
+pub fn level_and_id() -> Vec<Opt> {
+    vec![
+        opt("levelFrom").string("level"),
+        opt("idFrom").string("alertID"),
+    ]
+}
 
 pub fn opt(name: &str) -> Opt {
     Opt(proto::Option {

@@ -796,6 +796,15 @@ fn check_webhook(b: &Value) -> Result<Checked, String> {
     Ok((id.to_string(), action, level, urgency, dedup))
 }
 
+/// The markers of `accepted`'s events for alert `id`, in arrival order.
+pub fn markers_of(accepted: &[Accepted], id: &str) -> Vec<String> {
+    accepted
+        .iter()
+        .filter(|a| a.id == id)
+        .map(|a| a.marker.clone())
+        .collect()
+}
+
 /// Keeps the first occurrence of each value: with at-least-once delivery
 /// and timeouts, a late original may arrive after its retry.
 pub fn first_occurrences<T: PartialEq + Clone>(v: &[T]) -> Vec<T> {
