@@ -93,6 +93,10 @@ pub enum AppError {
         "{count} event(s) handed to delivery were never committed: the committer did not finish within {limit:?} (see the errors above); they are lost"
     )]
     Uncommitted { count: usize, limit: Duration },
+    #[error(
+        "the shutdown task that stores or spills events held only in memory failed ({0}): those events (if any) may be lost"
+    )]
+    SettleFailed(String),
 }
 
 /// Test and benchmark hooks, from the environment (never from the config
@@ -218,13 +222,7 @@ pub fn node_env(
 /// `.ServerInfo` for templates: the `[kapacitor]` values, else Kapacitor's
 /// defaults (`localhost`, empty ids).
 pub fn server_info(config: &Config) -> ServerInfo {
-    let k = &config.kapacitor;
-    let d = ServerInfo::default();
-    ServerInfo {
-        hostname: k.hostname.clone().unwrap_or(d.hostname),
-        cluster_id: k.cluster_id.clone().unwrap_or(d.cluster_id),
-        server_id: k.server_id.clone().unwrap_or(d.server_id),
-    }
+    crate::kapacitor::server_info::configured(&config.kapacitor, ServerInfo::default())
 }
 
 /// The engine the agent runs, with in-memory state and ServerInfo from the
@@ -486,12 +484,7 @@ async fn settle_memory(
         }
     })
     .await;
-    settled.unwrap_or_else(|e| {
-        Err(AppError::Lost {
-            count: 0,
-            reason: format!("the shutdown task failed: {e}"),
-        })
-    })
+    settled.unwrap_or_else(|e| Err(AppError::SettleFailed(e.to_string())))
 }
 
 /// Serves `factory` on the stream and batch sockets until `shutdown`, then

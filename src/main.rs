@@ -131,7 +131,8 @@ enum Command {
     ///
     /// Serves every @pagertree() node on the stream socket and every @pagertreeBatch() node
     /// on the batch socket until SIGTERM or SIGINT, then stops accepting, lets open sessions
-    /// finish and exits 0. Prints the kapacitor.conf lines that point Kapacitor at it. With
+    /// finish and exits 0 (1 when events the outbox could not store had to go to the spill
+    /// file or the log: README, *Stopping while degraded*). Prints the kapacitor.conf lines that point Kapacitor at it. With
     /// http_addr (default 127.0.0.1:9096) it also serves /metrics, /healthz, /readyz and
     /// GET /api/v1/alerts. Under systemd (Type=notify) it reports ready once both sockets
     /// listen. A stale socket file left by a crash is replaced; one a live agent holds is not.

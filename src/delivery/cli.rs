@@ -12,8 +12,8 @@ use std::time::Duration;
 use crate::alert::{Event, Format, Level, Route, Series};
 use crate::delivery::outbox::{HeldEvent, HeldKind, Outbox, OutboxError, Selection, now_ns};
 use crate::delivery::pagertree::{self, Endpoints, HttpClient, Outcome};
-use crate::delivery::redact;
 use crate::ops::config::Config;
+use crate::ops::redact;
 
 /// A CLI-level failure, with what the user should fix.
 #[derive(Debug, thiserror::Error)]

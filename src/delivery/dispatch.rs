@@ -49,9 +49,9 @@ use tokio_util::sync::CancellationToken;
 use crate::delivery::backoff::Backoff;
 use crate::delivery::outbox::{self, Outbox, OutboxError, StoredRow, now_ns};
 use crate::delivery::pagertree::{self, Answer, HttpClient, Outcome, SendError};
-use crate::delivery::redact;
 use crate::ops::config::DeliveryConfig;
 use crate::ops::metrics::{OutcomeLabel, metrics};
+use crate::ops::redact;
 
 /// The dispatcher's settings (from `[delivery]`).
 #[derive(Debug, Clone, PartialEq)]
@@ -969,11 +969,11 @@ impl State {
             return;
         };
         let mem = self.outbox.memory();
-        let mem_rows = mem.rows.len() as i64 - mem.delivered.len() as i64;
+        let mem_rows = mem.undelivered().count() as i64;
         let mem_oldest = mem.rows.front().map(|(r, _)| r.created_ns);
         drop(mem);
         let m = metrics();
-        m.outbox_depth.set(count + mem_rows.max(0));
+        m.outbox_depth.set(count + mem_rows);
         let oldest = match (oldest, mem_oldest) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),

@@ -14,8 +14,5 @@ pub mod dispatch;
 pub mod log_sink;
 pub mod outbox;
 pub mod pagertree;
-/// The redaction lives in the leaf `ops` (the config's own errors and the
-/// log writer need it too); delivery's outputs use it under this name.
-pub use crate::ops::redact;
 pub mod service;
 pub mod spill;

@@ -56,8 +56,8 @@ use crate::alert::sink::{CommitError, Committer};
 use crate::alert::store::{AlertStateStore, StoreError, StoredAlert};
 use crate::alert::{Event, Format, Level};
 use crate::delivery::pagertree::{self, Endpoints};
-use crate::delivery::redact;
 use crate::ops::metrics::metrics;
+use crate::ops::redact;
 
 mod held;
 mod marks;
@@ -323,6 +323,20 @@ pub(crate) struct MemoryQueue {
     sessions: HashMap<(String, String), Option<SessionMark>>,
 }
 
+/// The degraded reason shown while the outbox keeps failing for the reason
+/// already kept.
+const STILL_FAILING: &str = "still failing";
+
+impl MemoryQueue {
+    /// The rows not delivered yet, in commit order: what still has to be
+    /// stored, delivered or spilled.
+    pub(crate) fn undelivered(&self) -> impl Iterator<Item = &(StoredRow, Event)> {
+        self.rows
+            .iter()
+            .filter(|(r, _)| !self.delivered.contains(&r.seq))
+    }
+}
+
 #[derive(Debug)]
 struct Inner {
     path: PathBuf,
@@ -502,11 +516,7 @@ impl Outbox {
     /// Events held only in memory (degraded mode) and not yet delivered:
     /// what a shutdown must store, deliver or spill.
     pub fn memory_only(&self) -> usize {
-        let mem = self.memory();
-        mem.rows
-            .iter()
-            .filter(|(r, _)| !mem.delivered.contains(&r.seq))
-            .count()
+        self.memory().undelivered().count()
     }
 
     /// Shutdown, degraded: appends the events held only in memory (not
@@ -522,9 +532,7 @@ impl Outbox {
         let mut mem = self.memory();
         let later = self.rows_of(later, now_ns());
         let lines: Vec<crate::delivery::spill::SpillLine> = mem
-            .rows
-            .iter()
-            .filter(|(r, _)| !mem.delivered.contains(&r.seq))
+            .undelivered()
             .map(|(r, e)| (r, e.time))
             .chain(later.iter().map(|(r, e)| (r, e.time)))
             .map(|(r, time_ns)| crate::delivery::spill::SpillLine {
@@ -557,9 +565,7 @@ impl Outbox {
         let mem = self.memory();
         let later = self.rows_of(later, now_ns());
         for r in mem
-            .rows
-            .iter()
-            .filter(|(r, _)| !mem.delivered.contains(&r.seq))
+            .undelivered()
             .map(|(r, _)| r)
             .chain(later.iter().map(|(r, _)| r))
         {
@@ -655,6 +661,12 @@ impl Outbox {
         self.inner.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The connection for reads from other threads (the committer's own,
+    /// [`Self::conn`], is held across each group commit and its fsync).
+    pub(crate) fn read(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.inner.read.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Writes a group in one transaction: the outbox rows and the alert
     /// state. Returns the number of rows stored.
     fn write_group(conn: &mut Connection, rows: &[(StoredRow, &Event)]) -> rusqlite::Result<()> {
@@ -730,11 +742,7 @@ impl Outbox {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             {
                 let mut ins = tx.prepare_cached(INSERT_ROW)?;
-                for (row, _) in mem
-                    .rows
-                    .iter()
-                    .filter(|(r, _)| !mem.delivered.contains(&r.seq))
-                {
+                for (row, _) in mem.undelivered() {
                     ins.execute(params![
                         row.task,
                         row.node,
@@ -772,7 +780,8 @@ impl Outbox {
         })();
         match result {
             Ok(()) => {
-                let n = mem.rows.len();
+                // What was written: the delivered ones were not.
+                let n = mem.undelivered().count();
                 // The dispatcher forgets the memory copies and reads the rows
                 // back from the database (with new sequence numbers).
                 mem.rows.clear();
@@ -780,7 +789,7 @@ impl Outbox {
                 mem.state.clear();
                 mem.sessions.clear();
                 drop(mem);
-                self.set_degraded(false, "");
+                self.set_degraded(false, None);
                 tracing::warn!(
                     events = n,
                     "outbox recovered: events held in memory are stored again"
@@ -791,7 +800,9 @@ impl Outbox {
         }
     }
 
-    fn set_degraded(&self, on: bool, why: &str) {
+    /// `why`: the storage error; `None` when the outbox is still failing
+    /// for the reason already kept (the first error stays on display).
+    fn set_degraded(&self, on: bool, why: Option<&str>) {
         let was = self.inner.degraded.swap(on, Ordering::Relaxed);
         metrics().degraded.set(on as i64);
         if on {
@@ -805,8 +816,8 @@ impl Outbox {
                 .degraded_why
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
-            if !was || kept.is_empty() || why != "still failing" {
-                *kept = why.to_string();
+            if !was || kept.is_empty() || why.is_some() {
+                *kept = why.unwrap_or(STILL_FAILING).to_string();
             }
             if !was || last.is_none_or(|t| t.elapsed() > Duration::from_secs(30)) {
                 *last = Some(Instant::now());
@@ -819,13 +830,19 @@ impl Outbox {
     }
 
     /// Degraded mode: keeps a group in memory, or refuses when full.
-    fn hold_in_memory(&self, rows: Vec<(StoredRow, &Event)>, why: &str) -> Result<(), CommitError> {
+    /// `why` as for [`Self::set_degraded`].
+    fn hold_in_memory(
+        &self,
+        rows: Vec<(StoredRow, &Event)>,
+        why: Option<&str>,
+    ) -> Result<(), CommitError> {
         let mut mem = self.memory();
         if mem.rows.len() + rows.len() > self.inner.memory_limit {
             return Err(CommitError {
                 count: rows.len(),
                 reason: format!(
-                    "the outbox cannot store ({why}) and the memory queue is full ({} events)",
+                    "the outbox cannot store ({}) and the memory queue is full ({} events)",
+                    why.unwrap_or(STILL_FAILING),
                     self.inner.memory_limit
                 ),
             });
@@ -852,7 +869,7 @@ impl Outbox {
         task: &str,
         node: &str,
     ) -> Result<HashMap<String, StoredAlert>, OutboxError> {
-        let conn = self.inner.read.lock().unwrap_or_else(|p| p.into_inner());
+        let conn = self.read();
         let mut stmt = conn
             .prepare_cached(
                 "SELECT id, level, time_ns FROM alert_state WHERE task = ?1 AND node = ?2",
@@ -901,7 +918,7 @@ impl Outbox {
     /// what the alerts view starts from after a restart. Ordered by task,
     /// node, id.
     pub fn open_alerts(&self) -> Result<Vec<(String, String, String, StoredAlert)>, OutboxError> {
-        let conn = self.inner.read.lock().unwrap_or_else(|p| p.into_inner());
+        let conn = self.read();
         let mut stmt = conn
             .prepare("SELECT task, node, id, level, time_ns FROM alert_state")
             .map_err(sql("reading alert state"))?;
@@ -1017,7 +1034,7 @@ impl Outbox {
         // While degraded, events must not overtake the ones held in memory.
         if !self.flush_memory(&mut conn) {
             drop(conn);
-            let r = self.hold_in_memory(rows, "still failing");
+            let r = self.hold_in_memory(rows, None);
             self.inner.notify.notify_one();
             return r;
         }
@@ -1040,7 +1057,7 @@ impl Outbox {
                 } else {
                     e.to_string()
                 };
-                let r = self.hold_in_memory(rows, &why);
+                let r = self.hold_in_memory(rows, Some(&why));
                 self.inner.notify.notify_one();
                 r
             }

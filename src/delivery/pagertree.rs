@@ -18,7 +18,7 @@
 //!   does next, per docs/pagertree.md *Responses*.
 //!
 //! Every error text that could carry a URL or token is redacted
-//! ([`crate::delivery::redact`]).
+//! ([`crate::ops::redact`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -28,8 +28,8 @@ use bytes::Bytes;
 use serde::Serialize;
 
 use crate::alert::{Event, Format, Level, Route};
-use crate::delivery::redact;
 use crate::ops::config::{Config, EndpointConfig, PayloadFormat};
+use crate::ops::redact;
 
 /// The request body of an event in the given format.
 pub fn body(event: &Event, format: Format) -> Vec<u8> {

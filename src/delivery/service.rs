@@ -3,7 +3,7 @@
 //! dispatcher. The ops layer starts it once and hands out
 //! [`Delivery::sink`] and [`Delivery::store`] to the sessions.
 //!
-//! Shutdown order (docs/architecture.md, *graceful shutdown*): the sessions stop
+//! Shutdown order (`app::run` owns it; README, *Readiness and systemd*): the sessions stop
 //! and drop their sinks; [`Delivery::shutdown`] then lets the committer
 //! store whatever was queued (or, if its commits still fail near the limit,
 //! makes it give its events back), stops the dispatcher from starting

@@ -12,8 +12,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use crate::delivery::redact;
 use crate::ops::config::KapacitorConfig;
+use crate::ops::redact;
 
 /// Lifetime of a signed bearer token: one request.
 const TOKEN_LIFETIME: Duration = Duration::from_secs(60);

@@ -34,11 +34,13 @@
 use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+
+use crate::delivery::outbox::now_ns;
 
 /// What Kapacitor says about a task.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -249,13 +251,6 @@ pub fn by_hand(task: &str) -> String {
     format!("kapacitor disable {task} && kapacitor enable {task}")
 }
 
-pub(crate) fn now_ns() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0)
-}
-
 fn count(outcome: &'static str, reason: &'static str) {
     crate::ops::metrics::metrics()
         .revivals_total
@@ -326,7 +321,7 @@ pub async fn run(
     let settings = Settings::new(config.revive_for);
     tracing::info!(
         tasks = plans.len(),
-        kapacitor = %crate::delivery::redact::url(&config.url),
+        kapacitor = %crate::ops::redact::url(&config.url),
         revive_for = %humantime::format_duration(settings.revive_for),
         "revival: {} task(s) had a UDF session open when the agent stopped; bringing back those Kapacitor stopped",
         plans.len()

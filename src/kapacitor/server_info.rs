@@ -17,9 +17,9 @@ use std::time::Duration;
 
 use crate::alert::ServerInfo;
 use crate::alert::node::ServerInfoProvider;
-use crate::delivery::redact;
 use crate::kapacitor::client::{ApiError, KapacitorClient};
 use crate::ops::config::KapacitorConfig;
+use crate::ops::redact;
 
 /// The file in `data_dir` that keeps the values read from Kapacitor.
 pub const FILE_NAME: &str = "server_info.json";
@@ -82,14 +82,8 @@ impl KapacitorServerInfo {
         })
     }
 
-    /// Config values over `base`, field by field.
     fn with_config(&self, base: ServerInfo) -> ServerInfo {
-        let k = &self.config;
-        ServerInfo {
-            hostname: k.hostname.clone().unwrap_or(base.hostname),
-            cluster_id: k.cluster_id.clone().unwrap_or(base.cluster_id),
-            server_id: k.server_id.clone().unwrap_or(base.server_id),
-        }
+        configured(&self.config, base)
     }
 
     fn resolve(&self) -> ServerInfo {
@@ -106,22 +100,27 @@ impl KapacitorServerInfo {
         let url = vars_url(&self.config.url);
         match fetch_blocking(&self.config, self.timeout) {
             Ok(si) => {
-                tracing::info!(
-                    hostname = %si.hostname, cluster_id = %si.cluster_id, server_id = %si.server_id,
-                    url = %redact::url(&url),
-                    "ServerInfo read from Kapacitor; kept in {} for good", path.display()
-                );
-                if let Err(e) = persist(&path, &si) {
-                    tracing::warn!(error = %e, "ServerInfo is used for this run only");
+                match persist(&path, &si) {
+                    Ok(()) => tracing::info!(
+                        hostname = %si.hostname, cluster_id = %si.cluster_id, server_id = %si.server_id,
+                        url = %redact::url(&url),
+                        "ServerInfo read from Kapacitor; kept in {} for good", path.display()
+                    ),
+                    Err(e) => tracing::warn!(
+                        hostname = %si.hostname, cluster_id = %si.cluster_id, server_id = %si.server_id,
+                        url = %redact::url(&url), error = %e,
+                        "ServerInfo read from Kapacitor but not kept: it is used for this run only"
+                    ),
                 }
                 self.with_config(si)
             }
             Err(e) => {
                 tracing::warn!(
                     error = %redact::text(&e.to_string(), &self.secrets()),
-                    "cannot read ServerInfo from Kapacitor: using hostname \"localhost\" and empty \
-                     cluster/server ids for this run only. Set hostname, cluster_id and server_id \
-                     in [kapacitor] so alert ids built from .ServerInfo never change"
+                    "cannot read ServerInfo from Kapacitor: for what [kapacitor] does not set, using \
+                     Kapacitor's defaults (hostname \"localhost\", empty cluster/server ids) for this \
+                     run only. Set hostname, cluster_id and server_id in [kapacitor] so alert ids \
+                     built from .ServerInfo never change"
                 );
                 self.with_config(ServerInfo::default())
             }
@@ -141,6 +140,15 @@ impl ServerInfoProvider for KapacitorServerInfo {
         // The first Init (and any arriving meanwhile) waits, off the
         // runtime's scheduling where it can: at most `timeout`, once.
         crate::ops::run_blocking(|| self.resolved.get_or_init(|| self.resolve()).clone())
+    }
+}
+
+/// The `[kapacitor]` values over `base`, field by field.
+pub fn configured(k: &KapacitorConfig, base: ServerInfo) -> ServerInfo {
+    ServerInfo {
+        hostname: k.hostname.clone().unwrap_or(base.hostname),
+        cluster_id: k.cluster_id.clone().unwrap_or(base.cluster_id),
+        server_id: k.server_id.clone().unwrap_or(base.server_id),
     }
 }
 

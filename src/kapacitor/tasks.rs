@@ -62,7 +62,7 @@ impl KapacitorTasks {
             source = s.source();
         }
         let secrets: Vec<&str> = self.secrets.iter().map(String::as_str).collect();
-        crate::delivery::redact::text(&text, &secrets)
+        crate::ops::redact::text(&text, &secrets)
     }
 
     async fn call(&self, method: Method<'_>, id: &str) -> Result<Lookup, ApiFailure> {
@@ -72,7 +72,6 @@ impl KapacitorTasks {
         };
         let answer = match self.client.send(method, &Self::path(id)).await {
             Ok(a) => a,
-            Err(e @ ApiError::Client(_)) => return Err(ApiFailure::Refused(self.describe(&e))),
             Err(e) => return Err(ApiFailure::Unreachable(self.describe(&e))),
         };
         let kapacitor_says = || {

@@ -571,21 +571,13 @@ fn parse_format(v: &str) -> Result<PayloadFormat, String> {
         .ok_or_else(|| format!("{v:?} is not a format; use kapacitor or webhook"))
 }
 
-/// Shows a URL without its secret: PagerTree's integration URLs carry the
-/// integration id in the path and sometimes a token in the query, and anyone
-/// who has them can page the rota. The one redaction
-/// ([`crate::ops::redact::url`]): scheme, host and the path's shape stay.
-pub fn redact_url(url: &str) -> String {
-    crate::ops::redact::url(url)
-}
-
 /// Checks that a URL is absolute http(s) with a host.
 fn check_http_url(url: &str) -> Result<(), String> {
     if url.trim().is_empty() {
         return Err("is required (the PagerTree integration URL)".into());
     }
     let u = reqwest::Url::parse(url.trim())
-        .map_err(|e| format!("{} is not a URL: {e}", redact_url(url)))?;
+        .map_err(|e| format!("{} is not a URL: {e}", crate::ops::redact::url(url)))?;
     if u.scheme() != "http" && u.scheme() != "https" {
         return Err(format!("scheme {:?} is not http or https", u.scheme()));
     }

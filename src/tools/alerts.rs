@@ -86,7 +86,7 @@ pub fn fetch(config: &Config, explicit: Option<String>) -> Result<String, Alerts
             })
         })
         // The CLI's output boundary (the agent redacts too; an older one may not).
-        .map(|body| crate::delivery::redact::text(&body, &[]))
+        .map(|body| crate::ops::redact::text(&body, &[]))
         .map_err(AlertsError::Fetch)
 }
 

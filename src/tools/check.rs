@@ -5,7 +5,8 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::ops::config::{Config, Loaded, redact_url};
+use crate::ops::config::{Config, Loaded};
+use crate::ops::redact;
 use crate::tools::probe::probe;
 
 /// The lines `check` prints for a valid configuration: where it came from,
@@ -43,7 +44,7 @@ pub fn summary(loaded: &Loaded, file: Option<&Path>) -> String {
         let _ = writeln!(
             out,
             "  endpoint {name}{default}: {} format {}",
-            redact_url(&e.url),
+            redact::url(&e.url),
             e.format.as_str()
         );
     }

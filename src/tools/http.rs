@@ -150,7 +150,7 @@ fn route(method: &Method, path: &str) -> Response<Full<Bytes>> {
                 Ok(json) => reply(
                     StatusCode::OK,
                     "application/json",
-                    crate::delivery::redact::text(&json, &[]),
+                    crate::ops::redact::text(&json, &[]),
                 ),
                 Err(e) => reply(StatusCode::INTERNAL_SERVER_ERROR, TEXT, format!("{e}\n")),
             }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::ops::config::redact_url;
+use crate::ops::redact;
 
 /// One GET; any HTTP status means the endpoint answers. Errors never show
 /// the URL's path (it is the secret).
@@ -36,7 +36,7 @@ pub async fn probe(url: &str, connect_timeout: Duration, timeout: Duration) -> R
             }
             Err(format!(
                 "{kind} ({}){}",
-                redact_url(url),
+                redact::url(url),
                 if cause.is_empty() {
                     String::new()
                 } else {

@@ -7,7 +7,7 @@ use super::*;
 impl Outbox {
     /// Undelivered rows (pending and parked) and the oldest one's commit time.
     pub fn pending(&self) -> Result<(u64, Option<i64>), OutboxError> {
-        let conn = self.inner.read.lock().unwrap_or_else(|p| p.into_inner());
+        let conn = self.read();
         conn.query_row("SELECT count(*), min(created_ns) FROM outbox", [], |r| {
             Ok((r.get::<_, i64>(0)? as u64, r.get(1)?))
         })
@@ -18,7 +18,7 @@ impl Outbox {
     /// timeout, connection error, 429): pending with at least one attempt,
     /// oldest first, each with its last error.
     pub fn retrying(&self) -> Result<Vec<RetryingEvent>, OutboxError> {
-        let conn = self.conn();
+        let conn = self.read();
         let mut stmt = conn
             .prepare(
                 "SELECT seq, task, node, alert_id, coalesce(last_error, '') FROM outbox \
@@ -42,7 +42,7 @@ impl Outbox {
 
     /// Parked and dead-lettered events, oldest first.
     pub fn held(&self) -> Result<Vec<HeldEvent>, OutboxError> {
-        let conn = self.conn();
+        let conn = self.read();
         let mut out = Vec::new();
         let mut stmt = conn
             .prepare(

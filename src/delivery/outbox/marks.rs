@@ -25,7 +25,7 @@ impl Outbox {
                         marked_at_ns: at,
                     }),
                 );
-                self.set_degraded(true, &e.to_string());
+                self.set_degraded(true, Some(&e.to_string()));
                 Ok(())
             }
             Err(e) => Err(sql("marking a session")(e)),
@@ -59,7 +59,7 @@ impl Outbox {
                 self.memory()
                     .sessions
                     .insert((task.into(), node.into()), None);
-                self.set_degraded(true, &e.to_string());
+                self.set_degraded(true, Some(&e.to_string()));
                 Ok(true)
             }
             Err(e) => Err(sql("clearing a session mark")(e)),
@@ -68,7 +68,7 @@ impl Outbox {
 
     /// Every session still marked open (after a restart: the tasks to revive).
     pub fn marked_sessions(&self) -> Result<Vec<SessionMark>, OutboxError> {
-        let conn = self.inner.read.lock().unwrap_or_else(|p| p.into_inner());
+        let conn = self.read();
         let mut stmt = conn
             .prepare_cached(
                 "SELECT task, node, edge, marked_at_ns FROM sessions ORDER BY task, node",
@@ -137,7 +137,7 @@ impl Outbox {
 
     /// Every recorded revival state, by task.
     pub fn revivals(&self) -> Result<Vec<RevivalRow>, OutboxError> {
-        let conn = self.inner.read.lock().unwrap_or_else(|p| p.into_inner());
+        let conn = self.read();
         let mut stmt = conn
             .prepare_cached("SELECT task, state, at_ns, detail FROM revivals ORDER BY task")
             .map_err(sql("reading revival states"))?;

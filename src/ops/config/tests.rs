@@ -266,15 +266,15 @@ fn token_with_kapacitor_format_warns() {
 #[test]
 fn redaction_keeps_only_scheme_host_and_path_shape() {
     assert_eq!(
-        redact_url("https://api.pagertree.com/integration/int_secret?token=x"),
+        crate::ops::redact::url("https://api.pagertree.com/integration/int_secret?token=x"),
         "https://api.pagertree.com/integration/int_se…?…"
     );
     assert_eq!(
-        redact_url("http://127.0.0.1:8080/"),
+        crate::ops::redact::url("http://127.0.0.1:8080/"),
         "http://127.0.0.1:8080/"
     );
     assert_eq!(
-        redact_url("http://u:p@[::1/integration/int_secret"),
+        crate::ops::redact::url("http://u:p@[::1/integration/int_secret"),
         "http://…@[::1/integration/int_se…"
     );
 }
