@@ -303,17 +303,7 @@ pub async fn run(
         Ok(a) => Arc::new(a),
         Err(e) => {
             for p in &plans {
-                count("failed", "refused");
-                tracing::error!(task = %p.task, error = %e,
-                    "revival: gave up on task {}: {e}. Its mark is kept. Revive it by hand: {}",
-                    p.task, by_hand(&p.task));
-                outbox.record(
-                    &p.task,
-                    &Revival::GaveUp {
-                        why: format!("{e}; run: {}", by_hand(&p.task)),
-                    },
-                    now_ns(),
-                );
+                give_up(&outbox, &p.task, &e.to_string(), "refused");
             }
             return;
         }
@@ -439,28 +429,24 @@ impl<A: TaskApi, M: MarkStore> Reviver<A, M> {
                 return Outcome::Interrupted;
             }
             let next = self.step(task, &mut we_disabled, &mut backoff).await;
-            let (after, why) = match next {
+            let (after, why, trouble) = match next {
                 Next::Done(o) => return o,
                 Next::Wait {
                     after,
                     why,
                     trouble,
-                } => {
-                    if why != last_why {
-                        if trouble {
-                            tracing::warn!(
-                                task = %task,
-                                "revival: waiting: {why}; trying again for up to revive_for = {}",
-                                humantime::format_duration(self.settings.revive_for)
-                            );
-                        } else {
-                            tracing::info!(task = %task, "revival: waiting: {why}");
-                        }
-                    }
-                    (after, why)
-                }
+                } => (after, why, trouble),
             };
             if why != last_why {
+                if trouble {
+                    tracing::warn!(
+                        task = %task,
+                        "revival: waiting: {why}; trying again for up to revive_for = {}",
+                        humantime::format_duration(self.settings.revive_for)
+                    );
+                } else {
+                    tracing::info!(task = %task, "revival: waiting: {why}");
+                }
                 self.record(
                     task,
                     Revival::Waiting {
@@ -613,20 +599,7 @@ impl<A: TaskApi, M: MarkStore> Reviver<A, M> {
         } else {
             why.to_string()
         };
-        count("failed", reason);
-        tracing::error!(
-            task = %task,
-            "revival: gave up on task {task}: {why}. Its mark is kept (the next agent start tries again). \
-             The task stays stopped until revived by hand: {}",
-            by_hand(task)
-        );
-        self.record(
-            task,
-            Revival::GaveUp {
-                why: format!("{why}; run: {}", by_hand(task)),
-            },
-        );
-        Outcome::GaveUp
+        give_up(self.marks.as_ref(), task, &why, reason)
     }
 
     /// After the PATCHes: the task's Init should follow; log whether it did.
@@ -662,6 +635,26 @@ impl<A: TaskApi, M: MarkStore> Reviver<A, M> {
     fn record(&self, task: &str, state: Revival) {
         self.marks.record(task, &state, now_ns());
     }
+}
+
+/// Gives up on `task`: counted (`failed`, `reason`), logged at ERROR with the
+/// command that revives it by hand, recorded for `tasks`; its mark is kept.
+fn give_up(marks: &impl MarkStore, task: &str, why: &str, reason: &'static str) -> Outcome {
+    count("failed", reason);
+    tracing::error!(
+        task = %task,
+        "revival: gave up on task {task}: {why}. Its mark is kept (the next agent start tries again). \
+         The task stays stopped until revived by hand: {}",
+        by_hand(task)
+    );
+    marks.record(
+        task,
+        &Revival::GaveUp {
+            why: format!("{why}; run: {}", by_hand(task)),
+        },
+        now_ns(),
+    );
+    Outcome::GaveUp
 }
 
 /// The outbox keeps the marks and the revival states. A failed write is

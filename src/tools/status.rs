@@ -328,9 +328,11 @@ impl<C: Committer> ViewingCommitter<C> {
 
     /// Also log each committed event: target `pagertree::event`, message
     /// `alert event`, field `event` = one JSON object (task, node, id, level,
-    /// previousLevel, message, time, duration, dryRun) — the same line the log
-    /// committer writes, so an operator finds every event the same way
-    /// whatever stores it. URLs are not in it (the route is named, not shown).
+    /// previousLevel, message, time, duration, endpoint, dryRun) — the target
+    /// and message of the log committer's line too (whose object has details,
+    /// recoverable and data instead of endpoint and dryRun), so an operator
+    /// finds every event the same way whatever stores it. URLs are not in it
+    /// (the route is named, not shown).
     pub fn logging(mut self) -> Self {
         self.log = true;
         self

@@ -92,6 +92,10 @@ impl ConnectionLimit {
             });
         }
         st.unreported += 1;
+        metrics()
+            .connections_refused_total
+            .get_or_create(&EdgeLabel { edge })
+            .inc();
         let now = Instant::now();
         if st
             .last_log
@@ -315,10 +319,6 @@ pub async fn accept_sessions(
             },
         };
         let Some(permit) = limit.try_admit(edge) else {
-            metrics()
-                .connections_refused_total
-                .get_or_create(&label)
-                .inc();
             drop(stream);
             continue;
         };
