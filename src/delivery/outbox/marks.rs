@@ -9,23 +9,26 @@ impl Outbox {
     /// successful Init).
     pub fn mark_session(&self, task: &str, node: &str, edge: &str) -> Result<(), OutboxError> {
         let at = now_ns();
-        let r = self.conn().execute(
+        let mark = || SessionMark {
+            task: task.into(),
+            node: node.into(),
+            edge: edge.into(),
+            marked_at_ns: at,
+        };
+        let Some(conn) = self.conn_after_memory() else {
+            // Still degraded: the change waits behind the older ones.
+            self.hold_session(task, node, Some(mark()), None);
+            return Ok(());
+        };
+        let r = conn.execute(
             "INSERT OR REPLACE INTO sessions (task, node, edge, marked_at_ns) VALUES (?1, ?2, ?3, ?4)",
             params![task, node, edge, at],
         );
+        drop(conn);
         match r {
             Ok(_) => Ok(()),
             Err(e) if is_storage_error(&e) => {
-                self.memory().sessions.insert(
-                    (task.into(), node.into()),
-                    Some(SessionMark {
-                        task: task.into(),
-                        node: node.into(),
-                        edge: edge.into(),
-                        marked_at_ns: at,
-                    }),
-                );
-                self.set_degraded(true, Some(&e.to_string()));
+                self.hold_session(task, node, Some(mark()), Some(&e.to_string()));
                 Ok(())
             }
             Err(e) => Err(sql("marking a session")(e)),
@@ -33,17 +36,23 @@ impl Outbox {
     }
 
     /// Clears the mark of (task, node): Kapacitor ended the session
-    /// (`how_ended` says how, for the log). True when there was a mark.
+    /// (`how_ended` says how, for the log). True when there was a mark
+    /// (while degraded that is not known: true).
     pub fn clear_session(
         &self,
         task: &str,
         node: &str,
         how_ended: &str,
     ) -> Result<bool, OutboxError> {
-        let r = self.conn().execute(
+        let Some(conn) = self.conn_after_memory() else {
+            self.hold_session(task, node, None, None);
+            return Ok(true);
+        };
+        let r = conn.execute(
             "DELETE FROM sessions WHERE task = ?1 AND node = ?2",
             params![task, node],
         );
+        drop(conn);
         match r {
             Ok(n) => {
                 tracing::debug!(
@@ -56,14 +65,29 @@ impl Outbox {
                 Ok(n > 0)
             }
             Err(e) if is_storage_error(&e) => {
-                self.memory()
-                    .sessions
-                    .insert((task.into(), node.into()), None);
-                self.set_degraded(true, Some(&e.to_string()));
+                self.hold_session(task, node, None, Some(&e.to_string()));
                 Ok(true)
             }
             Err(e) => Err(sql("clearing a session mark")(e)),
         }
+    }
+
+    /// The committer's connection once no older change waits in memory
+    /// (degraded mode: they are written first, so a session change never
+    /// overtakes an older one for the same task and node); `None` while
+    /// they still cannot be written.
+    fn conn_after_memory(&self) -> Option<std::sync::MutexGuard<'_, Connection>> {
+        let mut conn = self.conn();
+        self.flush_memory(&mut conn).then_some(conn)
+    }
+
+    /// Degraded mode: keeps a session change in memory (written with the
+    /// rest on recovery). `why`: as for `set_degraded`.
+    fn hold_session(&self, task: &str, node: &str, mark: Option<SessionMark>, why: Option<&str>) {
+        self.memory()
+            .sessions
+            .insert((task.into(), node.into()), mark);
+        self.set_degraded(true, why);
     }
 
     /// Every session still marked open (after a restart: the tasks to revive).

@@ -285,6 +285,23 @@ fn recovery_does_not_wait_for_the_next_event() {
 }
 
 #[test]
+fn a_session_change_never_overtakes_an_older_one_held_in_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let ob = open(dir.path());
+    ob.conn().execute_batch("PRAGMA query_only=1").unwrap();
+    // Degraded: the mark waits in memory.
+    ob.mark_session("t", "n", "stream").unwrap();
+    assert!(!ob.is_ready());
+    // The disk is back; the session ends before anything else was written.
+    ob.conn().execute_batch("PRAGMA query_only=0").unwrap();
+    ob.clear_session("t", "n", "eof").unwrap();
+    assert!(ob.try_recover());
+    // The clear is the newer change: the old mark must not come back.
+    assert!(ob.marked_sessions().unwrap().is_empty());
+    assert!(open(dir.path()).marked_sessions().unwrap().is_empty());
+}
+
+#[test]
 fn memory_queue_full_refuses() {
     let dir = tempfile::tempdir().unwrap();
     let mut ob = Outbox::open(dir.path(), Endpoints::default(), 2).unwrap();
