@@ -130,6 +130,47 @@ const INSERT_ROW: &str = "INSERT INTO outbox (task, node, alert_id, level, endpo
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
 const UPSERT_STATE: &str = "INSERT OR REPLACE INTO alert_state (task, node, id, level, time_ns) VALUES (?1, ?2, ?3, ?4, ?5)";
 const DELETE_STATE: &str = "DELETE FROM alert_state WHERE task = ?1 AND node = ?2 AND id = ?3";
+const UPSERT_SESSION: &str =
+    "INSERT OR REPLACE INTO sessions (task, node, edge, marked_at_ns) VALUES (?1, ?2, ?3, ?4)";
+const DELETE_SESSION: &str = "DELETE FROM sessions WHERE task = ?1 AND node = ?2";
+
+/// Inserts one outbox row with [`INSERT_ROW`].
+fn insert_row(ins: &mut rusqlite::CachedStatement<'_>, row: &StoredRow) -> rusqlite::Result<usize> {
+    ins.execute(params![
+        row.task,
+        row.node,
+        row.alert_id,
+        row.level,
+        row.endpoint,
+        row.url_override,
+        row.url,
+        row.format.as_str(),
+        &row.body[..],
+        row.created_ns,
+    ])
+}
+
+/// Sets an alert's kept state: `None` (an OK) deletes it, else upserts.
+fn put_state(
+    up: &mut rusqlite::CachedStatement<'_>,
+    del: &mut rusqlite::CachedStatement<'_>,
+    (task, node, id): (&str, &str, &str),
+    state: Option<StoredAlert>,
+) -> rusqlite::Result<usize> {
+    match state {
+        Some(s) => up.execute(params![task, node, id, s.level as u8 as i64, s.time]),
+        None => del.execute(params![task, node, id]),
+    }
+}
+
+/// The state an event leaves its alert in: none after an OK.
+fn state_of(e: &Event) -> Option<StoredAlert> {
+    (e.level != Level::OK).then_some(StoredAlert {
+        level: e.level,
+        time: e.time,
+    })
+}
+
 const ROW_COLUMNS: &str = "seq, task, node, alert_id, level, endpoint, url_override, url, format, body, created_ns, \
      attempts, state, next_attempt_ns, last_error";
 
@@ -628,22 +669,14 @@ impl Outbox {
                     l.created_ns,
                 ])
                 .map_err(sql("importing a spill file"))?;
-                match Level::parse(&l.level) {
-                    Some(Level::OK) | None => {
-                        del.execute(params![l.task, l.node, l.alert_id])
-                            .map_err(sql("importing a spill file"))?;
-                    }
-                    Some(level) => {
-                        up.execute(params![
-                            l.task,
-                            l.node,
-                            l.alert_id,
-                            level as u8 as i64,
-                            l.time_ns
-                        ])
-                        .map_err(sql("importing a spill file"))?;
-                    }
-                }
+                let state = Level::parse(&l.level)
+                    .filter(|&level| level != Level::OK)
+                    .map(|level| StoredAlert {
+                        level,
+                        time: l.time_ns,
+                    });
+                put_state(&mut up, &mut del, (&l.task, &l.node, &l.alert_id), state)
+                    .map_err(sql("importing a spill file"))?;
             }
         }
         tx.commit().map_err(sql("importing a spill file"))?;
@@ -668,7 +701,7 @@ impl Outbox {
     }
 
     /// Writes a group in one transaction: the outbox rows and the alert
-    /// state. Returns the number of rows stored.
+    /// state.
     fn write_group(conn: &mut Connection, rows: &[(StoredRow, &Event)]) -> rusqlite::Result<()> {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         {
@@ -676,23 +709,8 @@ impl Outbox {
             let mut up = tx.prepare_cached(UPSERT_STATE)?;
             let mut del = tx.prepare_cached(DELETE_STATE)?;
             for (row, e) in rows {
-                ins.execute(params![
-                    row.task,
-                    row.node,
-                    row.alert_id,
-                    row.level,
-                    row.endpoint,
-                    row.url_override,
-                    row.url,
-                    row.format.as_str(),
-                    &row.body[..],
-                    row.created_ns,
-                ])?;
-                if e.level == Level::OK {
-                    del.execute(params![e.task, e.node, e.id])?;
-                } else {
-                    up.execute(params![e.task, e.node, e.id, e.level as u8 as i64, e.time])?;
-                }
+                insert_row(&mut ins, row)?;
+                put_state(&mut up, &mut del, (&e.task, &e.node, &e.id), state_of(e))?;
             }
         }
         tx.commit()
@@ -743,36 +761,19 @@ impl Outbox {
             {
                 let mut ins = tx.prepare_cached(INSERT_ROW)?;
                 for (row, _) in mem.undelivered() {
-                    ins.execute(params![
-                        row.task,
-                        row.node,
-                        row.alert_id,
-                        row.level,
-                        row.endpoint,
-                        row.url_override,
-                        row.url,
-                        row.format.as_str(),
-                        &row.body[..],
-                        row.created_ns,
-                    ])?;
+                    insert_row(&mut ins, row)?;
                 }
                 let mut up = tx.prepare_cached(UPSERT_STATE)?;
                 let mut del = tx.prepare_cached(DELETE_STATE)?;
                 for ((task, node, id), st) in &mem.state {
-                    match st {
-                        Some(s) => {
-                            up.execute(params![task, node, id, s.level as u8 as i64, s.time])?
-                        }
-                        None => del.execute(params![task, node, id])?,
-                    };
+                    put_state(&mut up, &mut del, (task, node, id), *st)?;
                 }
                 for ((task, node), m) in &mem.sessions {
                     match m {
-                        Some(m) => tx.execute(
-                            "INSERT OR REPLACE INTO sessions (task, node, edge, marked_at_ns) VALUES (?1, ?2, ?3, ?4)",
-                            params![task, node, m.edge, m.marked_at_ns],
-                        )?,
-                        None => tx.execute("DELETE FROM sessions WHERE task = ?1 AND node = ?2", params![task, node])?,
+                        Some(m) => {
+                            tx.execute(UPSERT_SESSION, params![task, node, m.edge, m.marked_at_ns])?
+                        }
+                        None => tx.execute(DELETE_SESSION, params![task, node])?,
                     };
                 }
             }
@@ -850,12 +851,8 @@ impl Outbox {
         for (mut row, e) in rows {
             row.seq = mem.next_seq;
             mem.next_seq -= 1;
-            let st = (e.level != Level::OK).then_some(StoredAlert {
-                level: e.level,
-                time: e.time,
-            });
             mem.state
-                .insert((e.task.clone(), e.node.clone(), e.id.clone()), st);
+                .insert((e.task.clone(), e.node.clone(), e.id.clone()), state_of(e));
             mem.rows.push_back((row, e.clone()));
         }
         drop(mem);

@@ -20,10 +20,7 @@ impl Outbox {
             self.hold_session(task, node, Some(mark()), None);
             return Ok(());
         };
-        let r = conn.execute(
-            "INSERT OR REPLACE INTO sessions (task, node, edge, marked_at_ns) VALUES (?1, ?2, ?3, ?4)",
-            params![task, node, edge, at],
-        );
+        let r = conn.execute(UPSERT_SESSION, params![task, node, edge, at]);
         drop(conn);
         match r {
             Ok(_) => Ok(()),
@@ -48,10 +45,7 @@ impl Outbox {
             self.hold_session(task, node, None, None);
             return Ok(true);
         };
-        let r = conn.execute(
-            "DELETE FROM sessions WHERE task = ?1 AND node = ?2",
-            params![task, node],
-        );
+        let r = conn.execute(DELETE_SESSION, params![task, node]);
         drop(conn);
         match r {
             Ok(n) => {
