@@ -314,21 +314,7 @@ impl Dispatcher {
         for w in outbox.endpoints().warnings() {
             tracing::warn!("{w}");
         }
-        let state = State {
-            outbox,
-            cfg,
-            client: Arc::new(HttpClient::new()),
-            db: tx,
-            db_read: read_tx,
-            queues: HashMap::new(),
-            ready: VecDeque::new(),
-            timers: BinaryHeap::new(),
-            inflight: JoinSet::new(),
-            held: 0,
-            max_seq: 0,
-            min_mem_seq: 0,
-            db_exhausted: false,
-        };
+        let state = State::new(outbox, cfg, tx, read_tx);
         let task = tokio::spawn(async move {
             state.run(cancel).await;
             // The state (and the database sender) is gone: the thread
@@ -374,11 +360,41 @@ fn later(d: Duration) -> Instant {
     Instant::now() + d.min(YEAR)
 }
 
+/// How long ago a row was created.
+fn age(row: &StoredRow) -> Duration {
+    Duration::from_nanos(now_ns().saturating_sub(row.created_ns).max(0) as u64)
+}
+
 fn instant_to_ns(at: Instant) -> i64 {
     now_ns().saturating_add(at.saturating_duration_since(Instant::now()).as_nanos() as i64)
 }
 
 impl State {
+    /// A dispatcher with nothing loaded yet; `db` and `db_read` reach the
+    /// writing and the reading database thread.
+    fn new(
+        outbox: Outbox,
+        cfg: DispatchConfig,
+        db: std_mpsc::Sender<DbOp>,
+        db_read: std_mpsc::Sender<DbOp>,
+    ) -> State {
+        State {
+            outbox,
+            cfg,
+            client: Arc::new(HttpClient::new()),
+            db,
+            db_read,
+            queues: HashMap::new(),
+            ready: VecDeque::new(),
+            timers: BinaryHeap::new(),
+            inflight: JoinSet::new(),
+            held: 0,
+            max_seq: 0,
+            min_mem_seq: 0,
+            db_exhausted: false,
+        }
+    }
+
     async fn run(mut self, cancel: CancellationToken) {
         let notify = self.outbox.notifier();
         let mut tick = tokio::time::interval(self.cfg.tick);
@@ -647,7 +663,7 @@ impl State {
                 continue;
             }
             let Some(head) = q.rows.front() else { continue };
-            let age = Duration::from_nanos(now_ns().saturating_sub(head.created_ns).max(0) as u64);
+            let age = age(head);
             if age > self.cfg.max_age {
                 self.dead_letter(&key, age);
                 continue;
@@ -740,7 +756,6 @@ impl State {
             outcome,
             answer,
         } = done;
-        let cfg = self.cfg.clone();
         let Some(q) = self.queues.get_mut(&key) else {
             return;
         };
@@ -804,13 +819,8 @@ impl State {
                 retry_after,
                 reason,
             } => {
-                let Some(q) = self.queues.get_mut(&key) else {
-                    return;
-                };
-                let Some(head) = q.rows.front_mut() else {
-                    return;
-                };
                 head.attempts += 1;
+                let cfg = &self.cfg;
                 // Every wait is capped by retry_max: a Retry-After of days
                 // would otherwise age the event out before its next try.
                 let (wait, reason) = match retry_after {
@@ -827,18 +837,12 @@ impl State {
                 self.retry_later(&key, wait, reason, false);
             }
             Outcome::Park { reason } => {
-                let Some(q) = self.queues.get_mut(&key) else {
-                    return;
-                };
-                let Some(head) = q.rows.front_mut() else {
-                    return;
-                };
                 head.attempts += 1;
                 if !q.parked {
                     q.parked = true;
                     metrics().parked.inc();
                 }
-                let wait = cfg.parked_retry;
+                let wait = self.cfg.parked_retry;
                 self.retry_later(&key, wait, reason, true);
             }
         }
@@ -854,7 +858,7 @@ impl State {
         let Some(head) = q.rows.front_mut() else {
             return;
         };
-        let age = Duration::from_nanos(now_ns().saturating_sub(head.created_ns).max(0) as u64);
+        let age = age(head);
         let until_dead = max_age
             .saturating_sub(age)
             .saturating_add(Duration::from_millis(1));

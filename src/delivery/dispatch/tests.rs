@@ -99,25 +99,16 @@ fn backoff_doubles_with_jitter_and_caps() {
     let dir = tempfile::tempdir().unwrap();
     let outbox = Outbox::open(dir.path(), Endpoints::default(), 10).unwrap();
     let (tx, _rx) = std_mpsc::channel();
-    let st = State {
+    let st = State::new(
         outbox,
-        cfg: DispatchConfig {
+        DispatchConfig {
             retry_initial: Duration::from_millis(100),
             retry_max: Duration::from_millis(1000),
             ..DispatchConfig::default()
         },
-        client: Arc::new(HttpClient::new()),
-        db: tx.clone(),
-        db_read: tx,
-        queues: HashMap::new(),
-        ready: VecDeque::new(),
-        timers: BinaryHeap::new(),
-        inflight: JoinSet::new(),
-        held: 0,
-        max_seq: 0,
-        min_mem_seq: 0,
-        db_exhausted: false,
-    };
+        tx.clone(),
+        tx,
+    );
     for (attempt, step) in [
         (1, 100),
         (2, 200),
