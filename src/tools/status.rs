@@ -15,7 +15,7 @@
 //! - what PagerTree did with the latest event of an id is set with
 //!   [`AlertsView::set_delivery`] / [`AlertsView::sync_delivery`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 
@@ -229,20 +229,21 @@ impl AlertsView {
         held: &[(String, String, String, DeliveryState, String)],
         outbox_empty: bool,
     ) {
+        // Indexed before the lock (the committer records events under it);
+        // in outbox order, so the newest held entry of an id wins.
+        let newest: HashMap<(&str, &str, &str), (&DeliveryState, &String)> = held
+            .iter()
+            .map(|(t, n, i, state, reason)| ((t.as_str(), n.as_str(), i.as_str()), (state, reason)))
+            .collect();
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         for ((task, node, id), a) in open.iter_mut() {
             if a.delivery == DeliveryState::DryRun {
                 continue;
             }
-            // The newest held entry of this id wins (held is in outbox order).
-            let h = held
-                .iter()
-                .rev()
-                .find(|(t, n, i, _, _)| t == task && n == node && i == id);
-            match h {
-                Some((_, _, _, state, reason)) => {
-                    a.delivery = *state;
-                    a.delivery_detail = Some(reason.clone());
+            match newest.get(&(task.as_str(), node.as_str(), id.as_str())) {
+                Some((state, reason)) => {
+                    a.delivery = **state;
+                    a.delivery_detail = Some((*reason).clone());
                 }
                 None if matches!(
                     a.delivery,
