@@ -4,20 +4,16 @@
 //! `kapacitor` PagerTree format sends. The Go printing rules underneath are
 //! [`crate::gofmt`]'s.
 
-use std::fmt::Write as _;
-
 use crate::alert::{Event, FieldValue, Series, SeriesValue};
 use crate::gofmt::{
-    write_float_json, write_json_string, write_json_string_map, write_rfc3339_nano,
+    write_float_json, write_int, write_json_string, write_json_string_map, write_rfc3339_nano,
 };
 
 /// Appends a field value as `encoding/json` encodes the `interface{}` holding it.
 pub fn write_json_field(out: &mut String, v: &FieldValue) {
     match v {
         FieldValue::Float(f) => write_float_json(out, *f),
-        FieldValue::Int(i) => {
-            let _ = write!(out, "{i}");
-        }
+        FieldValue::Int(i) => write_int(out, *i),
         FieldValue::String(s) => write_json_string(out, s),
         FieldValue::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
     }
@@ -47,42 +43,35 @@ fn write_json_row(out: &mut String, row: &Series) {
     }
     if !row.columns.is_empty() {
         key(out, "columns");
-        out.push('[');
-        for (i, c) in row.columns.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            write_json_string(out, c);
-        }
-        out.push(']');
+        write_json_list(out, &row.columns, |out, c| write_json_string(out, c));
     }
     if !row.values.is_empty() {
         key(out, "values");
-        out.push('[');
-        for (i, vals) in row.values.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            out.push('[');
-            for (j, v) in vals.iter().enumerate() {
-                if j > 0 {
-                    out.push(',');
+        write_json_list(out, &row.values, |out, vals| {
+            write_json_list(out, vals, |out, v| match v {
+                SeriesValue::Time(ns) => {
+                    out.push('"');
+                    write_rfc3339_nano(out, *ns);
+                    out.push('"');
                 }
-                match v {
-                    SeriesValue::Time(ns) => {
-                        out.push('"');
-                        write_rfc3339_nano(out, *ns);
-                        out.push('"');
-                    }
-                    SeriesValue::Field(f) => write_json_field(out, f),
-                    SeriesValue::Null => out.push_str("null"),
-                }
-            }
-            out.push(']');
-        }
-        out.push(']');
+                SeriesValue::Field(f) => write_json_field(out, f),
+                SeriesValue::Null => out.push_str("null"),
+            })
+        });
     }
     out.push('}');
+}
+
+/// Appends `[a,b,…]`, each item written by `item`.
+fn write_json_list<T>(out: &mut String, items: &[T], mut item: impl FnMut(&mut String, &T)) {
+    out.push('[');
+    for (i, x) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        item(out, x);
+    }
+    out.push(']');
 }
 
 /// `json.NewEncoder(w).Encode(alert.Data)`: the exact body Kapacitor's
@@ -100,7 +89,8 @@ pub fn alert_data_json(e: &Event) -> Vec<u8> {
     write_json_string(&mut out, &e.details);
     out.push_str(",\"time\":\"");
     write_rfc3339_nano(&mut out, e.time);
-    let _ = write!(out, "\",\"duration\":{}", e.duration);
+    out.push_str("\",\"duration\":");
+    write_int(&mut out, e.duration);
     out.push_str(",\"level\":\"");
     out.push_str(e.level.as_str());
     out.push_str("\",\"data\":{\"series\":[");

@@ -168,6 +168,20 @@ impl LineParser<'_> {
         self.s.get(self.pos).copied()
     }
 
+    /// A tag or field key (`kind`) and the `=` after it; `empty` is the
+    /// error for a missing key.
+    fn key_then_eq(&mut self, kind: &str, empty: &str) -> Result<String, LineError> {
+        let key = self.token(b",= ", b",= ")?;
+        if key.is_empty() {
+            return Err(self.err(empty));
+        }
+        if self.peek() != Some(b'=') {
+            return Err(self.err(format!("{kind} {key:?} has no '=value'")));
+        }
+        self.pos += 1;
+        Ok(key)
+    }
+
     /// Reads up to an unescaped byte of `stops`; `escapable` bytes lose their backslash.
     fn token(&mut self, stops: &[u8], escapable: &[u8]) -> Result<String, LineError> {
         let mut out = Vec::new();
@@ -201,14 +215,7 @@ impl LineParser<'_> {
         let mut tags = BTreeMap::new();
         while self.peek() == Some(b',') {
             self.pos += 1;
-            let key = self.token(b",= ", b",= ")?;
-            if key.is_empty() {
-                return Err(self.err("empty tag key"));
-            }
-            if self.peek() != Some(b'=') {
-                return Err(self.err(format!("tag {key:?} has no '=value'")));
-            }
-            self.pos += 1;
+            let key = self.key_then_eq("tag", "empty tag key")?;
             let value = self.token(b", ", b",= ")?;
             if value.is_empty() {
                 return Err(self.err(format!("tag {key:?} has an empty value")));
@@ -223,14 +230,10 @@ impl LineParser<'_> {
         }
         let mut fields = Vec::new();
         loop {
-            let key = self.token(b",= ", b",= ")?;
-            if key.is_empty() {
-                return Err(self.err("missing field key (a point needs at least one field)"));
-            }
-            if self.peek() != Some(b'=') {
-                return Err(self.err(format!("field {key:?} has no '=value'")));
-            }
-            self.pos += 1;
+            let key = self.key_then_eq(
+                "field",
+                "missing field key (a point needs at least one field)",
+            )?;
             let value = self.field_value(&key)?;
             fields.push((key, value));
             match self.peek() {
