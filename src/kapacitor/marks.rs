@@ -190,13 +190,7 @@ impl TaskListing {
             self.revivals.len()
         )?;
         writeln!(f)?;
-        let tw = self
-            .revivals
-            .iter()
-            .map(|r| r.task.len())
-            .max()
-            .unwrap_or(0)
-            .max(4);
+        let tw = width(self.revivals.iter().map(|r| r.task.len()), 4);
         let rows: Vec<(&str, &str, String, &str)> = self
             .revivals
             .iter()
@@ -209,7 +203,7 @@ impl TaskListing {
                 )
             })
             .collect();
-        let ww = rows.iter().map(|r| r.2.len()).max().unwrap_or(0).max(5);
+        let ww = width(rows.iter().map(|r| r.2.len()), 5);
         writeln!(
             f,
             "{:<tw$}  {:<11}  {:<ww$}  DETAIL",
@@ -230,47 +224,36 @@ impl fmt::Display for TaskListing {
              revive_tasks brings their tasks back)",
             self.marks.len()
         )?;
-        if self.marks.is_empty() {
-            if !self.revivals.is_empty() {
-                self.fmt_revivals(f)?;
-            }
-            return Ok(());
-        }
-        let tw = self
-            .marks
-            .iter()
-            .map(|m| m.task.len())
-            .max()
-            .unwrap_or(0)
-            .max(4);
-        let nw = self
-            .marks
-            .iter()
-            .map(|m| m.node.len())
-            .max()
-            .unwrap_or(0)
-            .max(4);
-        writeln!(f)?;
-        writeln!(
-            f,
-            "{:<tw$}  {:<nw$}  {:<6}  OPEN FOR",
-            "TASK", "NODE", "EDGE"
-        )?;
-        for m in &self.marks {
+        if !self.marks.is_empty() {
+            let tw = width(self.marks.iter().map(|m| m.task.len()), 4);
+            let nw = width(self.marks.iter().map(|m| m.node.len()), 4);
+            writeln!(f)?;
             writeln!(
                 f,
-                "{:<tw$}  {:<nw$}  {:<6}  {}",
-                m.task,
-                m.node,
-                m.edge,
-                self.ago(m.marked_at_ns)
+                "{:<tw$}  {:<nw$}  {:<6}  OPEN FOR",
+                "TASK", "NODE", "EDGE"
             )?;
+            for m in &self.marks {
+                writeln!(
+                    f,
+                    "{:<tw$}  {:<nw$}  {:<6}  {}",
+                    m.task,
+                    m.node,
+                    m.edge,
+                    self.ago(m.marked_at_ns)
+                )?;
+            }
         }
         if !self.revivals.is_empty() {
             self.fmt_revivals(f)?;
         }
         Ok(())
     }
+}
+
+/// A column's width: its widest cell, at least `min` (the heading's).
+fn width(cells: impl Iterator<Item = usize>, min: usize) -> usize {
+    cells.max().unwrap_or(0).max(min)
 }
 
 #[cfg(test)]
