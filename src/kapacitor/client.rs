@@ -43,6 +43,25 @@ pub enum ApiError {
     },
 }
 
+impl ApiError {
+    /// The error and its causes on one line (reqwest's own text leaves out
+    /// the cause: connection refused, a DNS or TLS failure). Not redacted
+    /// beyond the URL: scrub secrets with `ops::redact::text`.
+    pub fn with_causes(&self) -> String {
+        let mut text = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(s) = source {
+            let s_text = s.to_string();
+            if !text.contains(&s_text) {
+                text.push_str(": ");
+                text.push_str(&s_text);
+            }
+            source = s.source();
+        }
+        text
+    }
+}
+
 /// How requests authenticate.
 #[derive(Debug, Clone)]
 enum Auth {

@@ -51,18 +51,8 @@ impl KapacitorTasks {
 
     /// The error with its causes, on one line, scrubbed of secrets.
     fn describe(&self, e: &ApiError) -> String {
-        let mut text = e.to_string();
-        let mut source = std::error::Error::source(e);
-        while let Some(s) = source {
-            let s_text = s.to_string();
-            if !text.contains(&s_text) {
-                text.push_str(": ");
-                text.push_str(&s_text);
-            }
-            source = s.source();
-        }
         let secrets: Vec<&str> = self.secrets.iter().map(String::as_str).collect();
-        crate::ops::redact::text(&text, &secrets)
+        crate::ops::redact::text(&e.with_causes(), &secrets)
     }
 
     async fn call(&self, method: Method<'_>, id: &str) -> Result<Lookup, ApiFailure> {

@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
+use crate::kapacitor::client::{KapacitorClient, Method};
 use crate::ops::config::{Config, Loaded};
 use crate::ops::redact;
 use crate::tools::probe::probe;
@@ -68,18 +69,26 @@ pub async fn connect(c: &Config, mut say: impl FnMut(String)) -> usize {
             }
         }
     }
-    let ping = format!(
-        "{}/kapacitor/v1/ping",
-        c.kapacitor.url.trim_end_matches('/')
-    );
-    match probe(&ping, Duration::from_secs(5), Duration::from_secs(10)).await {
+    // The daemon's own client: TLS settings and authentication as serve uses them.
+    let ping = async {
+        let client = KapacitorClient::new(&c.kapacitor, Duration::from_secs(10))?;
+        client
+            .send(Method::Get, "/kapacitor/v1/ping")
+            .await
+            .map(|a| a.status)
+    };
+    match ping.await {
         Ok(status) => say(format!(
             "kapacitor {}: answers (HTTP {status})",
             c.kapacitor.url
         )),
-        Err(why) => say(format!(
-            "warning: kapacitor {}: {why} (needed for ServerInfo and to revive tasks after a restart)",
-            c.kapacitor.url
+        Err(e) => say(format!(
+            "warning: kapacitor {}: {} (needed for ServerInfo and to revive tasks after a restart)",
+            c.kapacitor.url,
+            redact::text(
+                &e.with_causes(),
+                &[&c.kapacitor.password, &c.kapacitor.shared_secret]
+            )
         )),
     }
     failed
