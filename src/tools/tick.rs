@@ -193,18 +193,13 @@ const PUNCTS: [&str; 26] = [
     "%", "<", ">", "!", "[", "]", "{", "}",
 ];
 
+/// The lambda parser's units, plus `us`/`µs` (accepted here too; Kapacitor's
+/// lexer knows only `u`/`µ`).
 fn unit_nanos(unit: &str) -> Option<i64> {
-    Some(match unit {
-        "ns" => 1,
-        "u" | "us" | "µ" | "µs" => 1_000,
-        "ms" => 1_000_000,
-        "s" => 1_000_000_000,
-        "m" => 60_000_000_000,
-        "h" => 3_600_000_000_000,
-        "d" => 86_400_000_000_000,
-        "w" => 604_800_000_000_000,
-        _ => return None,
-    })
+    match unit {
+        "us" | "µs" => Some(1_000),
+        u => crate::alert::expr::duration_unit_nanos(u),
+    }
 }
 
 struct Lexer<'a> {

@@ -52,7 +52,7 @@ mod value;
 use std::sync::Arc;
 
 pub use ast::{Literal, Node, Op, format_duration};
-pub use parser::{MAX_DEPTH, MAX_TOKENS, ParseError, parse};
+pub use parser::{MAX_DEPTH, MAX_TOKENS, ParseError, duration_unit_nanos, parse};
 pub use regex::{GoRegex, RegexError};
 pub use value::{Type, Value, ValueRef};
 

@@ -488,7 +488,15 @@ pub(crate) fn parse_duration_literal(text: &str) -> Option<i64> {
         return None;
     }
     let n: i64 = text[..digits_end].parse().ok()?;
-    let unit: i64 = match &text[digits_end..] {
+    let unit = duration_unit_nanos(&text[digits_end..])?;
+    Some(n.wrapping_mul(unit))
+}
+
+/// Nanoseconds per unit of a TICKscript duration literal (`ns`, `u`/`µ`,
+/// `ms`, `s`, `m`, `h`, `d`, `w`).
+pub fn duration_unit_nanos(unit: &str) -> Option<i64> {
+    Some(match unit {
+        "ns" => 1,
         "u" | "µ" => 1_000,
         "ms" => 1_000_000,
         "s" => 1_000_000_000,
@@ -496,10 +504,8 @@ pub(crate) fn parse_duration_literal(text: &str) -> Option<i64> {
         "h" => 3_600_000_000_000,
         "d" => 86_400_000_000_000,
         "w" => 604_800_000_000_000,
-        "ns" => 1,
         _ => return None,
-    };
-    Some(n.wrapping_mul(unit))
+    })
 }
 
 struct Parser<'s> {
