@@ -915,24 +915,28 @@ impl State {
             .filter_map(|q| q.rows.front())
             .filter(|r| r.seq >= 0)
             .map(|r| r.seq)
-            .take(1000)
             .collect();
         if waiting.is_empty() {
             return;
         }
-        let (reply, rx) = oneshot::channel();
-        if self
-            .db
-            .send(DbOp::States {
-                seqs: waiting,
-                reply,
-            })
-            .is_err()
-        {
-            return;
+        // Every waiting head, each second (what `outbox retry|drop` promise),
+        // asked in batches so no one database operation grows without bound.
+        let mut states: HashMap<i64, Option<(bool, i64)>> = HashMap::with_capacity(waiting.len());
+        for seqs in waiting.chunks(1000) {
+            let (reply, rx) = oneshot::channel();
+            if self
+                .db
+                .send(DbOp::States {
+                    seqs: seqs.to_vec(),
+                    reply,
+                })
+                .is_err()
+            {
+                return;
+            }
+            let Ok(batch) = rx.await else { return };
+            states.extend(batch);
         }
-        let Ok(states) = rx.await else { return };
-        let states: HashMap<i64, Option<(bool, i64)>> = states.into_iter().collect();
         let keys: Vec<Arc<str>> = self.queues.keys().cloned().collect();
         for key in keys {
             let Some(q) = self.queues.get_mut(&key) else {
