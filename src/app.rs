@@ -327,7 +327,7 @@ async fn run_durable(
     watch_stop: &CancellationToken,
 ) -> Result<(), AppError> {
     // Session marks older than this are the previous agent process's.
-    let started_ns = crate::delivery::outbox::now_ns();
+    let started_ns = crate::ops::now_ns();
     let delivery = Delivery::start_with(config, &CancellationToken::new(), |outbox| {
         ViewingCommitter::new(outbox).logging()
     })?;

@@ -10,9 +10,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::alert::{Event, Format, Level, Route, Series};
-use crate::delivery::outbox::{HeldEvent, HeldKind, Outbox, OutboxError, Selection, now_ns};
+use crate::delivery::outbox::{HeldEvent, HeldKind, Outbox, OutboxError, Selection};
 use crate::delivery::pagertree::{self, Endpoints, HttpClient, Outcome};
 use crate::ops::config::Config;
+use crate::ops::now_ns;
 use crate::ops::redact;
 
 /// A CLI-level failure, with what the user should fix.

@@ -47,10 +47,11 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::delivery::backoff::Backoff;
-use crate::delivery::outbox::{self, Outbox, OutboxError, StoredRow, now_ns};
+use crate::delivery::outbox::{self, Outbox, OutboxError, StoredRow};
 use crate::delivery::pagertree::{self, Answer, HttpClient, Outcome, SendError};
 use crate::ops::config::DeliveryConfig;
 use crate::ops::metrics::{OutcomeLabel, metrics};
+use crate::ops::now_ns;
 use crate::ops::redact;
 
 /// The dispatcher's settings (from `[delivery]`).

@@ -46,7 +46,7 @@ use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
@@ -57,6 +57,7 @@ use crate::alert::store::{AlertStateStore, StoreError, StoredAlert};
 use crate::alert::{Event, Format, Level};
 use crate::delivery::pagertree::{self, Endpoints};
 use crate::ops::metrics::metrics;
+use crate::ops::now_ns;
 use crate::ops::redact;
 
 mod held;
@@ -209,14 +210,6 @@ pub enum ImportError {
 
 fn sql(what: &'static str) -> impl FnOnce(rusqlite::Error) -> OutboxError {
     move |source| OutboxError::Sql { what, source }
-}
-
-/// Nanoseconds since the epoch, now.
-pub fn now_ns() -> i64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0)
 }
 
 /// One undelivered event as the dispatcher sees it.

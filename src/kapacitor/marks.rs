@@ -18,8 +18,9 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::delivery::outbox::{Outbox, OutboxError, RevivalRow, SessionMark, now_ns};
+use crate::delivery::outbox::{Outbox, OutboxError, RevivalRow, SessionMark};
 use crate::kapacitor::revive::Arrivals;
+use crate::ops::now_ns;
 use crate::proto::EdgeType;
 use crate::udf::session::{
     LogSessionEvents, NodeKey, SessionEnd, SessionEvents, SessionRecord, edge_name,

@@ -40,7 +40,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::delivery::outbox::now_ns;
+use crate::ops::now_ns;
 
 /// What Kapacitor says about a task.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -12,6 +12,14 @@ pub mod metrics;
 pub mod redact;
 pub mod systemd;
 
+/// Nanoseconds since the epoch, now (0 before 1970).
+pub fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
 /// Runs short blocking work (a small SQLite write, a bounded HTTP read) from
 /// async code without stalling the runtime: on the multi-thread runtime the
 /// worker hands its other tasks over first (`block_in_place`); elsewhere

@@ -5,7 +5,7 @@
 //! |---|---|
 //! | `GET /metrics` | every series, Prometheus/OpenMetrics text |
 //! | `GET /healthz` | `200 ok`: the process is up and serving HTTP |
-//! | `GET /readyz` | `200 ready`, or `503` with one reason per line (sockets not listening, outbox degraded) |
+//! | `GET /readyz` | `200 ready`, or `503` with one reason per line (sockets not listening, outbox degraded, `max_connections` reached) |
 //! | `GET /api/v1/alerts` | `{"alerts": [OpenAlert…]}`: the open alerts (see [`crate::tools::status`]) |
 //!
 //! Anything else is `404`; another method on a known route `405`.

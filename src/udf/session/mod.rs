@@ -22,7 +22,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
@@ -35,6 +35,7 @@ use crate::alert::Event;
 use crate::alert::handler::{Handler, HandlerFactory, Output};
 use crate::alert::sink::Sink;
 use crate::ops::metrics::{EdgeLabel, ReasonLabel, metrics};
+use crate::ops::now_ns;
 use crate::proto::{
     EdgeType, ErrorResponse, InitResponse, KeepaliveResponse, Point, Request, Response,
     RestoreResponse, SnapshotResponse, request, response,
@@ -100,13 +101,6 @@ pub struct SessionContext {
     pub factory: Arc<dyn HandlerFactory>,
     pub sink: Sink,
     pub events: Arc<dyn SessionEvents>,
-}
-
-fn now_ns() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0)
 }
 
 fn resp(message: response::Message) -> Response {
